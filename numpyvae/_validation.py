@@ -1,0 +1,150 @@
+"""Input checks: the one place where numpyvae words its error messages.
+
+Public entry points call these once, at the boundary; the math inside
+trusts its callers. Every message names the argument, what was expected
+and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def describe(a) -> str:
+    """Short description of a value for an error message."""
+    if isinstance(a, np.ndarray):
+        return f"array of shape {a.shape} and dtype {a.dtype}"
+    return f"{type(a).__name__}"
+
+
+def check_float_array(a, name: str, ndim: int | None = None) -> np.ndarray:
+    """Return `a` unchanged if it is a float32/float64 ndarray of `ndim`.
+
+    Raises TypeError for anything that is not an ndarray of float32 or
+    float64, and ValueError for the wrong number of dimensions. No copy,
+    no conversion: this is for kernels, whose callers own the dtype.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {describe(a)}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: expected dtype float32 or float64, got {a.dtype}"
+        )
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-d array, got shape {a.shape}"
+        )
+    return a
+
+
+def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
+    """Raise TypeError unless all arrays share one float dtype."""
+    items = list(arrays.items())
+    first_name, first = items[0]
+    for name, a in items[1:]:
+        if a.dtype != first.dtype:
+            raise TypeError(
+                f"{name}: expected dtype {first.dtype} like {first_name}, "
+                f"got {a.dtype}; convert one of them first"
+            )
+    return first.dtype
+
+
+def check_same_shape(ref_name: str, ref: np.ndarray, **arrays) -> None:
+    """Raise ValueError unless every array has the shape of `ref`."""
+    for name, a in arrays.items():
+        if a.shape != ref.shape:
+            raise ValueError(
+                f"{name}: expected shape {ref.shape} like {ref_name}, "
+                f"got {a.shape}"
+            )
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+    """Raise ValueError if `a` holds NaN or inf."""
+    if not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(
+            f"{name}: expected finite values, got {a[tuple(bad)]} at index "
+            f"{tuple(int(i) for i in bad)}"
+        )
+
+
+def check_unit_interval(a: np.ndarray, name: str) -> None:
+    """Raise ValueError unless every entry lies in [0, 1] (no NaN/inf)."""
+    if a.size == 0:
+        return
+    lo, hi = a.min(), a.max()
+    if not (lo >= 0 and hi <= 1):  # also False for NaN
+        check_finite(a, name)
+        raise ValueError(
+            f"{name}: expected values in [0, 1] for a Bernoulli likelihood, "
+            f"got values in [{lo}, {hi}]"
+        )
+
+
+def check_positive(value, name: str, allow_zero: bool = False) -> float:
+    """Return `value` as a float if it is a real number > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {describe(value)}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not (ok and np.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value}")
+    return value
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """Return `value` as an int if it is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_data(x, name: str, dtype, n_features: int | None = None,
+            unit_interval: bool = False) -> np.ndarray:
+    """Convert real float data to `dtype` once; reject everything else.
+
+    Accepts a 2-d ndarray of float16/32/64 (or a list of floats) of shape
+    (n, n_features) with n >= 1 and finite values. Integer and boolean
+    arrays are refused with a hint on how to scale them, never silently
+    divided; complex and object arrays are refused. Returns `x` itself
+    when it already has the requested dtype (no copy).
+    """
+    dtype = np.dtype(dtype)
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {describe(x)}")
+    kind = x.dtype.kind
+    if kind in "iub":
+        hint = " (for uint8 images 0..255 use x.astype('float32') / 255)" \
+            if kind in "iu" else ""
+        raise TypeError(
+            f"{name}: expected floating-point data, got dtype {x.dtype}{hint}"
+        )
+    if kind != "f":
+        raise TypeError(f"{name}: expected real floating-point data, got dtype {x.dtype}")
+    if x.ndim != 2:
+        hint = "; flatten images first, e.g. x.reshape(len(x), -1)" if x.ndim > 2 else ""
+        want = f"(n, {n_features})" if n_features is not None else "(n, d)"
+        raise ValueError(f"{name}: expected shape {want}, got {x.shape}{hint}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one example, got shape {x.shape}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(
+            f"{name}: expected shape (n, {n_features}), got {x.shape}"
+        )
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    check_finite(x, name)
+    if unit_interval:
+        check_unit_interval(x, name)
+    return x

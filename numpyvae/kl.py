@@ -1,0 +1,116 @@
+"""KL(q_phi(z|x) || r(z)) for a Gaussian posterior and the standard prior.
+
+The ELBO of the notes subtracts E_x[KL(q_phi(.|x) || r)] from the
+reconstruction term. With r = N(0, I) and a Gaussian q the KL has a
+closed form, so no sampling is needed for it. Two posteriors:
+
+* diagonal: q = N(mu, diag(exp(log_var))), the usual VAE encoder;
+* fixed width: q = N(lambda(x), Delta^2 I), the notes' form, where only
+  the mean lambda(x) (called ``mu`` in code) is learned and the KL grows
+  like ||lambda(x)||^2 plus terms that do not depend on phi.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import (check_float_array, check_positive, check_same_dtype,
+                          check_same_shape)
+
+Array = NDArray[np.floating]
+
+
+def kl_forward(mu: Array, log_var: Array) -> tuple[Array, tuple[Array, Array]]:
+    """KL of N(mu, diag(exp(log_var))) from N(0, I), per example.
+
+    Parameters
+    ----------
+    mu : ndarray, shape (n, d_z)
+    log_var : ndarray, shape (n, d_z)
+        Log variances (not log standard deviations), same dtype as `mu`.
+
+    Returns
+    -------
+    kl : ndarray, shape (n,)
+    cache : tuple ``(mu, var)`` with var = exp(log_var)
+
+    Notes
+    -----
+    Forward:   kl = 0.5 * sum_j (mu_j^2 + exp(log_var_j) - log_var_j - 1)
+    Backward:  dkl/dmu_j      = mu_j
+               dkl/dlog_var_j = 0.5 * (exp(log_var_j) - 1)
+
+    The KL is zero exactly when mu = 0 and log_var = 0, i.e. q = r.
+
+    Examples
+    --------
+    >>> kl_forward(np.zeros((1, 3)), np.zeros((1, 3)))[0]
+    array([0.])
+    """
+    check_float_array(mu, "mu", ndim=2)
+    check_float_array(log_var, "log_var", ndim=2)
+    check_same_shape("mu", mu, log_var=log_var)
+    check_same_dtype(mu=mu, log_var=log_var)
+    var = np.exp(log_var)  # (n, d_z)
+    kl = 0.5 * (mu * mu + var - log_var - 1.0).sum(axis=1)
+    return kl, (mu, var)
+
+
+def kl_backward(dkl: Array, cache: tuple[Array, Array]) -> tuple[Array, Array]:
+    """Gradients of `kl_forward` given ``dkl`` of shape (n,); see its Notes.
+
+    Returns
+    -------
+    dmu : ndarray, shape (n, d_z)
+    dlog_var : ndarray, shape (n, d_z)
+    """
+    mu, var = cache
+    dkl = dkl[:, None]
+    return dkl * mu, dkl * (0.5 * (var - 1.0))
+
+
+def kl_fixed_forward(mu: Array, delta: float) -> tuple[Array, Array]:
+    """KL of N(mu, delta^2 I) from N(0, I), per example (fixed width).
+
+    Parameters
+    ----------
+    mu : ndarray, shape (n, d_z)
+        The encoder mean lambda_phi(x).
+    delta : float
+        The fixed posterior standard deviation, > 0 (at delta = 0 the
+        posterior is a point mass and the KL is infinite).
+
+    Returns
+    -------
+    kl : ndarray, shape (n,)
+    cache : ndarray
+        `mu` itself.
+
+    Notes
+    -----
+    Forward:   kl = 0.5 * sum_j (mu_j^2 + delta^2 - log(delta^2) - 1)
+    Backward:  dkl/dmu_j = mu_j
+
+    Only the ||mu||^2 term depends on the encoder, which is why the KL
+    alone pulls every lambda(x) to 0.
+
+    Examples
+    --------
+    >>> kl_fixed_forward(np.array([[3.0, 4.0]]), 1.0)[0]
+    array([12.5])
+    """
+    check_float_array(mu, "mu", ndim=2)
+    delta = check_positive(delta, "delta")
+    d_z = mu.shape[1]
+    const = 0.5 * d_z * (delta * delta - math.log(delta * delta) - 1.0)
+    kl = 0.5 * (mu * mu).sum(axis=1) + const
+    return kl, mu
+
+
+def kl_fixed_backward(dkl: Array, cache: Array) -> Array:
+    """Gradient of `kl_fixed_forward`: dmu = dkl[:, None] * mu."""
+    mu = cache
+    return dkl[:, None] * mu

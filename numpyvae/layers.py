@@ -1,0 +1,124 @@
+"""The dense (fully connected) layer and its initializers.
+
+Every network in numpyvae -- the encoder lambda_phi(x) and the decoder
+mu_theta(z) of the notes -- is a stack of dense layers ``h = x W + b``
+with an activation between them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import check_float_array, check_same_dtype
+
+Array = NDArray[np.floating]
+
+
+def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Array]]:
+    """Affine map of a batch of row vectors.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d_in)
+    W : ndarray, shape (d_in, d_out)
+    b : ndarray, shape (d_out,)
+        All three of one dtype, float32 or float64.
+
+    Returns
+    -------
+    h : ndarray, shape (n, d_out)
+    cache : tuple ``(x, W)``, exactly what `dense_backward` needs.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a float array, or the dtypes differ.
+    ValueError
+        If the shapes do not chain.
+
+    Notes
+    -----
+    Forward:   h[i, j] = sum_k x[i, k] W[k, j] + b[j]
+    Backward:  dx = dh W^T,   dW = x^T dh,   db[j] = sum_i dh[i, j]
+
+    Examples
+    --------
+    >>> x = np.ones((2, 3)); W = np.ones((3, 1)); b = np.zeros(1)
+    >>> dense_forward(x, W, b)[0]
+    array([[3.],
+           [3.]])
+    """
+    check_float_array(x, "x", ndim=2)
+    check_float_array(W, "W", ndim=2)
+    check_float_array(b, "b", ndim=1)
+    check_same_dtype(x=x, W=W, b=b)
+    if W.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"W: expected shape ({x.shape[1]}, d_out) to match x of shape "
+            f"{x.shape}, got {W.shape}"
+        )
+    if b.shape != (W.shape[1],):
+        raise ValueError(f"b: expected shape ({W.shape[1]},) like W's columns, got {b.shape}")
+    h = x @ W + b  # (n, d_out)
+    return h, (x, W)
+
+
+def dense_backward(dh: Array, cache: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+    """Gradients of `dense_forward` given ``dh = dloss/dh``; see its Notes.
+
+    Returns
+    -------
+    dx : ndarray, shape (n, d_in)
+    dW : ndarray, shape (d_in, d_out)
+    db : ndarray, shape (d_out,)
+    """
+    x, W = cache
+    return dh @ W.T, x.T @ dh, dh.sum(axis=0)
+
+
+def init_dense(rng: np.random.Generator, d_in: int, d_out: int,
+               dtype="float32", scheme: str = "glorot") -> tuple[Array, Array]:
+    """Draw the weights of a dense layer; the bias starts at zero.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The only source of randomness.
+    d_in, d_out : int
+        Fan-in and fan-out.
+    dtype : str or numpy dtype
+        float32 or float64; the draw itself is made in this dtype.
+    scheme : {"glorot", "he"}
+        "glorot": W ~ U(-a, a) with a = sqrt(6 / (d_in + d_out)), which
+        keeps the variance of activations and gradients near 1 for tanh
+        and linear layers (Glorot & Bengio, 2010).
+        "he": W ~ N(0, 2 / d_in), the right scale before a relu
+        (He et al., 2015).
+
+    Returns
+    -------
+    W : ndarray, shape (d_in, d_out)
+    b : ndarray, shape (d_out,)
+
+    Examples
+    --------
+    >>> W, b = init_dense(np.random.default_rng(0), 3, 2, dtype="float64")
+    >>> W.shape, b.dtype
+    ((3, 2), dtype('float64'))
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    if scheme == "glorot":
+        limit = math.sqrt(6.0 / (d_in + d_out))
+        W = rng.random((d_in, d_out), dtype=dtype) * (2 * limit) - limit
+    elif scheme == "he":
+        W = rng.standard_normal((d_in, d_out), dtype=dtype) * math.sqrt(2.0 / d_in)
+    else:
+        raise ValueError(f"scheme: expected 'glorot' or 'he', got {scheme!r}")
+    return W.astype(dtype, copy=False), np.zeros(d_out, dtype=dtype)

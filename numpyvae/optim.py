@@ -1,0 +1,199 @@
+"""Optimizers that update a dict of parameter arrays in place.
+
+Params, grads and optimizer moments are flat dicts with the same keys
+(``enc0.W``, ``mu.b``, ...). The state is plain arrays so a checkpoint
+can store it in an ``.npz`` and training can resume bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import check_positive
+
+Array = NDArray[np.floating]
+
+
+def _check_grads(params: dict, grads: dict) -> None:
+    if params.keys() != grads.keys():
+        missing = sorted(set(params) - set(grads))
+        extra = sorted(set(grads) - set(params))
+        raise ValueError(f"grads: expected the keys of params; missing {missing}, extra {extra}")
+    for name, p in params.items():
+        g = grads[name]
+        if g.shape != p.shape or g.dtype != p.dtype:
+            raise ValueError(
+                f"grads[{name!r}]: expected shape {p.shape} and dtype {p.dtype}, "
+                f"got {g.shape} and {g.dtype}"
+            )
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015), Algorithm 1, with bias correction.
+
+    Parameters
+    ----------
+    lr : float
+        Step size alpha, > 0. Default 1e-3.
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates, in [0, 1).
+    epsilon : float
+        The constant added to sqrt(v_hat), > 0. Default 1e-8.
+
+    Notes
+    -----
+    For each parameter theta with gradient g, at step t = 1, 2, ...:
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        m_hat = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
+        theta = theta - lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    The code uses the algebraically identical form of the paper's
+    Section 2, which folds both bias corrections into one scalar and
+    saves two passes over memory:
+
+        lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+        theta = theta - lr_t * m / (sqrt(v) + epsilon * sqrt(1 - beta2^t))
+
+    (multiply numerator and denominator of m_hat / (sqrt(v_hat) + eps) by
+    sqrt(1 - beta2^t)). Moments are kept in the parameters' dtype and the
+    scalars are cast to it, so a float32 model never touches float64.
+
+    Examples
+    --------
+    >>> params = {"w": np.array([1.0])}
+    >>> opt = Adam(lr=0.1)
+    >>> opt.step(params, {"w": np.array([2.0])})
+    >>> params["w"]  # the first Adam step moves by about lr
+    array([0.9])
+    """
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-8):
+        self.lr = check_positive(lr, "lr")
+        for name, value in (("beta1", beta1), ("beta2", beta2)):
+            check_positive(value, name, allow_zero=True)
+            if not value < 1:
+                raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.epsilon = check_positive(epsilon, "epsilon")
+        self.t = 0
+        self.m: dict[str, Array] = {}
+        self.v: dict[str, Array] = {}
+        self._scratch: dict[str, Array] = {}
+
+    def step(self, params: dict, grads: dict) -> None:
+        """Apply one Adam update to every array of `params`, in place."""
+        _check_grads(params, grads)
+        if not self.m:
+            self.m = {k: np.zeros_like(p) for k, p in params.items()}
+            self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.t += 1
+        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
+        lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
+        eps_t = self.epsilon * c2
+        for name, p in params.items():
+            self._update(name, p, grads[name], lr_t, eps_t)
+
+    def _update(self, name: str, p: Array, g: Array, lr_t: float, eps_t: float) -> None:
+        m, v = self.m[name], self.v[name]
+        dt = p.dtype.type
+        buf = self._scratch.get(name)
+        if buf is None:
+            buf = self._scratch[name] = np.empty_like(p)
+        # m = beta1 m + (1 - beta1) g, written as m += (1 - beta1) (g - m)
+        np.subtract(g, m, out=buf)
+        buf *= dt(1.0 - self.beta1)
+        m += buf
+        # v = beta2 v + (1 - beta2) g^2
+        np.multiply(g, g, out=buf)
+        buf *= dt(1.0 - self.beta2)
+        v *= dt(self.beta2)
+        v += buf
+        # p -= lr_t * m / (sqrt(v) + eps_t)
+        np.sqrt(v, out=buf)
+        buf += dt(eps_t)
+        np.divide(m, buf, out=buf)
+        buf *= dt(lr_t)
+        p -= buf
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The state as arrays: ``t`` and ``m.<name>``, ``v.<name>``."""
+        state = {"t": np.array(self.t, dtype=np.int64)}
+        for name in self.m:
+            state[f"m.{name}"] = self.m[name]
+            state[f"v.{name}"] = self.v[name]
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state produced by `state_dict` (arrays are copied)."""
+        self.t = int(state["t"])
+        names = [k[2:] for k in state if k.startswith("m.")]
+        self.m = {k: np.array(state[f"m.{k}"]) for k in names}
+        self.v = {k: np.array(state[f"v.{k}"]) for k in names}
+        self._scratch = {}
+
+    def config(self) -> dict:
+        """Hyperparameters, JSON-ready."""
+        return {"name": "adam", "lr": self.lr, "beta1": self.beta1,
+                "beta2": self.beta2, "epsilon": self.epsilon}
+
+
+class SGD:
+    """Stochastic gradient descent with optional (heavy-ball) momentum.
+
+    Notes
+    -----
+    Without momentum:  theta = theta - lr * g
+    With momentum mu:  v = mu * v + g,   theta = theta - lr * v
+
+    Examples
+    --------
+    >>> params = {"w": np.array([1.0])}
+    >>> SGD(lr=0.1).step(params, {"w": np.array([2.0])})
+    >>> params["w"]
+    array([0.8])
+    """
+
+    def __init__(self, lr: float = 1e-2, momentum: float = 0.0):
+        self.lr = check_positive(lr, "lr")
+        self.momentum = check_positive(momentum, "momentum", allow_zero=True)
+        if not self.momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum}")
+        self.t = 0
+        self.velocity: dict[str, Array] = {}
+
+    def step(self, params: dict, grads: dict) -> None:
+        """Apply one update to every array of `params`, in place."""
+        _check_grads(params, grads)
+        self.t += 1
+        for name, p in params.items():
+            g = grads[name]
+            dt = p.dtype.type
+            if self.momentum > 0:
+                v = self.velocity.setdefault(name, np.zeros_like(p))
+                v *= dt(self.momentum)
+                v += g
+                g = v
+            p -= dt(self.lr) * g
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The state as arrays: ``t`` and ``velocity.<name>``."""
+        state = {"t": np.array(self.t, dtype=np.int64)}
+        for name, v in self.velocity.items():
+            state[f"velocity.{name}"] = v
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state produced by `state_dict` (arrays are copied)."""
+        self.t = int(state["t"])
+        self.velocity = {k[len("velocity."):]: np.array(v) for k, v in state.items()
+                         if k.startswith("velocity.")}
+
+    def config(self) -> dict:
+        """Hyperparameters, JSON-ready."""
+        return {"name": "sgd", "lr": self.lr, "momentum": self.momentum}
