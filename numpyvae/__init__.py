@@ -6,7 +6,8 @@ differences. See docs/math-to-code.md for where each equation lives.
 
 from .gradcheck import gradcheck
 from .optim import SGD, Adam
+from .vae import VAE
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "SGD", "gradcheck", "__version__"]
+__all__ = ["Adam", "SGD", "VAE", "gradcheck", "__version__"]

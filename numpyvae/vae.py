@@ -1,0 +1,240 @@
+"""The user-facing VAE: a configuration, its parameters, and methods that
+call the pure functions of `model.py`.
+
+Encoder lambda_phi(x) -> q_phi(z|x) = N(mu, diag(exp(log_var))) (or the
+notes' N(lambda(x), delta^2 I)); prior r(z) = N(0, I); decoder
+mu_theta(z) -> p_theta(x|z), Bernoulli from logits or Gaussian with a
+fixed sigma.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import as_data, check_int, check_positive, describe
+from .activations import ACTIVATIONS, sigmoid
+from .model import (VAEConfig, decoder_forward, encoder_forward, init_params,
+                    loss_backward, loss_forward)
+from .sampling import draw_eps
+
+Array = NDArray[np.floating]
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+POSTERIORS = ("diagonal", "fixed")
+
+
+def as_generator(rng, name: str = "rng") -> np.random.Generator:
+    """A numpy Generator from a Generator, an int seed, or None (seed 0)."""
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"{name}: expected a numpy.random.Generator or a non-negative int seed, "
+                    f"got {describe(rng)}")
+
+
+def make_config(input_dim, latent_dim, hidden=(400,), activation="relu",
+                likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
+                dtype="float32") -> VAEConfig:
+    """Validate the constructor's arguments into a `VAEConfig`."""
+    input_dim = check_int(input_dim, "input_dim", 1)
+    latent_dim = check_int(latent_dim, "latent_dim", 1)
+    if isinstance(hidden, (int, np.integer)):
+        raise TypeError(f"hidden: expected a sequence of layer widths such as (400,), got {hidden}")
+    hidden = tuple(check_int(h, "hidden", 1) for h in hidden)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    if likelihood == "bernoulli":
+        if sigma is not None:
+            raise ValueError("sigma: only used with likelihood='gaussian'; leave it None")
+    elif likelihood == "gaussian":
+        sigma = 1.0 if sigma is None else check_positive(sigma, "sigma")
+    else:
+        raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+    if posterior == "diagonal":
+        if delta is not None:
+            raise ValueError("delta: only used with posterior='fixed'; leave it None")
+    elif posterior == "fixed":
+        delta = 1.0 if delta is None else check_positive(delta, "delta", allow_zero=True)
+    else:
+        raise ValueError(f"posterior: expected one of {POSTERIORS}, got {posterior!r}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return VAEConfig(input_dim, latent_dim, hidden, activation, likelihood, sigma,
+                     posterior, delta, dt.name)
+
+
+class VAE:
+    """A variational autoencoder with hand-written gradients.
+
+    Parameters
+    ----------
+    input_dim : int
+        d_x, the length of one (flattened) example.
+    latent_dim : int
+        d_z, the size of the latent z.
+    hidden : sequence of int
+        Hidden widths of the encoder; the decoder mirrors them. ``()``
+        gives a linear encoder and decoder.
+    activation : {"relu", "tanh", "sigmoid", "softplus", "identity"}
+    likelihood : {"bernoulli", "gaussian"}
+        Bernoulli: the decoder outputs logits and data must lie in
+        [0, 1]. Gaussian: the decoder outputs the mean of N(mean,
+        sigma^2 I).
+    sigma : float, optional
+        The Gaussian decoder's fixed standard deviation (default 1.0).
+    posterior : {"diagonal", "fixed"}
+        "diagonal": q = N(mu, diag(exp(log_var))), two encoder heads.
+        "fixed": q = N(lambda(x), delta^2 I), only the mean head.
+    delta : float, optional
+        The fixed posterior's standard deviation (default 1.0). delta = 0
+        is the deterministic autoencoder; its KL is infinite, so it needs
+        beta = 0.
+    dtype : {"float32", "float64"}
+        float32 trains fast; float64 is for gradient checks.
+    rng : numpy.random.Generator or int, optional
+        Source of the initial weights (an int is a seed; None is seed 0).
+        Also the default generator of methods that draw.
+
+    Examples
+    --------
+    >>> model = VAE(4, 2, hidden=(8,), rng=0)
+    >>> x = np.full((3, 4), 0.5, dtype=np.float32)
+    >>> mu, log_var = model.encode(x)
+    >>> mu.shape, mu.dtype
+    ((3, 2), dtype('float32'))
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation="relu",
+                 likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
+                 dtype="float32", rng=None):
+        self.config = make_config(input_dim, latent_dim, hidden, activation, likelihood,
+                                  sigma, posterior, delta, dtype)
+        self.rng = as_generator(rng)
+        self.params: dict[str, Array] = init_params(self.config, self.rng)
+
+    @classmethod
+    def from_config(cls, config: dict, params: dict | None = None) -> "VAE":
+        """Rebuild a model from `config.to_dict()` (and optional params)."""
+        cfg = dict(config)
+        model = cls(**cfg, rng=0)
+        if params is not None:
+            model.params = {k: params[k] for k in model.config.param_shapes()}
+        return model
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.config.dtype)
+
+    def _x(self, x, name="x") -> Array:
+        return as_data(x, name, self.dtype, self.config.input_dim,
+                       unit_interval=self.config.likelihood == "bernoulli")
+
+    def _z(self, z, name="z") -> Array:
+        return as_data(z, name, self.dtype, self.config.latent_dim)
+
+    def _check_beta(self, beta) -> float:
+        beta = check_positive(beta, "beta", allow_zero=True)
+        if beta > 0 and self.config.posterior == "fixed" and self.config.delta == 0:
+            raise ValueError("beta: the KL of a delta=0 (point-mass) posterior is infinite; "
+                             "use beta=0 with delta=0, or a delta > 0")
+        return beta
+
+    def loss_and_grads(self, x, eps, beta: float = 1.0) -> tuple[float, dict]:
+        """Batch-mean loss -log p(x|z) + beta * KL, and its gradients.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, input_dim)
+        eps : ndarray, shape (n, latent_dim)
+            Standard-normal noise; z = mu + sigma * eps. Fixed eps makes
+            the loss deterministic.
+        beta : float
+            KL weight, >= 0.
+
+        Returns
+        -------
+        loss : float
+            Nats per example.
+        grads : dict
+            Same keys, shapes and dtypes as `params`.
+        """
+        x = self._x(x)
+        eps = self._z(eps, "eps")
+        if eps.shape[0] != x.shape[0]:
+            raise ValueError(f"eps: expected shape ({x.shape[0]}, {self.config.latent_dim}) "
+                             f"like x's batch, got {eps.shape}")
+        beta = self._check_beta(beta)
+        loss, _, cache = loss_forward(self.params, x, eps, self.config, beta)
+        return loss, loss_backward(cache)
+
+    def encode(self, x) -> tuple[Array, Array]:
+        """Parameters of q(z|x): ``(mu, log_var)``, each (n, latent_dim).
+
+        For the fixed posterior, log_var is log(delta^2) everywhere
+        (-inf for delta = 0).
+        """
+        x = self._x(x)
+        mu, log_var, _ = encoder_forward(self.params, x, self.config)
+        if log_var is None:
+            delta = self.config.delta
+            value = 2.0 * math.log(delta) if delta > 0 else -np.inf
+            log_var = np.full_like(mu, value)
+        return mu, log_var
+
+    def decode(self, z) -> Array:
+        """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean."""
+        z = self._z(z)
+        out, _ = decoder_forward(self.params, z, self.config)
+        return sigmoid(out) if self.config.likelihood == "bernoulli" else out
+
+    def _sample_z(self, x: Array, rng: np.random.Generator) -> Array:
+        mu, log_var = self.encode(x)
+        eps = draw_eps(rng, mu.shape, self.dtype)
+        if self.config.posterior == "fixed":
+            return mu + self.config.delta * eps
+        return mu + np.exp(0.5 * log_var) * eps
+
+    def reconstruct(self, x, rng=None) -> Array:
+        """decode(mu(x)) when rng is None, else decode of a sampled z."""
+        x = self._x(x)
+        if rng is None:
+            return self.decode(self.encode(x)[0])
+        return self.decode(self._sample_z(x, as_generator(rng)))
+
+    def sample(self, n: int, rng=None) -> Array:
+        """n decoded means of z ~ r(z) = N(0, I)."""
+        n = check_int(n, "n", 1)
+        rng = self.rng if rng is None else as_generator(rng)
+        z = draw_eps(rng, (n, self.config.latent_dim), self.dtype)
+        return self.decode(z)
+
+    def elbo(self, x, rng=None) -> Array:
+        """Per-example ELBO log p(x|z) - KL with one reparameterized z (nats).
+
+        The KL is analytic; the reconstruction term uses one sample.
+        """
+        terms = self.elbo_terms(x, rng)
+        return terms["log_lik"] - terms["kl"]
+
+    def elbo_terms(self, x, rng=None) -> dict[str, Array]:
+        """Per-example ``log_lik`` and ``kl`` of one reparameterized sample."""
+        x = self._x(x)
+        rng = self.rng if rng is None else as_generator(rng)
+        eps = draw_eps(rng, (x.shape[0], self.config.latent_dim), self.dtype)
+        _, terms, _ = loss_forward(self.params, x, eps, self.config, 0.0)
+        return terms
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"VAE(input_dim={c.input_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
+                f"likelihood={c.likelihood!r}, posterior={c.posterior!r}, dtype={c.dtype!r})")
