@@ -4,10 +4,15 @@ Every gradient is written by hand and checked against finite
 differences. See docs/math-to-code.md for where each equation lives.
 """
 
+from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .gradcheck import gradcheck
 from .optim import SGD, Adam
+from .train import Trainer, TrainingDiverged, fit
 from .vae import VAE
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "SGD", "VAE", "gradcheck", "__version__"]
+__all__ = [
+    "Adam", "CheckpointError", "SGD", "Trainer", "TrainingDiverged", "VAE",
+    "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
+]

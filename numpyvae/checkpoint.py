@@ -1,0 +1,240 @@
+"""Checkpoints: one ``.npz`` of arrays whose metadata is a JSON document.
+
+Layout of the file (a NumPy ``.npz``, read with ``allow_pickle=False``):
+
+* ``params/<name>``: every model parameter (``params/enc0.W``, ...);
+* ``optimizer/<key>``: the optimizer state (Adam's ``t``, ``m.*``, ``v.*``);
+* ``trainer/perm``: the order of an epoch in progress, when there is one;
+* ``meta.json``: a uint8 array holding UTF-8 JSON with the format
+  version, the library version, the model config, the optimizer config,
+  the trainer state (epoch, step, generator state, history) and a
+  SHA-256 per array.
+
+Keeping the JSON inside the ``.npz`` makes a checkpoint one file, so one
+``os.replace`` switches from the old checkpoint to the new one: a crash
+while saving leaves the previous file intact. `load` checks every array
+against the JSON (names, shapes, dtypes, checksums, finiteness) and
+raises `CheckpointError` (a ValueError) naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "numpyvae-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt or inconsistent."""
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and C-order bytes."""
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` returns."""
+
+    model: object
+    optimizer: object | None
+    trainer_state: dict | None
+    arrays: dict
+    meta: dict
+
+
+def _optimizer_from_config(config: dict):
+    from .optim import SGD, Adam
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    if config.get("name") == "adam":
+        return Adam(**kwargs)
+    if config.get("name") == "sgd":
+        return SGD(**kwargs)
+    raise CheckpointError(f"unknown optimizer {config.get('name')!r}")
+
+
+def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    model : VAE
+    path : str or Path
+        Destination; ``.npz`` is appended if missing.
+    optimizer : Adam or SGD, optional
+        Its hyperparameters and state are stored for resuming.
+    trainer : Trainer, optional
+        Epoch, step, generator state and history, for a bit-identical resume.
+    extra : dict, optional
+        JSON-ready user metadata.
+
+    Returns
+    -------
+    Path of the written file.
+    """
+    from . import __version__
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    arrays = {f"params/{k}": v for k, v in model.params.items()}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "numpyvae_version": __version__, "config": model.config.to_dict(),
+            "optimizer": None, "trainer": None, "extra": extra or {}}
+    if optimizer is None and trainer is not None:
+        optimizer = trainer.optimizer
+    if optimizer is not None:
+        meta["optimizer"] = optimizer.config()
+        arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
+    if trainer is not None:
+        meta["trainer"] = {"epoch": trainer.epoch, "step": trainer.step, "beta": trainer.beta,
+                           "batch_size": trainer.batch_size, "sums": trainer.sums,
+                           "rng": trainer.rng.bit_generator.state, "history": trainer.history}
+        if trainer.perm is not None:
+            arrays["trainer/perm"] = trainer.perm
+    meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
+    blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
+    arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _read_arrays(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        raise CheckpointError(f"{path}: not a valid .npz archive ({e})") from None
+    except ValueError as e:  # object arrays need pickle; malformed headers
+        raise CheckpointError(f"{path}: unreadable array ({e})") from None
+    except (OSError, EOFError, KeyError, RuntimeError, UnicodeDecodeError,
+            NotImplementedError, OverflowError, MemoryError, SyntaxError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated file ({type(e).__name__}: {e})") \
+            from None
+
+
+def _read_meta(path: Path, arrays: dict) -> dict:
+    blob = arrays.pop("meta.json", None)
+    if blob is None:
+        raise CheckpointError(f"{path}: no meta.json entry; not a numpyvae checkpoint")
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise CheckpointError(f"{path}: meta.json must be a 1-d uint8 array")
+    try:
+        meta = json.loads(blob.tobytes().decode("utf-8"),
+                          parse_constant=lambda c: _raise_nonfinite(path, c))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: meta.json does not parse ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: meta.json is not a numpyvae checkpoint header")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown format version {meta.get('format_version')!r}; "
+                              f"this numpyvae reads version {FORMAT_VERSION}")
+    return meta
+
+
+def _raise_nonfinite(path, constant):
+    raise CheckpointError(f"{path}: meta.json contains {constant}; expected finite numbers")
+
+
+def _check_arrays(path: Path, arrays: dict, meta: dict, expected: dict) -> None:
+    """`expected` maps each array name to (shape or None, dtype)."""
+    sums = meta.get("sha256")
+    if not isinstance(sums, dict):
+        raise CheckpointError(f"{path}: meta.json has no sha256 table")
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing arrays {missing}")
+    if extra:
+        raise CheckpointError(f"{path}: unexpected arrays {extra}")
+    if set(sums) != set(arrays):
+        raise CheckpointError(f"{path}: the sha256 table does not list exactly the arrays")
+    for name, (shape, dtype) in expected.items():
+        a = arrays[name]
+        if a.dtype != np.dtype(dtype):
+            raise CheckpointError(f"{path}: {name} has dtype {a.dtype}, expected {dtype}")
+        if shape is not None and a.shape != tuple(shape):
+            raise CheckpointError(f"{path}: {name} has shape {a.shape}, expected {tuple(shape)}")
+        if array_sha256(a) != sums[name]:
+            raise CheckpointError(f"{path}: {name} does not match its checksum (corrupt data)")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or inf")
+
+
+def _expected_arrays(path: Path, meta: dict, config, arrays: dict) -> dict:
+    dtype = config.dtype
+    expected = {f"params/{k}": (s, dtype) for k, s in config.param_shapes().items()}
+    opt = meta.get("optimizer")
+    if opt is not None:
+        expected["optimizer/t"] = ((), "int64")
+        t = arrays.get("optimizer/t")
+        stepped = t is not None and t.shape == () and t.dtype.kind == "i" and int(t) > 0
+        if opt.get("name") == "adam":
+            moments = ("m", "v") if stepped else ()
+        else:
+            moments = ("velocity",) if stepped and opt.get("momentum", 0) > 0 else ()
+        for p in moments:
+            for k, s in config.param_shapes().items():
+                expected[f"optimizer/{p}.{k}"] = (s, dtype)
+    tr = meta.get("trainer")
+    if tr is not None and "trainer/perm" in arrays:
+        expected["trainer/perm"] = (None, "int64")
+    return expected
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and verify a checkpoint written by `save`.
+
+    Raises
+    ------
+    CheckpointError
+        (a ValueError) for a missing, truncated or corrupt file, an
+        unknown format version, JSON that does not parse, a missing,
+        extra, misshapen or mistyped array, a checksum mismatch, or NaN/inf.
+    """
+    from .vae import VAE
+    path = Path(path)
+    arrays = _read_arrays(path)
+    meta = _read_meta(path, arrays)
+    try:
+        model = VAE.from_config(meta["config"])
+        optimizer = None if meta.get("optimizer") is None \
+            else _optimizer_from_config(meta["optimizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config in meta.json ({e})") from None
+    _check_arrays(path, arrays, meta, _expected_arrays(path, meta, model.config, arrays))
+    model.params = {k: arrays[f"params/{k}"] for k in model.config.param_shapes()}
+    if optimizer is not None:
+        state = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                 if k.startswith("optimizer/")}
+        optimizer.load_state_dict(state)
+    return Checkpoint(model, optimizer, meta.get("trainer"), arrays, meta)
+
+
+def load(path):
+    """Load the VAE stored in a checkpoint (see `load_checkpoint`)."""
+    return load_checkpoint(path).model

@@ -1,0 +1,280 @@
+"""The training loop: shuffled minibatches, one reparameterized sample per
+example, the loss and its gradient from `model.py`, an optimizer step.
+
+Maximising the notes' bound over (theta, phi) is done by stochastic
+gradient descent on loss = mean[-log p(x|z) + beta * KL], with x drawn
+from the data and z = mu + sigma * eps, eps ~ N(0, I) (so (x, z) come
+from p(x) q_phi(z|x)). All randomness -- the order of the data and every
+eps -- comes from one `numpy.random.Generator`, whose state is part of
+the trainer's state: a run saved after any step and resumed gives the
+same parameters, bit for bit, as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ._validation import as_data, check_int
+from .model import loss_backward, loss_forward
+from .optim import Adam
+from .vae import VAE, as_generator
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_recon", "train_kl",
+                "val_elbo", "val_recon", "val_kl", "seconds")
+
+
+class TrainingDiverged(ValueError):
+    """The loss or a gradient became NaN or inf; training stopped."""
+
+
+def _first_nonfinite(loss: float, grads: dict) -> str | None:
+    """Name of the first non-finite quantity of a step, or None."""
+    if not math.isfinite(loss):
+        return f"loss ({loss})"
+    for name, g in grads.items():
+        if not math.isfinite(float(np.add.reduce(g, axis=None))):
+            return f"gradient of {name}"
+    return None
+
+
+def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
+    """Mean ELBO, reconstruction term and KL over `x` with sampled z (nats).
+
+    recon = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
+    kl = mean_i KL(q(.|x_i) || r); elbo = recon - kl.
+    """
+    x = model._x(x, "x_val")
+    log_lik_sum = kl_sum = 0.0
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        eps = rng.standard_normal((xb.shape[0], model.config.latent_dim), dtype=model.dtype)
+        _, terms, _ = loss_forward(model.params, xb, eps, model.config, 0.0)
+        log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
+        kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
+    n = x.shape[0]
+    return {"elbo": (log_lik_sum - kl_sum) / n, "recon": log_lik_sum / n, "kl": kl_sum / n}
+
+
+class Trainer:
+    """Holds what a training run needs to continue: model, optimizer, the
+    generator, the position inside the current epoch, and the history.
+
+    Parameters
+    ----------
+    model : VAE
+    optimizer : Adam or SGD, optional
+        Default ``Adam(lr=1e-3)``.
+    beta : float
+        KL weight.
+    batch_size : int
+    rng : numpy.random.Generator or int, optional
+        Data order and eps; None is seed 0.
+    """
+
+    def __init__(self, model: VAE, optimizer=None, beta: float = 1.0, batch_size: int = 128,
+                 rng=None):
+        if not isinstance(model, VAE):
+            raise TypeError(f"model: expected a numpyvae.VAE, got {type(model).__name__}")
+        self.model = model
+        self.optimizer = Adam() if optimizer is None else optimizer
+        self.beta = model._check_beta(beta)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.rng = as_generator(rng)
+        self.epoch = 0            # completed epochs
+        self.step = 0             # completed steps inside the current epoch
+        self.perm = None          # order of the current epoch, once drawn
+        self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
+        self.history: list[dict] = []
+
+    def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
+        """One optimizer step on batch `xb`; returns the loss and terms."""
+        eps = self.rng.standard_normal((xb.shape[0], self.model.config.latent_dim),
+                                       dtype=self.model.dtype)
+        loss, terms, cache = loss_forward(self.model.params, xb, eps, self.model.config,
+                                          self.beta)
+        grads = loss_backward(cache)
+        bad = _first_nonfinite(loss, grads)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
+                f"{bad} is not finite")
+        self.optimizer.step(self.model.params, grads)
+        return loss, terms
+
+    def run_epoch(self, x: np.ndarray, on_step=None) -> None:
+        """Finish the current epoch (from `self.step` on) over validated `x`."""
+        n = x.shape[0]
+        if self.perm is None:
+            self.perm = self.rng.permutation(n)
+        n_steps = math.ceil(n / self.batch_size)
+        while self.step < n_steps:
+            t0 = time.perf_counter()
+            idx = self.perm[self.step * self.batch_size:(self.step + 1) * self.batch_size]
+            loss, terms = self.train_step(x[idx])
+            self.sums[0] += loss * len(idx)
+            self.sums[1] += float(np.sum(terms["log_lik"], dtype=np.float64))
+            self.sums[2] += float(np.sum(terms["kl"], dtype=np.float64))
+            self.sums[3] += len(idx)
+            self.sums[4] += time.perf_counter() - t0
+            self.step += 1
+            if on_step is not None:
+                on_step(self)
+
+    def end_epoch(self, x_val=None) -> dict:
+        """Close the epoch: record its history row and reset the position."""
+        loss_sum, ll_sum, kl_sum, n_seen, seconds = self.sums
+        row = {"epoch": self.epoch + 1, "train_loss": loss_sum / n_seen,
+               "train_elbo": (ll_sum - kl_sum) / n_seen, "train_recon": ll_sum / n_seen,
+               "train_kl": kl_sum / n_seen}
+        if x_val is not None:
+            val = evaluate(self.model, x_val, self.rng)
+            row.update(val_elbo=val["elbo"], val_recon=val["recon"], val_kl=val["kl"])
+        row["seconds"] = seconds
+        self.history.append(row)
+        self.epoch += 1
+        self.step, self.perm = 0, None
+        self.sums = [0.0, 0.0, 0.0, 0, 0.0]
+        return row
+
+
+_BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
+                   "Philox": np.random.Philox, "SFC64": np.random.SFC64,
+                   "MT19937": np.random.MT19937}
+
+
+def generator_from_state(state: dict) -> np.random.Generator:
+    """Rebuild a Generator from ``rng.bit_generator.state``."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"rng state: unknown bit generator {name!r}")
+    bit_generator = _BIT_GENERATORS[name]()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def trainer_from_checkpoint(ckpt) -> Trainer:
+    """A `Trainer` positioned exactly where the checkpoint's run stopped."""
+    state = ckpt.trainer_state
+    if state is None:
+        raise ValueError("checkpoint: it holds no trainer state, so it cannot be resumed")
+    trainer = Trainer(ckpt.model, ckpt.optimizer, beta=state["beta"],
+                      batch_size=state["batch_size"], rng=generator_from_state(state["rng"]))
+    trainer.epoch, trainer.step = state["epoch"], state["step"]
+    trainer.sums = list(state["sums"])
+    trainer.history = list(state["history"])
+    perm = ckpt.arrays.get("trainer/perm")
+    trainer.perm = None if perm is None else np.array(perm)
+    return trainer
+
+
+def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = False,
+          checkpoint_path=None, log=print) -> list[dict]:
+    """Run `trainer` until it has completed `epochs` epochs in total.
+
+    With `checkpoint_path`, a checkpoint is written (atomically) after every
+    epoch, and on KeyboardInterrupt one is written at the last completed
+    step before the interrupt is re-raised. A diverging step raises
+    `TrainingDiverged` naming the last good checkpoint.
+    """
+    from .checkpoint import save
+    model = trainer.model
+    x_train = model._x(x_train, "x_train")
+    if x_val is not None:
+        x_val = model._x(x_val, "x_val")
+    epochs = check_int(epochs, "epochs", 1)
+    if trainer.batch_size > x_train.shape[0]:
+        raise ValueError(f"batch_size: expected at most the {x_train.shape[0]} training "
+                         f"examples, got {trainer.batch_size}")
+    bar = _progress_bar(progress, epochs, trainer.epoch)
+    try:
+        while trainer.epoch < epochs:
+            trainer.run_epoch(x_train)
+            row = trainer.end_epoch(x_val)
+            if checkpoint_path is not None:
+                save(model, checkpoint_path, trainer=trainer)
+            _report(bar, row, progress, epochs, log)
+    except KeyboardInterrupt:
+        if checkpoint_path is not None:
+            save(model, checkpoint_path, trainer=trainer)
+        raise
+    except TrainingDiverged as e:
+        where = (f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path
+                 else "; no checkpoint was being written")
+        raise TrainingDiverged(f"{e}{where}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer.history
+
+
+def _progress_bar(progress: bool, epochs: int, done: int):
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, initial=done, unit="epoch")
+
+
+def _report(bar, row: dict, progress: bool, epochs: int, log) -> None:
+    if not progress:
+        return
+    text = f"train elbo {row['train_elbo']:.2f}"
+    if "val_elbo" in row:
+        text += f", val elbo {row['val_elbo']:.2f}"
+    if bar is not None:
+        bar.set_postfix_str(text)
+        bar.update(1)
+    else:
+        log(f"epoch {row['epoch']}/{epochs}: {text} ({row['seconds']:.1f} s)")
+
+
+def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=None,
+        x_val=None, beta: float = 1.0, rng=None, progress: bool = False,
+        checkpoint_path=None) -> list[dict]:
+    """Train `model` in place and return its history.
+
+    Parameters
+    ----------
+    model : VAE
+    x_train : ndarray, shape (n, input_dim)
+        Real float data (converted once to the model's dtype); in [0, 1]
+        for a Bernoulli decoder.
+    epochs : int
+        Number of passes over `x_train`, >= 1.
+    batch_size : int
+        Examples per step, at most n.
+    optimizer : Adam or SGD, optional
+        Default ``Adam(lr=1e-3)``.
+    x_val : ndarray, optional
+        Held-out data scored after every epoch (ELBO with a sampled z).
+    beta : float
+        KL weight (1 is the ELBO).
+    rng : numpy.random.Generator or int, optional
+        Data order and noise (None is seed 0).
+    progress : bool
+        A tqdm bar when tqdm is installed, else a line per epoch.
+    checkpoint_path : str or Path, optional
+        Write a resumable checkpoint after every epoch.
+
+    Returns
+    -------
+    list of dict
+        One row per epoch: ``epoch, train_loss, train_elbo, train_recon,
+        train_kl`` (+ ``val_elbo, val_recon, val_kl``), ``seconds``; nats
+        per example, recon = mean log p(x|z), elbo = recon - kl.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((64, 4)).astype(np.float32)
+    >>> history = fit(VAE(4, 2, hidden=(8,)), x, epochs=2, batch_size=32)
+    >>> [row["epoch"] for row in history]
+    [1, 2]
+    """
+    trainer = Trainer(model, optimizer, beta=beta, batch_size=batch_size, rng=rng)
+    return train(trainer, x_train, epochs, x_val=x_val, progress=progress,
+                 checkpoint_path=checkpoint_path)
