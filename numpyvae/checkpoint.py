@@ -8,7 +8,12 @@ Layout of the file (a NumPy ``.npz``, read with ``allow_pickle=False``):
 * ``meta.json``: a uint8 array holding UTF-8 JSON with the format
   version, the library version, the model config, the optimizer config,
   the trainer state (epoch, step, generator state, history) and a
-  SHA-256 per array.
+  SHA-256 per array;
+* ``meta.sha256``: the 32-byte SHA-256 digest of ``meta.json``'s bytes.
+
+Together the two checksums make every bit of the stored state count: a
+changed array fails its SHA-256 in the JSON, a changed JSON fails
+``meta.sha256``.
 
 Keeping the JSON inside the ``.npz`` makes a checkpoint one file, so one
 ``os.replace`` switches from the old checkpoint to the new one: a crash
@@ -20,10 +25,12 @@ raises `CheckpointError` (a ValueError) naming the file and the problem.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +113,12 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
     meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
     blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
     arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)
+    arrays["meta.sha256"] = np.frombuffer(hashlib.sha256(blob).digest(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -121,28 +129,56 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
     return path
 
 
+def _write_npz(f, arrays: dict) -> None:
+    """Write `arrays` as an uncompressed ``.npz`` with fixed timestamps.
+
+    Same as ``np.savez`` but deterministic: the same state always gives
+    the same bytes, so save -> load -> save is bit-identical.
+    """
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
+
+
 def _read_arrays(path: Path) -> dict:
+    """Every member of the archive, each read whole (so its CRC-32 is
+    checked) and parsed with ``allow_pickle=False``."""
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                if not name.endswith(".npy") or name[:-4] in arrays:
+                    raise CheckpointError(f"{path}: unexpected archive member {name!r}")
+                raw = zf.read(info)
+                arrays[name[:-4]] = np.lib.format.read_array(io.BytesIO(raw),
+                                                             allow_pickle=False)
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+    except zipfile.BadZipFile as e:
         raise CheckpointError(f"{path}: not a valid .npz archive ({e})") from None
-    except ValueError as e:  # object arrays need pickle; malformed headers
+    except ValueError as e:  # object arrays would need pickle; malformed headers
         raise CheckpointError(f"{path}: unreadable array ({e})") from None
-    except (OSError, EOFError, KeyError, RuntimeError, UnicodeDecodeError,
-            NotImplementedError, OverflowError, MemoryError, SyntaxError) as e:
+    except (OSError, EOFError, KeyError, RuntimeError, UnicodeDecodeError, NotImplementedError,
+            OverflowError, MemoryError, SyntaxError, TypeError, zlib.error) as e:
         raise CheckpointError(f"{path}: corrupt or truncated file ({type(e).__name__}: {e})") \
             from None
+    return arrays
 
 
 def _read_meta(path: Path, arrays: dict) -> dict:
     blob = arrays.pop("meta.json", None)
-    if blob is None:
-        raise CheckpointError(f"{path}: no meta.json entry; not a numpyvae checkpoint")
+    digest = arrays.pop("meta.sha256", None)
+    if blob is None or digest is None:
+        raise CheckpointError(f"{path}: no meta.json/meta.sha256 entry; not a numpyvae checkpoint")
     if blob.dtype != np.uint8 or blob.ndim != 1:
         raise CheckpointError(f"{path}: meta.json must be a 1-d uint8 array")
+    if digest.dtype != np.uint8 or digest.tobytes() != hashlib.sha256(blob.tobytes()).digest():
+        raise CheckpointError(f"{path}: meta.json does not match meta.sha256 (corrupt metadata)")
     try:
         meta = json.loads(blob.tobytes().decode("utf-8"),
                           parse_constant=lambda c: _raise_nonfinite(path, c))
