@@ -122,11 +122,15 @@ class Adam:
         p -= buf
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The state as arrays: ``t`` and ``m.<name>``, ``v.<name>``."""
+        """The state as arrays: ``t`` and ``m.<name>``, ``v.<name>``.
+
+        The arrays are copies: `step` updates the moments in place, and a
+        snapshot must not change with it (its ``t`` would no longer match).
+        """
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name in self.m:
-            state[f"m.{name}"] = self.m[name]
-            state[f"v.{name}"] = self.v[name]
+            state[f"m.{name}"] = self.m[name].copy()
+            state[f"v.{name}"] = self.v[name].copy()
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -182,10 +186,10 @@ class SGD:
             p -= dt(self.lr) * g
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The state as arrays: ``t`` and ``velocity.<name>``."""
+        """The state as arrays: ``t`` and ``velocity.<name>`` (copies)."""
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name, v in self.velocity.items():
-            state[f"velocity.{name}"] = v
+            state[f"velocity.{name}"] = v.copy()
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

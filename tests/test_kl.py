@@ -1,0 +1,200 @@
+"""Tests for numpyvae/kl.py: both backwards against central differences,
+the closed forms against Monte Carlo and against scipy.stats densities,
+known values, dtypes and input errors."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.integrate import quad
+from scipy.stats import multivariate_normal, norm
+
+from numpyvae.gradcheck import compare_gradients, numerical_vjp
+from numpyvae.kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
+
+TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
+
+batch = st.integers(1, 8)
+features = st.integers(1, 16)
+seeds = st.integers(0, 2**32 - 1)
+deltas = st.floats(0.1, 3.0)
+
+
+def assert_vjp_passes(name, forward, x, dout, analytic):
+    """Judge `analytic` against numerical_vjp of `forward` by the project gate."""
+    numerical = numerical_vjp(forward, x, dout)
+    f_value = float(np.sum(dout * forward(x)))  # f = sum(dout * forward(x))
+    check = compare_gradients(name, analytic, numerical, f_value)
+    assert check.passed, check
+
+
+def posterior(rng, n, d_z):
+    return rng.uniform(-2.0, 2.0, (n, d_z)), rng.uniform(-2.0, 2.0, (n, d_z))
+
+
+# ---------------------------------------------------- finite differences
+
+@given(n=batch, d_z=features, seed=seeds)
+def test_kl_backward_matches_finite_differences(n, d_z, seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var = posterior(rng, n, d_z)
+    dkl = rng.standard_normal(n)  # random upstream gradient
+    dmu, dlog_var = kl_backward(dkl, kl_forward(mu, log_var)[1])
+    assert_vjp_passes("mu", lambda v: kl_forward(v, log_var)[0], mu, dkl, dmu)
+    assert_vjp_passes("log_var", lambda v: kl_forward(mu, v)[0], log_var, dkl, dlog_var)
+
+
+@given(n=batch, d_z=features, seed=seeds, delta=deltas)
+def test_kl_fixed_backward_matches_finite_differences(n, d_z, seed, delta):
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(-2.0, 2.0, (n, d_z))
+    dkl = rng.standard_normal(n)
+    dmu = kl_fixed_backward(dkl, kl_fixed_forward(mu, delta)[1])
+    assert_vjp_passes("mu", lambda v: kl_fixed_forward(v, delta)[0], mu, dkl, dmu)
+
+
+# ------------------------------------------------------------ references
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kl_matches_monte_carlo(seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var = posterior(rng, 1, 3)
+    kl = kl_forward(mu, log_var)[0][0]
+    std = np.exp(0.5 * log_var)
+    z = mu + std * rng.standard_normal((200_000, 3))  # z ~ q
+    log_ratio = (norm.logpdf(z, mu, std) - norm.logpdf(z)).sum(axis=1)  # log q - log r
+    estimate = log_ratio.mean()
+    stderr = log_ratio.std(ddof=1) / math.sqrt(len(log_ratio))
+    assert stderr < 0.02  # tight enough that a wrong formula cannot hide
+    assert abs(estimate - kl) < 4.0 * stderr
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
+def test_kl_fixed_matches_monte_carlo(delta):
+    rng = np.random.default_rng(3)
+    mu = rng.uniform(-2.0, 2.0, (1, 3))
+    kl = kl_fixed_forward(mu, delta)[0][0]
+    z = mu + delta * rng.standard_normal((200_000, 3))
+    log_ratio = (norm.logpdf(z, mu, delta) - norm.logpdf(z)).sum(axis=1)
+    stderr = log_ratio.std(ddof=1) / math.sqrt(len(log_ratio))
+    assert stderr < 0.02
+    assert abs(log_ratio.mean() - kl) < 4.0 * stderr
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kl_matches_integral_of_scipy_densities(seed):
+    # KL = sum_j integral q_j(z) (log q_j(z) - log r(z)) dz, coordinate by coordinate.
+    rng = np.random.default_rng(seed)
+    mu, log_var = posterior(rng, 1, 4)
+    std = np.exp(0.5 * log_var[0])
+    total = 0.0
+    for m, s in zip(mu[0], std):
+        def integrand(z, m=m, s=s):
+            return norm.pdf(z, m, s) * (norm.logpdf(z, m, s) - norm.logpdf(z))
+        total += quad(integrand, m - 15 * s, m + 15 * s, epsabs=1e-13, epsrel=1e-12)[0]
+    np.testing.assert_allclose(kl_forward(mu, log_var)[0], [total], **TOL)
+
+
+@given(n=batch, d_z=features, seed=seeds)
+def test_kl_matches_scipy_entropy_and_cross_entropy(n, d_z, seed):
+    # KL(q || r) = -H(q) - E_q[log r(z)], with E_q[log r] in closed form.
+    rng = np.random.default_rng(seed)
+    mu, log_var = posterior(rng, n, d_z)
+    var = np.exp(log_var)
+    expected = [
+        -multivariate_normal(mean=mu[i], cov=np.diag(var[i])).entropy()
+        + 0.5 * d_z * math.log(2 * math.pi) + 0.5 * (mu[i] ** 2 + var[i]).sum()
+        for i in range(n)
+    ]
+    np.testing.assert_allclose(kl_forward(mu, log_var)[0], expected, **TOL)
+
+
+# ----------------------------------------------------------- known values
+
+def test_kl_is_zero_when_q_is_the_prior():
+    kl, _ = kl_forward(np.zeros((2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(kl, [0.0, 0.0])
+    kl, _ = kl_fixed_forward(np.zeros((2, 3)), 1.0)
+    np.testing.assert_array_equal(kl, [0.0, 0.0])
+
+
+def test_kl_known_values():
+    mu = np.array([[1.0, 0.0]])
+    log_var = np.array([[0.0, math.log(2.0)]])
+    # 0.5 * [(1 + 1 - 0 - 1) + (0 + 2 - log 2 - 1)]
+    np.testing.assert_allclose(kl_forward(mu, log_var)[0], [1.0 - 0.5 * math.log(2.0)], **TOL)
+    # 0.5 * ||mu||^2 + (d_z / 2) (delta^2 - log delta^2 - 1) with delta = 2, d_z = 2
+    np.testing.assert_allclose(kl_fixed_forward(mu, 2.0)[0], [0.5 + 3.0 - math.log(4.0)], **TOL)
+
+
+@given(n=batch, d_z=features, seed=seeds)
+def test_kl_is_nonnegative(n, d_z, seed):
+    mu, log_var = posterior(np.random.default_rng(seed), n, d_z)
+    assert (kl_forward(mu, log_var)[0] >= 0).all()
+
+
+@given(n=batch, d_z=features, seed=seeds, delta=deltas)
+def test_kl_fixed_is_kl_with_constant_log_var(n, d_z, seed, delta):
+    mu = np.random.default_rng(seed).uniform(-2.0, 2.0, (n, d_z))
+    log_var = np.full_like(mu, math.log(delta * delta))
+    np.testing.assert_allclose(kl_fixed_forward(mu, delta)[0], kl_forward(mu, log_var)[0],
+                               **TOL)
+
+
+# ------------------------------------------------------------------ dtype
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_preserved_forward_and_backward(dtype):
+    rng = np.random.default_rng(0)
+    mu, log_var = (a.astype(dtype) for a in posterior(rng, 3, 4))
+    dkl = rng.standard_normal(3).astype(dtype)
+    kl, cache = kl_forward(mu, log_var)
+    assert kl.dtype == dtype
+    dmu, dlog_var = kl_backward(dkl, cache)
+    assert dmu.dtype == dtype and dlog_var.dtype == dtype
+    kl, cache = kl_fixed_forward(mu, 0.5)
+    assert kl.dtype == dtype
+    assert kl_fixed_backward(dkl, cache).dtype == dtype
+
+
+# -------------------------------------------------------------- bad input
+
+def test_wrong_shapes_name_the_argument():
+    mu, log_var = posterior(np.random.default_rng(0), 3, 4)
+    with pytest.raises(ValueError, match="^log_var:"):
+        kl_forward(mu, log_var[:, :2])
+    with pytest.raises(ValueError, match="^mu:"):
+        kl_forward(mu[0], log_var)
+    with pytest.raises(ValueError, match="^mu:"):
+        kl_fixed_forward(mu[None], 1.0)
+
+
+def test_mismatched_dtypes_name_the_argument():
+    mu, log_var = posterior(np.random.default_rng(0), 3, 4)
+    with pytest.raises(TypeError, match="^log_var:"):
+        kl_forward(mu, log_var.astype(np.float32))
+    with pytest.raises(TypeError, match="^log_var:"):
+        kl_forward(mu.astype(np.float32), log_var)
+
+
+def test_int_arrays_are_refused():
+    mu, log_var = posterior(np.random.default_rng(0), 3, 4)
+    ints = np.zeros((3, 4), dtype=np.int64)
+    with pytest.raises(TypeError, match="^mu:"):
+        kl_forward(ints, log_var)
+    with pytest.raises(TypeError, match="^log_var:"):
+        kl_forward(mu, ints)
+    with pytest.raises(TypeError, match="^mu:"):
+        kl_fixed_forward(ints, 1.0)
+
+
+@pytest.mark.parametrize("delta", [0.0, -0.5, np.inf, np.nan])
+def test_kl_fixed_refuses_non_positive_delta(delta):
+    with pytest.raises(ValueError, match="^delta:"):
+        kl_fixed_forward(np.zeros((2, 3)), delta)
+
+
+def test_kl_fixed_refuses_delta_that_is_not_a_number():
+    with pytest.raises(TypeError, match="^delta:"):
+        kl_fixed_forward(np.zeros((2, 3)), "1")

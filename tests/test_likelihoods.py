@@ -1,0 +1,213 @@
+"""Tests for numpyvae/likelihoods.py: both backwards against central
+differences, both forwards against scipy.stats, Bernoulli stability at
+huge logits, dtypes, and the input errors of these public kernels."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.special import expit
+from scipy.stats import bernoulli, norm
+
+from numpyvae.gradcheck import compare_gradients, numerical_vjp
+from numpyvae.likelihoods import (bernoulli_log_lik_backward,
+                                  bernoulli_log_lik_forward,
+                                  gaussian_log_lik_backward,
+                                  gaussian_log_lik_forward)
+
+TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
+
+batch = st.integers(1, 8)
+features = st.integers(1, 16)
+seeds = st.integers(0, 2**32 - 1)
+sigmas = st.floats(0.3, 3.0)
+
+
+def assert_vjp_passes(name, forward, x, dout, analytic):
+    """Judge `analytic` against numerical_vjp of `forward` by the project gate."""
+    numerical = numerical_vjp(forward, x, dout)
+    f_value = float(np.sum(dout * forward(x)))  # f = sum(dout * forward(x))
+    check = compare_gradients(name, analytic, numerical, f_value)
+    assert check.passed, check
+
+
+# ---------------------------------------------------------------- Bernoulli
+
+@given(n=batch, d=features, seed=seeds)
+def test_bernoulli_backward_matches_finite_differences(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (n, d))  # grey levels allowed
+    logits = rng.uniform(-6.0, 6.0, (n, d))
+    dlog_lik = rng.standard_normal(n)  # random upstream gradient
+    dlogits = bernoulli_log_lik_backward(dlog_lik, bernoulli_log_lik_forward(x, logits)[1])
+    forward = lambda v: bernoulli_log_lik_forward(x, v)[0]  # noqa: E731
+    assert_vjp_passes("logits", forward, logits, dlog_lik, dlogits)
+
+
+@given(n=batch, d=features, seed=seeds)
+def test_bernoulli_matches_scipy_for_binary_x(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, (n, d)).astype(np.float64)
+    logits = rng.uniform(-8.0, 8.0, (n, d))
+    expected = bernoulli.logpmf(x, expit(logits)).sum(axis=1)
+    np.testing.assert_allclose(bernoulli_log_lik_forward(x, logits)[0], expected, **TOL)
+
+
+@given(n=batch, d=features, seed=seeds)
+def test_bernoulli_is_negative_cross_entropy_for_grey_x(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (n, d))
+    logits = rng.uniform(-8.0, 8.0, (n, d))
+    p = expit(logits)
+    expected = (x * np.log(p) + (1.0 - x) * np.log1p(-p)).sum(axis=1)
+    np.testing.assert_allclose(bernoulli_log_lik_forward(x, logits)[0], expected, **TOL)
+
+
+def test_bernoulli_known_value_at_zero_logits():
+    x = np.array([[1.0, 0.0, 0.5]])
+    log_lik, _ = bernoulli_log_lik_forward(x, np.zeros((1, 3)))
+    np.testing.assert_allclose(log_lik, [3 * math.log(0.5)], **TOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bernoulli_is_stable_at_huge_logits(dtype):
+    # One example per row: (x, logit) = (1, 1e4), (0, 1e4), (1, -1e4), (0, -1e4).
+    x = np.array([[1.0], [0.0], [1.0], [0.0]], dtype=dtype)
+    logits = np.array([[1e4], [1e4], [-1e4], [-1e4]], dtype=dtype)
+    log_lik, cache = bernoulli_log_lik_forward(x, logits)  # warnings are errors
+    assert np.isfinite(log_lik).all()
+    np.testing.assert_allclose(log_lik, [0.0, -1e4, -1e4, 0.0], rtol=1e-6, atol=1e-6)
+    dlogits = bernoulli_log_lik_backward(np.ones(4, dtype=dtype), cache)
+    assert np.isfinite(dlogits).all()
+    np.testing.assert_allclose(dlogits, [[0.0], [-1.0], [1.0], [0.0]], atol=1e-6)
+
+
+# ----------------------------------------------------------------- Gaussian
+
+@given(n=batch, d=features, seed=seeds, sigma=sigmas)
+def test_gaussian_backward_matches_finite_differences(n, d, seed, sigma):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2.0, 2.0, (n, d))
+    recon = rng.uniform(-2.0, 2.0, (n, d))
+    dlog_lik = rng.standard_normal(n)  # random upstream gradient
+    drecon = gaussian_log_lik_backward(dlog_lik, gaussian_log_lik_forward(x, recon, sigma)[1])
+    forward = lambda v: gaussian_log_lik_forward(x, v, sigma)[0]  # noqa: E731
+    assert_vjp_passes("recon", forward, recon, dlog_lik, drecon)
+
+
+@given(n=batch, d=features, seed=seeds, sigma=sigmas)
+def test_gaussian_matches_scipy_norm_logpdf(n, d, seed, sigma):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3.0, 3.0, (n, d))
+    recon = rng.uniform(-3.0, 3.0, (n, d))
+    expected = norm.logpdf(x, loc=recon, scale=sigma).sum(axis=1)
+    np.testing.assert_allclose(gaussian_log_lik_forward(x, recon, sigma)[0], expected, **TOL)
+
+
+def test_gaussian_known_value():
+    x = np.array([[1.0, 2.0]])
+    recon = np.array([[0.0, 0.0]])
+    # -||x - recon||^2 / (2 * 4) - (2 / 2) * log(2 pi 4)
+    expected = -5.0 / 8.0 - math.log(8.0 * math.pi)
+    np.testing.assert_allclose(gaussian_log_lik_forward(x, recon, 2.0)[0], [expected], **TOL)
+
+
+# -------------------------------------------------------------------- dtype
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_preserved_forward_and_backward(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, (3, 4)).astype(dtype)
+    out = rng.standard_normal((3, 4)).astype(dtype)
+    dlog_lik = rng.standard_normal(3).astype(dtype)
+    log_lik, cache = bernoulli_log_lik_forward(x, out)
+    assert log_lik.dtype == dtype
+    assert bernoulli_log_lik_backward(dlog_lik, cache).dtype == dtype
+    log_lik, cache = gaussian_log_lik_forward(x, out, 0.5)
+    assert log_lik.dtype == dtype
+    assert gaussian_log_lik_backward(dlog_lik, cache).dtype == dtype
+
+
+# ---------------------------------------------------------------- bad input
+
+def run_bernoulli(x, out):
+    return bernoulli_log_lik_forward(x, out)
+
+
+def run_gaussian(x, out):
+    return gaussian_log_lik_forward(x, out, 1.0)
+
+
+KERNELS = [(run_bernoulli, "logits"), (run_gaussian, "recon")]
+
+
+def good_pair():
+    rng = np.random.default_rng(0)
+    return rng.uniform(0.0, 1.0, (3, 4)), rng.standard_normal((3, 4))
+
+
+@pytest.mark.parametrize("kernel, out_name", KERNELS)
+def test_wrong_shapes_name_the_argument(kernel, out_name):
+    x, out = good_pair()
+    with pytest.raises(ValueError, match=f"^{out_name}:"):
+        kernel(x, out[:, :3])
+    with pytest.raises(ValueError, match="^x:"):
+        kernel(x[0], out)
+    with pytest.raises(ValueError, match=f"^{out_name}:"):
+        kernel(x, out[None])
+
+
+@pytest.mark.parametrize("kernel, out_name", KERNELS)
+def test_mismatched_dtypes_name_the_argument(kernel, out_name):
+    x, out = good_pair()
+    with pytest.raises(TypeError, match=f"^{out_name}:"):
+        kernel(x, out.astype(np.float32))
+    with pytest.raises(TypeError, match=f"^{out_name}:"):
+        kernel(x.astype(np.float32), out)
+
+
+@pytest.mark.parametrize("kernel, out_name", KERNELS)
+def test_int_arrays_are_refused(kernel, out_name):
+    x, out = good_pair()
+    with pytest.raises(TypeError, match="^x:"):
+        kernel(np.ones((3, 4), dtype=np.int64), out)
+    with pytest.raises(TypeError, match=f"^{out_name}:"):
+        kernel(x, np.ones((3, 4), dtype=np.int32))
+
+
+@pytest.mark.parametrize("kernel, out_name", KERNELS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@given(index=st.tuples(st.integers(0, 2), st.integers(0, 3)))
+def test_non_finite_values_name_the_argument(kernel, out_name, bad, index):
+    x, out = good_pair()
+    x_bad = x.copy()
+    x_bad[index] = bad
+    with pytest.raises(ValueError, match="^x:"):
+        kernel(x_bad, out)
+    out_bad = out.copy()
+    out_bad[index] = bad
+    with pytest.raises(ValueError, match=f"^{out_name}:"):
+        kernel(x, out_bad)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, -1e-12, 1.0 + 1e-12])
+def test_bernoulli_refuses_x_outside_the_unit_interval(value):
+    x, logits = good_pair()
+    x[1, 2] = value
+    with pytest.raises(ValueError, match=r"^x:.*\[0, 1\]"):
+        bernoulli_log_lik_forward(x, logits)
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, np.inf, np.nan])
+def test_gaussian_refuses_non_positive_sigma(sigma):
+    x, recon = good_pair()
+    with pytest.raises(ValueError, match="^sigma:"):
+        gaussian_log_lik_forward(x, recon, sigma)
+
+
+@pytest.mark.parametrize("sigma", ["1.0", None, np.ones(1)])
+def test_gaussian_refuses_sigma_that_is_not_a_number(sigma):
+    x, recon = good_pair()
+    with pytest.raises(TypeError, match="^sigma:"):
+        gaussian_log_lik_forward(x, recon, sigma)
