@@ -1,0 +1,255 @@
+"""The ``numpyvae`` command: argparse subcommands; the only reader of sys.argv.
+
+``numpyvae train`` trains a VAE and writes a run folder (see `runs`);
+``numpyvae experiment NAME`` runs one of `numpyvae.experiments`. Errors
+from numpyvae (bad values, missing files, corrupt checkpoints, diverged
+training) print ``numpyvae: error: <message>`` and exit with status 2;
+Ctrl-C during training saves a checkpoint and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import runs
+from .activations import ACTIVATIONS
+from .checkpoint import load_checkpoint
+from .optim import Adam
+from .train import Trainer, train, trainer_from_checkpoint
+from .vae import LIKELIHOODS, VAE
+
+# Measured with ``numpyvae train`` on 2 cores: see docs/main-job.md.
+DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
+            "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
+            "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32"}
+DEFAULT_OUT = "runs/digits"
+PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _hidden(text: str) -> list[int]:
+    """'256,128' -> [256, 128]; '' -> [] (a linear encoder and decoder)."""
+    if text.strip() == "":
+        return []
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        widths = [0]
+    if min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated widths >= 1 such as 128 or 256,128 (or '' for "
+            f"linear), got {text!r}")
+    return widths
+
+
+def _add_train(sub) -> None:
+    d = DEFAULTS
+    p = sub.add_parser("train", help="train a VAE and write numbers, checkpoint and pictures",
+                       description="Train a VAE and write metrics.json, history.csv, "
+                       "checkpoint.npz, config.json and PNG pictures into --out.")
+    p.add_argument("--data", help=f"'digits' (embedded 8x8), 'mnist' (from $NUMPYVAE_DATA "
+                   f"or the cache) or a path to an .npz file (default {d['data']})")
+    p.add_argument("--epochs", type=_int_at_least(1),
+                   help=f"total epochs, also when resuming (default {d['epochs']})")
+    p.add_argument("--latent-dim", type=_int_at_least(1),
+                   help=f"size of z (default {d['latent_dim']})")
+    p.add_argument("--hidden", type=_hidden,
+                   help="comma-separated hidden widths, e.g. 128 or 256,128; '' for linear "
+                   "(default 128)")
+    p.add_argument("--activation", choices=ACTIVATIONS, help="default relu")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, help="decoder; default bernoulli")
+    p.add_argument("--sigma", type=float, help="the gaussian decoder's fixed std (default 1)")
+    p.add_argument("--beta", type=float, help=f"KL weight (default {d['beta']})")
+    p.add_argument("--batch-size", type=_int_at_least(1),
+                   help=f"default {d['batch_size']}")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
+    p.add_argument("--seed", type=_int_at_least(0), help=f"default {d['seed']}")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--out", help=f"run folder (default {DEFAULT_OUT}, or DIR with --resume)")
+    p.add_argument("--no-plots", action="store_true", help="write no pictures")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from DIR/checkpoint.npz to --epochs in total")
+
+
+def _add_experiment(sub) -> None:
+    try:
+        from .experiments import EXPERIMENTS
+    except ModuleNotFoundError as e:
+        if e.name != "numpyvae.experiments":
+            raise
+        EXPERIMENTS = None
+    p = sub.add_parser("experiment", help="run one of the notes' experiments",
+                       description="Run one experiment; prints its numbers as JSON.")
+    p.add_argument("name", choices=EXPERIMENTS, help="the experiment")
+    p.add_argument("--out", required=True, help="folder for its numbers and figure")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_experiment(sub)
+    # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
+    # one _<name>(args) -> int below, one branch in main.
+    return parser
+
+
+def load_data(spec: str, dtype: str):
+    """(x_train, y_train), (x_test, y_test) for --data."""
+    from .datasets import load_digits, load_mnist, load_npz_dataset
+    if spec == "digits":
+        return load_digits(dtype)
+    if spec == "mnist":
+        return load_mnist(dtype=dtype)
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"--data: expected 'digits', 'mnist' or the path of an .npz "
+                                f"file, got {spec!r} (no such file)")
+    return load_npz_dataset(spec, dtype)
+
+
+def _settings(args, resume: Path | None) -> dict:
+    """DEFAULTS, overridden by the resumed run's config.json, then by flags.
+
+    A resumed run keeps its settings: a flag other than --epochs that
+    disagrees with them is an error.
+    """
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    settings = dict(DEFAULTS)
+    if resume is not None:
+        config_path = resume / runs.CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: no {runs.CONFIG_FILE} in {resume}; expected "
+                                    "a run folder written by numpyvae train")
+        saved = runs.read_json(config_path)
+        settings.update({k: saved[k] for k in DEFAULTS if k in saved})
+        for key, value in given.items():
+            if key != "epochs" and value != settings[key]:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(f"{flag}: the run in {resume} has {settings[key]!r}, got "
+                                 f"{value!r}; a resumed run keeps its settings, leave "
+                                 f"{flag} out")
+    settings.update(given)
+    return settings
+
+
+def _generators(seed: int) -> tuple[np.random.Generator, ...]:
+    """Independent generators for the weights, the training and the pictures."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+
+
+def _new_trainer(settings: dict, input_dim: int) -> Trainer:
+    init_rng, train_rng, _ = _generators(settings["seed"])
+    model = VAE(input_dim, settings["latent_dim"], hidden=settings["hidden"],
+                activation=settings["activation"], likelihood=settings["likelihood"],
+                sigma=settings["sigma"], dtype=settings["dtype"],
+                rng=init_rng)
+    return Trainer(model, Adam(lr=settings["lr"]), beta=settings["beta"],
+                   batch_size=settings["batch_size"], rng=train_rng)
+
+
+def _metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
+             n_test: int) -> dict:
+    last = trainer.history[-1]
+    return {"config": settings, "model": trainer.model.config.to_dict(),
+            "epochs": trainer.epoch,
+            "seconds": sum(row["seconds"] for row in trainer.history),
+            "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
+            "val_recon": last["val_recon"], "val_kl": last["val_kl"],
+            "baseline_mean_pixel": baseline, "n_train": n_train, "n_test": n_test}
+
+
+def _train(args) -> int:
+    resume = None if args.resume is None else Path(args.resume)
+    out = Path(args.out) if args.out is not None else (resume or Path(DEFAULT_OUT))
+    settings = _settings(args, resume)
+    (x_train, _), (x_test, y_test) = load_data(settings["data"], settings["dtype"])
+    if resume is not None:
+        trainer = trainer_from_checkpoint(load_checkpoint(resume / runs.CHECKPOINT_FILE))
+    else:
+        trainer = _new_trainer(settings, x_train.shape[1])
+    out.mkdir(parents=True, exist_ok=True)
+    runs.write_json(out / runs.CONFIG_FILE, settings)
+    checkpoint = out / runs.CHECKPOINT_FILE
+    try:
+        train(trainer, x_train, settings["epochs"], x_val=x_test, progress=True,
+              checkpoint_path=checkpoint)
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoint saved at epoch {trainer.epoch}, step {trainer.step} "
+              f"in {checkpoint}; resume with: numpyvae train --resume "
+              f"{shlex.quote(str(out))}", file=sys.stderr)
+        return 130
+    baseline = runs.mean_pixel_baseline(x_train, x_test, settings["likelihood"],
+                                        settings["sigma"])
+    metrics = _metrics(settings, trainer, baseline, len(x_train), len(x_test))
+    runs.write_json(out / runs.METRICS_FILE, metrics)
+    runs.write_history(out / runs.HISTORY_FILE, trainer.history)
+    written = [runs.METRICS_FILE, runs.HISTORY_FILE, runs.CHECKPOINT_FILE, runs.CONFIG_FILE]
+    if not args.no_plots:
+        picture_rng = _generators(settings["seed"])[2]
+        try:
+            paths = runs.write_pictures(trainer.model, x_test, y_test, trainer.history,
+                                        baseline, out, picture_rng)
+            written += [p.name for p in paths]
+        except ImportError:
+            print(PICTURES_SKIPPED)
+    print(f"val ELBO {metrics['val_elbo']:.2f} nats per example (mean-pixel baseline "
+          f"{baseline:.2f}) after {trainer.epoch} epochs, {metrics['seconds']:.1f} s of "
+          f"training\nwrote {out}/: {', '.join(written)}")
+    return 0
+
+
+def _experiment(args) -> int:
+    try:
+        from . import experiments
+    except ModuleNotFoundError as e:
+        if e.name != "numpyvae.experiments":
+            raise
+        raise ValueError("experiment: numpyvae.experiments is not available in this "
+                         "installation of numpyvae") from None
+    result = experiments.run_experiment(args.name, Path(args.out), seed=args.seed)
+    print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
+
+    Returns the exit status: 0 on success, 2 for a usage or numpyvae
+    error (message on stderr), 130 when interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or argparse's own usage error
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "experiment":
+            return _experiment(args)
+        parser.print_help(sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as e:
+        print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
