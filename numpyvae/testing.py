@@ -1,0 +1,298 @@
+"""Tools for checking gradients of your own layers: hypothesis strategies
+and an assertion built on `numpyvae.gradcheck`.
+
+As in numpyvae's own tests, hypothesis draws shapes and a seed and the
+arrays come from ``numpy.random.default_rng(seed)``: failing examples are
+small, reproducible and shrink well. Values stay at least `KINK_MARGIN`
+from the kink of relu at 0, where a central difference (step 1e-5)
+averages the two one-sided slopes, which no correct gradient equals.
+
+hypothesis is an optional test dependency (``pip install hypothesis`` or
+``numpyvae[test]``), imported only inside the strategy functions; so
+``import numpyvae.testing`` and `assert_grad_close` work without it.
+See docs/gradient-checking.md for a complete example.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .activations import ACTIVATIONS, relu_forward
+from .gradcheck import ABS_TOL, FD_STEP, NORMWISE_TOL, REL_TOL, _require_float64, gradcheck
+from .layers import dense_forward
+from .vae import LIKELIHOODS, POSTERIORS, VAE
+
+Array = NDArray[np.floating]
+
+__all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "batches",
+           "make_batch", "make_layer_arrays", "vae_configs"]
+
+KINK_MARGIN = 1e-3  # no relu input closer than this to 0 (100 finite-difference steps)
+MAX_TRIES = 100     # redraws allowed to move every relu input off its kink
+SEEDS = (0, 2**32 - 1)  # range of the drawn seeds
+
+
+def _strategies():
+    """``hypothesis.strategies``, or a one-line ImportError on what to add."""
+    try:
+        from hypothesis import strategies
+    except ImportError:
+        raise ImportError("numpyvae.testing strategies need hypothesis: pip install "
+                          "hypothesis (or pip install numpyvae[test])") from None
+    return strategies
+
+
+def _off_kinks(a: Array, margin: float) -> bool:
+    return a.size == 0 or float(np.abs(a).min()) >= margin
+
+
+def make_layer_arrays(rng: np.random.Generator, n: int, d_in: int, d_out: int,
+                      margin: float = KINK_MARGIN,
+                      dtype="float64") -> tuple[Array, Array, Array]:
+    """Standard-normal ``(x, W, b)`` for a dense layer, off the relu kink.
+
+    x is (n, d_in), W is (d_in, d_out), b is (d_out,), all of `dtype`.
+    Every entry of x and of x @ W + b is at least `margin` from 0, so a
+    relu applied to either is smooth within a finite-difference step;
+    draws are repeated (from `rng`) until this holds.
+
+    Examples
+    --------
+    >>> x, W, b = make_layer_arrays(np.random.default_rng(0), 2, 3, 4)
+    >>> x.shape, W.shape, b.shape, x.dtype
+    ((2, 3), (3, 4), (4,), dtype('float64'))
+    """
+    for _ in range(MAX_TRIES):
+        x = rng.standard_normal((n, d_in)).astype(dtype)  # (n, d_in)
+        W = rng.standard_normal((d_in, d_out)).astype(dtype)
+        b = rng.standard_normal(d_out).astype(dtype)
+        if _off_kinks(x, margin) and _off_kinks(dense_forward(x, W, b)[0], margin):
+            return x, W, b
+    raise ValueError(f"margin: no draw in {MAX_TRIES} keeps x and x @ W + b at least "
+                     f"{margin} from 0; use a smaller margin")
+
+
+def arrays_for_layer(max_batch: int = 8, max_features: int = 16,
+                     margin: float = KINK_MARGIN, dtype="float64"):
+    """Strategy for float64 ``(x, W, b)`` of a dense layer.
+
+    Draws the batch size n in 1..`max_batch`, d_in and d_out in
+    1..`max_features` and a seed; the arrays come from
+    `make_layer_arrays` with ``default_rng(seed)``, so every entry of x
+    and of x @ W + b is at least `margin` away from 0.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of tuples ``(x, W, b)``: (n, d_in), (d_in, d_out), (d_out,).
+        (Every strategy function raises ImportError without hypothesis.)
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, database=None)
+    ... @given(arrays_for_layer())
+    ... def test_dense_bias_gradient(xWb):
+    ...     x, W, b = xWb
+    ...     f = lambda v: float(dense_forward(x, W, v)[0].sum())
+    ...     assert_grad_close(f, lambda v: np.full_like(v, len(x)), b)
+    >>> test_dense_bias_gradient()
+    """
+    st = _strategies()
+    sizes = st.tuples(st.integers(1, max_batch), st.integers(1, max_features),
+                      st.integers(1, max_features), st.integers(*SEEDS))
+    return sizes.map(lambda t: make_layer_arrays(np.random.default_rng(t[3]), t[0], t[1],
+                                                 t[2], margin, dtype))
+
+
+def vae_configs(likelihoods=LIKELIHOODS, posteriors=POSTERIORS, activations=ACTIVATIONS,
+                max_depth: int = 2, max_width: int = 5, max_input_dim: int = 6,
+                max_latent_dim: int = 3, dtype="float64"):
+    """Strategy for keyword arguments of a small, valid `numpyvae.VAE`.
+
+    Draws likelihood x posterior x depth (0..`max_depth` hidden layers of
+    width 1..`max_width`) x activation, input_dim in 1..`max_input_dim`,
+    latent_dim in 1..`max_latent_dim`, sigma in [0.5, 2] for a Gaussian
+    decoder and delta in [0.25, 1.5] for a fixed posterior (never 0: its
+    KL would be infinite).
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of dicts: ``VAE(**config, rng=seed)`` builds a model.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, database=None)
+    ... @given(vae_configs(likelihoods=("gaussian",)))
+    ... def test_builds(config):
+    ...     assert VAE(**config).config.likelihood == "gaussian"
+    >>> test_builds()
+    """
+    st = _strategies()
+    hidden = st.lists(st.integers(1, max_width), max_size=max_depth).map(tuple)
+    draws = st.tuples(st.sampled_from(likelihoods), st.sampled_from(posteriors), hidden,
+                      st.sampled_from(activations), st.integers(1, max_input_dim),
+                      st.integers(1, max_latent_dim), st.floats(0.5, 2.0),
+                      st.floats(0.25, 1.5))
+    return draws.map(lambda t: _config(*t, dtype))
+
+
+def _config(likelihood, posterior, hidden, activation, input_dim, latent_dim, sigma, delta,
+            dtype) -> dict:
+    config = dict(input_dim=input_dim, latent_dim=latent_dim, hidden=hidden,
+                  activation=activation, likelihood=likelihood, posterior=posterior,
+                  dtype=dtype)
+    if likelihood == "gaussian":
+        config["sigma"] = sigma
+    if posterior == "fixed":
+        config["delta"] = delta
+    return config
+
+
+def _relu_inputs(model: VAE, x: Array, eps: Array) -> Array:
+    """Every hidden pre-activation of encoder and decoder, flattened."""
+    c, p = model.config, model.params
+    found = []
+
+    def hidden(h, prefix):
+        for i in range(len(c.hidden)):
+            a = dense_forward(h, p[f"{prefix}{i}.W"], p[f"{prefix}{i}.b"])[0]
+            found.append(a.ravel())
+            h = relu_forward(a)[0]
+        return h
+
+    hidden(x, "enc")
+    mu, log_var = model.encode(x)  # (n, d_z) each
+    hidden(mu + np.exp(0.5 * log_var) * eps, "dec")
+    return np.concatenate(found) if found else np.zeros(0)
+
+
+def make_batch(model: VAE, rng: np.random.Generator, n: int,
+               margin: float = KINK_MARGIN) -> tuple[Array, Array]:
+    """A data batch x and noise eps for `model`, in the model's dtype.
+
+    x is uniform in [0, 1) for a Bernoulli decoder and standard normal
+    for a Gaussian one; eps is standard normal, (n, latent_dim). For a
+    relu model the batch is redrawn from `rng` until every hidden
+    pre-activation (encoder and decoder, at z = mu + std * eps) is at
+    least `margin` from 0.
+
+    Examples
+    --------
+    >>> model = VAE(4, 2, hidden=(3,), dtype="float64")
+    >>> x, eps = make_batch(model, np.random.default_rng(0), 5)
+    >>> x.shape, eps.shape, bool(x.min() >= 0 and x.max() <= 1)
+    ((5, 4), (5, 2), True)
+    """
+    c = model.config
+    for _ in range(MAX_TRIES):
+        if c.likelihood == "bernoulli":
+            x = rng.random((n, c.input_dim)).astype(model.dtype)
+        else:
+            x = rng.standard_normal((n, c.input_dim)).astype(model.dtype)
+        eps = rng.standard_normal((n, c.latent_dim)).astype(model.dtype)
+        if c.activation != "relu" or _off_kinks(_relu_inputs(model, x, eps), margin):
+            return x, eps
+    raise ValueError(f"model: no batch in {MAX_TRIES} draws keeps every relu "
+                     f"pre-activation at least {margin} from 0 (a dead unit?)")
+
+
+def batches(model: VAE, max_batch: int = 5, margin: float = KINK_MARGIN):
+    """Strategy for batches ``(x, eps)`` that `model` accepts.
+
+    Draws the batch size n in 1..`max_batch` and a seed; `make_batch`
+    makes x (n, input_dim) and eps (n, latent_dim) in the model's dtype,
+    x in [0, 1) for Bernoulli, relu inputs at least `margin` from 0.
+    """
+    st = _strategies()
+    draws = st.tuples(st.integers(1, max_batch), st.integers(*SEEDS))
+    return draws.map(lambda t: make_batch(model, np.random.default_rng(t[1]), t[0], margin))
+
+
+def _worst_entry(check, f_value: float, rtol: float, atol: float) -> str:
+    name, a, n = check.name, check.worst_analytic, check.worst_numerical
+    scale = max(abs(a), abs(n))
+    rel = abs(a - n) / scale if scale > 0 else 0.0
+    allowed = atol * max(1.0, abs(f_value)) + rtol * abs(n)
+    return (f"{name}: gradient differs from central differences; worst entry "
+            f"{name}[{', '.join(map(str, check.worst_index))}]: analytic {a:.10g}, "
+            f"numerical {n:.10g}, relative error {rel:.3g} (|a - n| = {abs(a - n):.3g}, "
+            f"allowed {allowed:.3g}); normwise relative error {check.normwise_error:.3g}")
+
+
+def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
+                      rtol: float = REL_TOL, atol: float = ABS_TOL,
+                      normwise_tol: float = NORMWISE_TOL, fd_step: float = FD_STEP) -> None:
+    """Assert that `grad_f` is the gradient of `f`, by central differences.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(*arrays)`` returns a scalar.
+    grad_f : callable
+        ``grad_f(*arrays)`` returns the analytic gradients df/darray, one
+        per array, each shaped like its array (a single array when there
+        is one input).
+    *arrays : ndarray, float64
+        The point of the check; not modified.
+    rtol, atol : float
+        Every entry must satisfy ``|a - n| <= atol * max(1, |f|) +
+        rtol * |n|`` with a analytic, n numerical.
+    normwise_tol : float
+        And per array ``||a - n|| / (||a|| + ||n||) < normwise_tol``.
+    fd_step : float
+        Central-difference step h.
+
+    Raises
+    ------
+    AssertionError
+        On a mismatch; the message names the worst entry (index,
+        analytic, numerical, relative error) of every failing array and
+        ends with the `numpyvae.gradcheck.gradcheck` table.
+    TypeError
+        If an array is not float64 (float32 rounding, about 1e-7 |f| / h,
+        is far above the tolerance), or `f` does not return a scalar.
+    ValueError
+        If `grad_f` does not return one gradient per array of its shape.
+
+    Notes
+    -----
+    Built on `numpyvae.gradcheck.gradcheck`, which forms
+    (f(v + h e_i) - f(v - h e_i)) / (2 h) for every entry i of every
+    array: 2 * (total size) calls of f, so keep the arrays small.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, -2.0, 0.5])
+    >>> f = lambda v: float(np.sum(v ** 3))
+    >>> assert_grad_close(f, lambda v: 3 * v ** 2, x)
+    >>> assert_grad_close(f, lambda v: 3.003 * v ** 2, x)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    AssertionError: arrays[0]: ... analytic 12.012, numerical 12, ...
+    """
+    if not arrays:
+        raise TypeError("arrays: expected at least one array to differentiate, got none")
+    names = [f"arrays[{i}]" for i in range(len(arrays))]
+    for name, a in zip(names, arrays):
+        _require_float64(a, name)
+    f_value = f(*arrays)
+    if np.ndim(f_value) != 0:
+        raise TypeError(f"f: expected a scalar, got an array of shape {np.shape(f_value)}; "
+                        "reduce it, e.g. np.sum(dout * out) for a random dout")
+    grads = grad_f(*arrays)
+    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
+    if len(grads) != len(arrays):
+        raise ValueError(f"grad_f: expected {len(arrays)} gradients, one per array, "
+                         f"got {len(grads)}")
+    report = gradcheck(f, list(arrays), grads, names, fd_step=fd_step,
+                       normwise_tol=normwise_tol, abs_tol=atol, rel_tol=rtol)
+    if not report.passed:
+        lines = [_worst_entry(c, report.f_value, rtol, atol)
+                 for c in report.inputs if not c.passed]
+        raise AssertionError("\n".join(lines) + "\n\n" + str(report))
