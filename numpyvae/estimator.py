@@ -1,0 +1,342 @@
+"""`VAEEstimator`: the VAE behind scikit-learn's estimator conventions.
+
+The conventions are written out by hand, so numpyvae never imports
+scikit-learn: `__init__` stores its arguments unchanged, `get_params` /
+`set_params` read and write them, `fit` validates the data, trains and
+returns ``self``, fitted state ends in ``_``, and `score` is higher-is-
+better (the mean ELBO, a lower bound on log p(x) in nats). `transform`
+gives the posterior means mu = lambda_phi(x), `inverse_transform` the
+decoder means mu_theta(z). `clone`, `Pipeline`, `GridSearchCV` and
+`check_estimator` of scikit-learn accept it (docs/sklearn.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from ._validation import as_data, check_int, describe
+from .checkpoint import load_checkpoint, save
+from .estimators import elbo, iwae_bound
+from .optim import Adam
+from .train import Trainer, train, trainer_from_checkpoint
+from .vae import VAE
+
+Array = NDArray[np.floating]
+
+# Independent random streams derived from random_state, one per purpose.
+INIT_STREAM, TRAIN_STREAM, SCORE_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted estimator was called before `fit`.
+
+    A ValueError and an AttributeError, like scikit-learn's NotFittedError.
+    """
+
+
+def _entropy(random_state) -> int:
+    """The integer seed behind `random_state`; a Generator is not advanced."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, np.random.Generator):
+        return int(copy.deepcopy(random_state).integers(2**63))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) \
+            and random_state >= 0:
+        return int(random_state)
+    raise TypeError("random_state: expected None, a non-negative int seed or a "
+                    f"numpy.random.Generator, got {describe(random_state)}")
+
+
+def stream(random_state, purpose: int) -> np.random.Generator:
+    """A fresh Generator for one `purpose`, the same at every call."""
+    return np.random.default_rng([_entropy(random_state), purpose])
+
+
+def as_real_array(X, name: str) -> np.ndarray:
+    """`X` as an ndarray of floats, the scikit-learn way.
+
+    Lists, DataFrames and int/bool/object arrays of numbers become
+    float64 (scikit-learn's convention; numpyvae.VAE refuses integer
+    data instead). Sparse, complex and non-numeric input is refused.
+    """
+    if sparse.issparse(X):
+        raise TypeError(f"{name}: sparse input is not supported, got {type(X).__name__}; "
+                        "use X.toarray()")
+    try:
+        a = np.asarray(X)
+    except (TypeError, ValueError) as e:  # ragged nested lists
+        raise ValueError(f"{name}: expected a 2-d array of real numbers ({e})") from None
+    if a.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported, got dtype {a.dtype}")
+    if a.dtype.kind in "iubO":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: expected real numbers, got an entry that is "
+                            f"not one ({e})") from None
+    elif a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    return a
+
+
+def check_features(a: np.ndarray, name: str, n_features: int | None, bernoulli: bool) -> None:
+    """scikit-learn's messages for no features, a feature-count mismatch,
+    NaN/inf and negative values (which a Bernoulli likelihood refuses)."""
+    if a.ndim == 1:
+        raise ValueError(f"{name}: expected a 2-d array, got shape {a.shape}; Reshape your data "
+                         "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one example")
+    if a.ndim == 2 and a.shape[1] == 0:
+        raise ValueError(f"{name}: 0 feature(s) (shape={a.shape}) while a minimum of 1 "
+                         "is required.")
+    if n_features is not None and a.ndim == 2 and a.shape[1] != n_features:
+        raise ValueError(f"{name} has {a.shape[1]} features, but VAEEstimator is expecting "
+                         f"{n_features} features as input.")
+    if not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name}: Input contains NaN or infinity, got {a[bad]} at index {bad}")
+    if bernoulli and a.size and a.min() < 0:
+        raise ValueError(f"{name}: Negative values in data, but likelihood='bernoulli' "
+                         f"needs values in [0, 1]; got a minimum of {a.min()}")
+
+
+class VAEEstimator:
+    """A variational autoencoder as a scikit-learn transformer.
+
+    Parameters
+    ----------
+    latent_dim, hidden, activation, likelihood, sigma, posterior, delta, dtype
+        The architecture, as for `numpyvae.VAE` (``input_dim`` is taken
+        from the data at `fit`).
+    beta : float
+        KL weight of the training loss (1 trains on the ELBO).
+    epochs : int
+        Passes over the data made by `fit`.
+    batch_size : int
+        Examples per Adam step; ``min(batch_size, n)`` is used.
+    learning_rate : float
+        Adam's step size.
+    random_state : None, int or numpy.random.Generator
+        Seeds the initial weights, the training noise, `score_samples`
+        and `sample`, each from its own stream. None is seed 0, as
+        everywhere in numpyvae; a Generator is copied, never advanced.
+    score_k : int
+        Samples per example of `score_samples`: 1 is the ELBO, K > 1 the
+        importance-weighted bound (tighter, K times the work).
+
+    Attributes
+    ----------
+    model_ : numpyvae.VAE
+    trainer_ : numpyvae.Trainer
+        Its optimizer, generator and epoch count; `partial_fit` goes on.
+    history_ : list of dict
+        One row per epoch trained (see `numpyvae.fit`).
+    n_features_in_ : int
+
+    Notes
+    -----
+    Data follow scikit-learn's conventions, not `numpyvae.VAE`'s: lists,
+    DataFrames and int/bool arrays are converted to float (VAE refuses
+    integer arrays, so that uint8 images are not fed unscaled), then to
+    `dtype`, so outputs are `dtype` whatever the input's float type.
+    For likelihood="bernoulli", X must lie in [0, 1].
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).random((32, 6))
+    >>> vae = VAEEstimator(hidden=(8,), epochs=2, random_state=0).fit(X)
+    >>> vae.transform(X).shape, vae.inverse_transform(np.zeros((1, 2))).shape
+    ((32, 2), (1, 6))
+    """
+
+    def __init__(self, latent_dim=2, hidden=(128,), activation="relu",
+                 likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
+                 beta=1.0, epochs=20, batch_size=128, learning_rate=1e-3,
+                 random_state=None, dtype="float32", score_k=1):
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.sigma = sigma
+        self.posterior = posterior
+        self.delta = delta
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+        self.dtype = dtype
+        self.score_k = score_k
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The names of `__init__`'s arguments, which are the parameters."""
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The parameters as a dict (no parameter is an estimator, so
+        `deep` changes nothing)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "VAEEstimator":
+        """Set parameters by name; they take effect at the next `fit`."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator VAEEstimator. "
+                                 f"Valid parameters are: {valid!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        default = inspect.signature(type(self).__init__).parameters
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (type(v) is type(default[k].default) and v == default[k].default)]
+        return f"VAEEstimator({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags. Only scikit-learn calls this method, so the
+        import below runs only where scikit-learn is installed."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+        try:
+            out_dtype = np.dtype(self.dtype).name
+        except TypeError:
+            out_dtype = "float32"
+        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=[out_dtype]),
+                    input_tags=InputTags(positive_only=self.likelihood == "bernoulli"))
+
+    def _check_is_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("This VAEEstimator instance is not fitted yet. Call 'fit' "
+                                 "with appropriate arguments before using this estimator.")
+
+    def _validate_X(self, X, dtype, n_features: int | None) -> Array:
+        a = as_real_array(X, "X")
+        bernoulli = self.likelihood == "bernoulli"
+        check_features(a, "X", n_features, bernoulli)
+        return as_data(a, "X", dtype, n_features, unit_interval=bernoulli)
+
+    def _X(self, X) -> Array:
+        """Validated X for a fitted model."""
+        self._check_is_fitted()
+        return self._validate_X(X, self.model_.dtype, self.n_features_in_)
+
+    def _start(self, X) -> Array:
+        """Validate X, build a new model and trainer; returns validated X."""
+        x = self._validate_X(X, np.float64, None)  # the dtype is checked by VAE below
+        model = VAE(x.shape[1], self.latent_dim, self.hidden, self.activation, self.likelihood,
+                    self.sigma, self.posterior, self.delta, self.dtype,
+                    rng=stream(self.random_state, INIT_STREAM))
+        batch_size = check_int(self.batch_size, "batch_size", 1)
+        trainer = Trainer(model, Adam(lr=self.learning_rate), beta=self.beta,
+                          batch_size=batch_size, rng=stream(self.random_state, TRAIN_STREAM))
+        self.model_, self.trainer_, self.n_features_in_ = model, trainer, x.shape[1]
+        self.history_ = []
+        return x.astype(model.dtype, copy=False)
+
+    def _train(self, x: Array, epochs: int) -> None:
+        """Train until `trainer_` has completed `epochs` epochs."""
+        self.trainer_.batch_size = min(check_int(self.batch_size, "batch_size", 1), x.shape[0])
+        train(self.trainer_, x, epochs)
+        self.history_ = list(self.trainer_.history)
+
+    def fit(self, X, y=None) -> "VAEEstimator":
+        """Train a new VAE on X, shape (n, d), for `epochs` epochs.
+
+        y is ignored (present for Pipeline). Returns self.
+        """
+        epochs = check_int(self.epochs, "epochs", 1)
+        x = self._start(X)
+        self._train(x, epochs)
+        return self
+
+    def partial_fit(self, X, y=None) -> "VAEEstimator":
+        """One more epoch on X, continuing the optimizer and generator
+        (a first call starts a new model). The architecture, beta and
+        learning_rate stay those of the model being continued. Returns self."""
+        if self.__sklearn_is_fitted__():
+            x = self._X(X)
+        else:
+            x = self._start(X)
+        self._train(x, self.trainer_.epoch + 1)
+        return self
+
+    def transform(self, X) -> Array:
+        """Posterior means mu(x), shape (n, latent_dim)."""
+        x = self._X(X)
+        return self.model_.encode(x)[0]
+
+    def fit_transform(self, X, y=None) -> Array:
+        """`fit` then `transform` of the same X."""
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, Z) -> Array:
+        """Decoder means mu_theta(z), shape (n, n_features_in_);
+        probabilities for the Bernoulli likelihood."""
+        self._check_is_fitted()
+        z = as_real_array(Z, "Z")
+        check_features(z, "Z", None, False)
+        return self.model_.decode(as_data(z, "Z", self.model_.dtype, self.model_.config.latent_dim))
+
+    def score_samples(self, X) -> Array:
+        """Per-example lower bound on log p(x) in nats, shape (n,).
+
+        The ELBO with one z ~ q(z|x) (score_k = 1), or the importance-
+        weighted bound with score_k samples; the noise comes from
+        random_state, so repeated calls agree.
+        """
+        x = self._X(X)
+        k = check_int(self.score_k, "score_k", 1)
+        rng = stream(self.random_state, SCORE_STREAM)
+        if k == 1:
+            return elbo(self.model_, x, rng)
+        return iwae_bound(self.model_, x, k, rng)
+
+    def score(self, X, y=None) -> float:
+        """Mean of `score_samples` (nats per example; higher is better)."""
+        return float(np.mean(self.score_samples(X), dtype=np.float64))
+
+    def sample(self, n_samples: int = 1) -> Array:
+        """Decoded means of n_samples draws z ~ N(0, I), shape (n, d)."""
+        self._check_is_fitted()
+        n = check_int(n_samples, "n_samples", 1)
+        return self.model_.sample(n, rng=stream(self.random_state, SAMPLE_STREAM))
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the latent features: vaeestimator0, vaeestimator1, ..."""
+        self._check_is_fitted()
+        return np.array([f"vaeestimator{j}" for j in range(self.model_.config.latent_dim)],
+                        dtype=object)
+
+    def save(self, path):
+        """Write a numpyvae checkpoint (no pickle) with the parameters;
+        `VAEEstimator.load` restores it, ready for `partial_fit`."""
+        self._check_is_fitted()
+        params = self.get_params()
+        if isinstance(params["random_state"], np.random.Generator):
+            raise TypeError("random_state: a Generator cannot be saved; use an int seed")
+        params["hidden"] = list(params["hidden"])
+        params["dtype"] = np.dtype(params["dtype"]).name
+        return save(self.model_, path, trainer=self.trainer_, extra={"VAEEstimator": params})
+
+    @classmethod
+    def load(cls, path) -> "VAEEstimator":
+        """The fitted estimator stored by `save` at `path`."""
+        ckpt = load_checkpoint(path)
+        params = ckpt.meta["extra"].get("VAEEstimator")
+        if params is None:
+            raise ValueError(f"{path}: this checkpoint was not written by VAEEstimator.save")
+        est = cls(**dict(params, hidden=tuple(params["hidden"])))
+        est.model_, est.trainer_ = ckpt.model, trainer_from_checkpoint(ckpt)
+        est.n_features_in_ = ckpt.model.config.input_dim
+        est.history_ = list(est.trainer_.history)
+        return est
