@@ -5,6 +5,7 @@ differences. See docs/math-to-code.md for where each equation lives.
 """
 
 from .checkpoint import CheckpointError, load, load_checkpoint, save
+from .estimator import NotFittedError, VAEEstimator
 from .gradcheck import gradcheck
 from .optim import SGD, Adam
 from .train import Trainer, TrainingDiverged, fit
@@ -13,6 +14,7 @@ from .vae import VAE
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "CheckpointError", "SGD", "Trainer", "TrainingDiverged", "VAE",
+    "Adam", "CheckpointError", "NotFittedError", "SGD", "Trainer", "TrainingDiverged",
+    "VAE", "VAEEstimator",
     "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
 ]
