@@ -137,6 +137,7 @@ def plot_loss_curves(epochs, train_elbo, val_elbo, path, baseline: float | None 
         low, high = min(low, baseline), max(high, baseline)
     margin = 0.05 * (high - low) + 1e-6
     ax.set_ylim(low - margin, high + margin)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per example, higher is better)")
     ax.set_title("loss curves")
@@ -172,14 +173,15 @@ def plot_latent(mu: Array, labels, path) -> Path:
         xy, explained = pca_2d(mu)
         names = tuple(f"PC {k + 1} ({100 * explained[k]:.0f}% of variance)" for k in range(2))
         title = f"latent means of the test split, PCA of {mu.shape[1]} dims"
+    size, alpha = (8, 0.8) if len(mu) <= 2000 else (2, 0.5)  # MNIST: 10,000 points
     if labels is None:
-        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.7)
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=alpha)
     else:
         for label in np.unique(labels):
             keep = labels == label
-            ax.scatter(xy[keep, 0], xy[keep, 1], s=8, alpha=0.8, color=plt.cm.tab10(label % 10),
-                       label=str(label))
-        ax.legend(title="digit", markerscale=2.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+            ax.scatter(xy[keep, 0], xy[keep, 1], s=size, alpha=alpha,
+                       color=plt.cm.tab10(label % 10), label=str(label))
+        ax.legend(title="digit", markerscale=10 / np.sqrt(size), loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title(title)
