@@ -13,6 +13,8 @@ same parameters, bit for bit, as a run that never stopped.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 
 import numpy as np
@@ -176,7 +178,8 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
 
     With `checkpoint_path`, a checkpoint is written (atomically) after every
     epoch, and on KeyboardInterrupt one is written at the last completed
-    step before the interrupt is re-raised. A diverging step raises
+    step before the interrupt is re-raised (a Ctrl-C that arrives during a
+    step takes effect when that step is complete). A diverging step raises
     `TrainingDiverged` naming the last good checkpoint.
     """
     from .checkpoint import save
@@ -189,13 +192,16 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
         raise ValueError(f"batch_size: expected at most the {x_train.shape[0]} training "
                          f"examples, got {trainer.batch_size}")
     bar = _progress_bar(progress, epochs, trainer.epoch)
+    pending: list = []  # a Ctrl-C that arrived during a step, raised after it
+    previous_handler = _hold_sigint(pending)
     try:
         while trainer.epoch < epochs:
-            trainer.run_epoch(x_train)
+            trainer.run_epoch(x_train, on_step=lambda t: _raise_pending(pending))
             row = trainer.end_epoch(x_val)
             if checkpoint_path is not None:
                 save(model, checkpoint_path, trainer=trainer)
             _report(bar, row, progress, epochs, log)
+            _raise_pending(pending)
     except KeyboardInterrupt:
         if checkpoint_path is not None:
             save(model, checkpoint_path, trainer=trainer)
@@ -205,9 +211,34 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
                  else "; no checkpoint was being written")
         raise TrainingDiverged(f"{e}{where}") from None
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
     return trainer.history
+
+
+def _hold_sigint(pending: list):
+    """Make Ctrl-C (SIGINT) wait for the end of the running step.
+
+    A KeyboardInterrupt raised inside a step would leave the generator, the
+    parameters or the optimizer moments half-advanced, and the checkpoint
+    written on interrupt would not be the state after any step. The handler
+    only records the signal in `pending`; `_raise_pending` raises it between
+    steps. Done in the main thread over Python's default handler only;
+    returns the handler to restore, or None when nothing was changed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+
+
+def _raise_pending(pending: list) -> None:
+    if pending:
+        pending.clear()
+        raise KeyboardInterrupt
 
 
 def _progress_bar(progress: bool, epochs: int, done: int):
