@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -106,8 +107,10 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
         arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
     if trainer is not None:
         meta["trainer"] = {"epoch": trainer.epoch, "step": trainer.step, "beta": trainer.beta,
-                           "batch_size": trainer.batch_size, "sums": trainer.sums,
-                           "rng": trainer.rng.bit_generator.state, "history": trainer.history}
+                           "batch_size": trainer.batch_size,
+                           "sums": _encode_nonfinite(trainer.sums),
+                           "rng": trainer.rng.bit_generator.state,
+                           "history": _encode_nonfinite(trainer.history)}
         if trainer.perm is not None:
             arrays["trainer/perm"] = trainer.perm
     meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
@@ -127,6 +130,29 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
             os.remove(tmp)
         raise
     return path
+
+
+def _encode_nonfinite(value):
+    """Floats inf, -inf and NaN as the strings "inf", "-inf", "nan" (JSON has
+    none of them); a point-mass posterior (delta = 0) has an infinite KL, so
+    its history holds inf. `_decode_nonfinite` reverses this."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _encode_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode_nonfinite(v) for v in value]
+    return value
+
+
+def _decode_nonfinite(value):
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _decode_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_nonfinite(v) for v in value]
+    return value
 
 
 def _write_npz(f, arrays: dict) -> None:
@@ -268,7 +294,12 @@ def load_checkpoint(path) -> Checkpoint:
         state = {k[len("optimizer/"):]: v for k, v in arrays.items()
                  if k.startswith("optimizer/")}
         optimizer.load_state_dict(state)
-    return Checkpoint(model, optimizer, meta.get("trainer"), arrays, meta)
+    trainer = meta.get("trainer")
+    if isinstance(trainer, dict):
+        for key in ("sums", "history"):
+            if key in trainer:
+                trainer[key] = _decode_nonfinite(trainer[key])
+    return Checkpoint(model, optimizer, trainer, arrays, meta)
 
 
 def load(path):

@@ -152,6 +152,24 @@ def test_round_trip_with_trainer_state(tmp_path, at_boundary):
         np.testing.assert_array_equal(resumed.perm, trainer.perm)
 
 
+def test_infinite_terms_of_the_point_mass_posterior_round_trip(tmp_path):
+    """delta = 0 with beta = 0: the KL, so the sums and history, hold inf."""
+    model = make_model("bernoulli-fixed-delta0-linear-f32")
+    trainer = trained(model, Adam(), beta=0.0)  # 3 of 4 steps of epoch 1
+    assert trainer.sums[2] == np.inf
+    ckpt = load_checkpoint(save(model, tmp_path / "a.npz", trainer=trainer))
+    assert trainer_from_checkpoint(ckpt).sums == trainer.sums
+    trainer.run_epoch(data(model, n=16))
+    trainer.end_epoch(data(model, n=5, seed=9))
+    assert trainer.history[0]["train_kl"] == np.inf
+    assert trainer.history[0]["val_elbo"] == -np.inf
+    first = save(model, tmp_path / "b.npz", trainer=trainer)
+    resumed = trainer_from_checkpoint(load_checkpoint(first))
+    assert resumed.history == trainer.history
+    second = save(resumed.model, tmp_path / "c.npz", trainer=resumed)
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_extra_metadata_and_suffix(tmp_path):
     model = make_model()
     path = save(model, tmp_path / "sub" / "run", extra={"note": "digits", "n": 3})
@@ -182,6 +200,7 @@ def test_save_load_save_gives_the_same_content(tmp_path, with_trainer):
     for k in a:  # meta.json included, byte for byte (the JSON is sorted)
         assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
         assert a[k].tobytes() == b[k].tobytes(), k
+    assert first.read_bytes() == second.read_bytes()  # the zip is written deterministically
     meta = json.loads(a["meta.json"].tobytes())
     assert meta["format"] == "numpyvae-checkpoint"
     assert meta["numpyvae_version"] == numpyvae.__version__
