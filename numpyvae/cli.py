@@ -102,11 +102,27 @@ def _add_experiment(sub) -> None:
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
 
 
+def _add_gradcheck(sub) -> None:
+    p = sub.add_parser("gradcheck", help="finite-difference check of every VAE gradient",
+                       description="Build a small VAE for each likelihood x posterior x "
+                       "depth, check every parameter's gradient against central "
+                       "differences in float64, print a table; exit 1 on any failure.")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the analytic gradient (the finite differences are "
+                   "always float64; float32 shows its round-off and fails the default gate)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    p.add_argument("--h", type=float, default=1e-5, help="central-difference step (1e-5)")
+    p.add_argument("--threshold", type=float, default=1e-7,
+                   help="gate on the normwise relative error (default 1e-7)")
+    p.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_experiment(sub)
+    _add_gradcheck(sub)
     # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
     # one _<name>(args) -> int below, one branch in main.
     return parser
@@ -229,6 +245,33 @@ def _experiment(args) -> int:
     return 0
 
 
+GRADCHECK_CONFIGS = [(lik, post, hidden) for lik in ("bernoulli", "gaussian")
+                     for post in ("diagonal", "fixed") for hidden in ((), (6, 5))]
+
+
+def _gradcheck(args) -> int:
+    from .gradcheck import check_model
+    if not args.h > 0 or not args.threshold > 0:
+        raise ValueError(f"--h and --threshold: expected numbers > 0, got {args.h} and "
+                         f"{args.threshold}")
+    failures = 0
+    for likelihood, posterior, hidden in GRADCHECK_CONFIGS:
+        rng = np.random.default_rng(args.seed)
+        model = VAE(7, 3, hidden=hidden, activation="tanh", likelihood=likelihood,
+                    posterior=posterior, dtype="float64", rng=rng)
+        x, eps = rng.random((5, 7)), rng.standard_normal((5, 3))
+        report = check_model(model, x, eps, beta=args.beta, analytic_dtype=args.dtype,
+                             fd_step=args.h, normwise_tol=args.threshold)
+        failures += sum(not c.passed for c in report.inputs)
+        print(f"\n{likelihood} likelihood, {posterior} posterior, hidden={list(hidden)}, "
+              f"loss={report.f_value:.6g}")
+        print(report)
+    total = len(GRADCHECK_CONFIGS)
+    print(f"\n{'all' if not failures else 'NOT all'} gradients pass "
+          f"({failures} failing arrays over {total} configurations)")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
 
@@ -245,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "experiment":
             return _experiment(args)
+        if args.command == "gradcheck":
+            return _gradcheck(args)
         parser.print_help(sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,59 @@
+"""`numpyvae gradcheck` and `numpyvae.gradcheck.check_model`."""
+
+import numpy as np
+import pytest
+
+from numpyvae import VAE
+from numpyvae.cli import GRADCHECK_CONFIGS, main
+from numpyvae.gradcheck import check_model
+
+
+def test_gradcheck_command_passes_and_prints_every_parameter(capsys):
+    assert main(["gradcheck", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("loss=") == len(GRADCHECK_CONFIGS)
+    for name in ("enc0.W", "enc1.b", "mu.W", "log_var.b", "dec1.W", "out.b"):
+        assert name in out
+    assert " NO " not in out
+    assert "all gradients pass (0 failing arrays" in out
+
+
+def test_float32_analytic_gradients_fail_the_float64_gate(capsys):
+    assert main(["gradcheck", "--dtype", "float32"]) == 1
+    assert "NO" in capsys.readouterr().out
+
+
+def test_a_loose_threshold_lets_float32_pass(capsys):
+    # float32 round-off gives normwise errors near 1e-7 .. 1e-6 on these sizes
+    assert main(["gradcheck", "--dtype", "float32", "--threshold", "1e-3"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "failing arrays" in out
+
+
+def test_bad_step_is_a_usage_error(capsys):
+    assert main(["gradcheck", "--h", "0"]) == 2
+    assert "--h" in capsys.readouterr().err
+
+
+def test_check_model_catches_a_planted_error(monkeypatch):
+    model = VAE(4, 2, hidden=(3,), activation="tanh", dtype="float64", rng=0)
+    rng = np.random.default_rng(1)
+    x, eps = rng.random((3, 4)), rng.standard_normal((3, 2))
+    assert check_model(model, x, eps).passed
+    original = model.loss_and_grads
+
+    def wrong(x, eps, beta=1.0):
+        loss, grads = original(x, eps, beta)
+        grads["dec0.W"] = grads["dec0.W"] * 1.001
+        return loss, grads
+
+    monkeypatch.setattr(model, "loss_and_grads", wrong)
+    report = check_model(model, x, eps)
+    assert not report.passed
+    assert [c.name for c in report.inputs if not c.passed] == ["dec0.W"]
+
+
+def test_check_model_refuses_float32_models():
+    with pytest.raises(TypeError, match="float64"):
+        check_model(VAE(3, 1, hidden=()), np.zeros((1, 3), np.float32),
+                    np.zeros((1, 1), np.float32))
