@@ -117,12 +117,28 @@ def _add_gradcheck(sub) -> None:
     p.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="test-set ELBO, IWAE-k log-likelihood, bits/dim",
+                       description="Evaluate the run in RUN_DIR on its test split: mean "
+                       "ELBO (sampled z), IWAE-k estimate of log p(x), their gap, bits/dim "
+                       "and active units; adds them to RUN_DIR/metrics.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
+    p.add_argument("--k", type=_int_at_least(1), default=5000,
+                   help="importance samples per example (default 5000)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=500,
+                   help="examples per progress step (default 500)")
+    p.add_argument("--limit", type=_int_at_least(1),
+                   help="evaluate only the first N test examples (quick checks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_experiment(sub)
     _add_gradcheck(sub)
+    _add_evaluate(sub)
     # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
     # one _<name>(args) -> int below, one branch in main.
     return parser
@@ -272,6 +288,35 @@ def _gradcheck(args) -> int:
     return 1 if failures else 0
 
 
+def _evaluate(args) -> int:
+    from .evaluation import evaluate_model
+    run = Path(args.run_dir)
+    settings = runs.read_json(run / runs.CONFIG_FILE)
+    model = load_checkpoint(run / runs.CHECKPOINT_FILE).model
+    _, (x_test, _) = load_data(settings["data"], model.config.dtype)
+    x_test = _scored_test_split(x_test, settings)
+    if args.limit is not None:
+        x_test = x_test[:args.limit]
+    result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
+                            batch_size=args.batch_size, log=lambda line: print(line, flush=True))
+    metrics_path = run / runs.METRICS_FILE
+    metrics = runs.read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics.update({f"eval_{key}": value for key, value in result.items()})
+    runs.write_json(metrics_path, metrics)
+    print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def _scored_test_split(x_test, settings: dict):
+    """The test split as the run's binarization protocol scores it: grey
+    levels for 'none', one fixed Bernoulli draw (seeded) otherwise."""
+    from .datasets import static_binarize
+    mode = settings.get("binarize", "none")
+    if mode == "none":
+        return x_test
+    return static_binarize(x_test, settings["seed"] + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
 
@@ -290,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             return _experiment(args)
         if args.command == "gradcheck":
             return _gradcheck(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         parser.print_help(sys.stderr)
         return 2
     except KeyboardInterrupt:
