@@ -20,8 +20,8 @@ import numpy as np
 from . import runs
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint
-from .optim import Adam
-from .train import Trainer, train, trainer_from_checkpoint
+from .runs import load_data
+from .train import trainer_from_checkpoint
 from .vae import LIKELIHOODS, VAE
 
 # Measured with ``numpyvae train`` on 2 cores: see docs/main-job.md.
@@ -144,19 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_data(spec: str, dtype: str):
-    """(x_train, y_train), (x_test, y_test) for --data."""
-    from .datasets import load_digits, load_mnist, load_npz_dataset
-    if spec == "digits":
-        return load_digits(dtype)
-    if spec == "mnist":
-        return load_mnist(dtype=dtype)
-    if not Path(spec).is_file():
-        raise FileNotFoundError(f"--data: expected 'digits', 'mnist' or the path of an .npz "
-                                f"file, got {spec!r} (no such file)")
-    return load_npz_dataset(spec, dtype)
-
-
 def _settings(args, resume: Path | None) -> dict:
     """DEFAULTS, overridden by the resumed run's config.json, then by flags.
 
@@ -182,69 +169,28 @@ def _settings(args, resume: Path | None) -> dict:
     return settings
 
 
-def _generators(seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for the weights, the training and the pictures."""
-    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-
-
-def _new_trainer(settings: dict, input_dim: int) -> Trainer:
-    init_rng, train_rng, _ = _generators(settings["seed"])
-    model = VAE(input_dim, settings["latent_dim"], hidden=settings["hidden"],
-                activation=settings["activation"], likelihood=settings["likelihood"],
-                sigma=settings["sigma"], dtype=settings["dtype"],
-                rng=init_rng)
-    return Trainer(model, Adam(lr=settings["lr"]), beta=settings["beta"],
-                   batch_size=settings["batch_size"], rng=train_rng)
-
-
-def _metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
-             n_test: int) -> dict:
-    last = trainer.history[-1]
-    return {"config": settings, "model": trainer.model.config.to_dict(),
-            "epochs": trainer.epoch,
-            "seconds": sum(row["seconds"] for row in trainer.history),
-            "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
-            "val_recon": last["val_recon"], "val_kl": last["val_kl"],
-            "baseline_mean_pixel": baseline, "n_train": n_train, "n_test": n_test}
-
-
 def _train(args) -> int:
     resume = None if args.resume is None else Path(args.resume)
     out = Path(args.out) if args.out is not None else (resume or Path(DEFAULT_OUT))
     settings = _settings(args, resume)
-    (x_train, _), (x_test, y_test) = load_data(settings["data"], settings["dtype"])
+    data = load_data(settings["data"], settings["dtype"])
     if resume is not None:
         trainer = trainer_from_checkpoint(load_checkpoint(resume / runs.CHECKPOINT_FILE))
     else:
-        trainer = _new_trainer(settings, x_train.shape[1])
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / runs.CONFIG_FILE, settings)
-    checkpoint = out / runs.CHECKPOINT_FILE
+        trainer = runs.new_trainer(settings, data[0][0].shape[1])
     try:
-        train(trainer, x_train, settings["epochs"], x_val=x_test, progress=True,
-              checkpoint_path=checkpoint)
+        metrics, written, pictures_skipped = runs.train_run(
+            settings, out, data, trainer, pictures=not args.no_plots, progress=True)
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved at epoch {trainer.epoch}, step {trainer.step} "
-              f"in {checkpoint}; resume with: numpyvae train --resume "
+              f"in {out / runs.CHECKPOINT_FILE}; resume with: numpyvae train --resume "
               f"{shlex.quote(str(out))}", file=sys.stderr)
         return 130
-    baseline = runs.mean_pixel_baseline(x_train, x_test, settings["likelihood"],
-                                        settings["sigma"])
-    metrics = _metrics(settings, trainer, baseline, len(x_train), len(x_test))
-    runs.write_json(out / runs.METRICS_FILE, metrics)
-    runs.write_history(out / runs.HISTORY_FILE, trainer.history)
-    written = [runs.METRICS_FILE, runs.HISTORY_FILE, runs.CHECKPOINT_FILE, runs.CONFIG_FILE]
-    if not args.no_plots:
-        picture_rng = _generators(settings["seed"])[2]
-        try:
-            paths = runs.write_pictures(trainer.model, x_test, y_test, trainer.history,
-                                        baseline, out, picture_rng)
-            written += [p.name for p in paths]
-        except ImportError:
-            print(PICTURES_SKIPPED)
+    if pictures_skipped:
+        print(PICTURES_SKIPPED)
     print(f"val ELBO {metrics['val_elbo']:.2f} nats per example (mean-pixel baseline "
-          f"{baseline:.2f}) after {trainer.epoch} epochs, {metrics['seconds']:.1f} s of "
-          f"training\nwrote {out}/: {', '.join(written)}")
+          f"{metrics['baseline_mean_pixel']:.2f}) after {trainer.epoch} epochs, "
+          f"{metrics['seconds']:.1f} s of training\nwrote {out}/: {', '.join(written)}")
     return 0
 
 

@@ -9,6 +9,9 @@ A run folder holds
 * ``history.csv``: one row per epoch, columns `numpyvae.train.HISTORY_KEYS`;
 * ``metrics.json``: settings, final numbers and the mean-pixel baseline;
 * the pictures listed in `PICTURES` (PNG, need matplotlib).
+
+`train_run` writes one such folder from a settings dict; ``numpyvae
+train`` and ``numpyvae sweep`` (one call per grid point) both use it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from .train import HISTORY_KEYS
+from .optim import Adam
+from .train import HISTORY_KEYS, Trainer, train
+from .vae import VAE
 
 Array = NDArray[np.floating]
 
@@ -32,6 +37,110 @@ METRICS_FILE = "metrics.json"
 PICTURES = {"reconstructions": "reconstructions.png", "samples": "samples.png",
             "loss_curves": "loss_curves.png", "latent": "latent.png",
             "manifold": "manifold.png", "interpolations": "interpolations.png"}
+
+
+def load_data(spec: str, dtype: str, name: str = "--data"):
+    """(x_train, y_train), (x_test, y_test) for the data setting `spec`."""
+    from .datasets import load_digits, load_mnist, load_npz_dataset
+    if spec == "digits":
+        return load_digits(dtype)
+    if spec == "mnist":
+        return load_mnist(dtype=dtype)
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"{name}: expected 'digits', 'mnist' or the path of an .npz "
+                                f"file, got {spec!r} (no such file)")
+    return load_npz_dataset(spec, dtype)
+
+
+def generators(seed: int) -> tuple[np.random.Generator, ...]:
+    """Independent generators for the weights, the training and the pictures."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+
+
+def new_trainer(settings: dict, input_dim: int) -> Trainer:
+    """A fresh model and Adam from `settings`, seeded by settings["seed"]."""
+    init_rng, train_rng, _ = generators(settings["seed"])
+    model = VAE(input_dim, settings["latent_dim"], hidden=settings["hidden"],
+                activation=settings["activation"], likelihood=settings["likelihood"],
+                sigma=settings["sigma"], dtype=settings["dtype"],
+                rng=init_rng)
+    return Trainer(model, Adam(lr=settings["lr"]), beta=settings["beta"],
+                   batch_size=settings["batch_size"], rng=train_rng)
+
+
+def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
+                n_test: int) -> dict:
+    """What metrics.json holds, from the trainer's last history row."""
+    last = trainer.history[-1]
+    return {"config": settings, "model": trainer.model.config.to_dict(),
+            "epochs": trainer.epoch,
+            "seconds": sum(row["seconds"] for row in trainer.history),
+            "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
+            "val_recon": last["val_recon"], "val_kl": last["val_kl"],
+            "baseline_mean_pixel": baseline, "n_train": n_train, "n_test": n_test}
+
+
+def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
+              pictures: bool = True, progress: bool = False) -> tuple[dict, list[str], bool]:
+    """Train one run into folder `out` and write its files.
+
+    Parameters
+    ----------
+    settings : dict
+        Every key of ``numpyvae.cli.DEFAULTS`` (data, epochs, latent_dim,
+        hidden, activation, likelihood, sigma, beta, batch_size, lr, seed,
+        dtype). All randomness comes from settings["seed"].
+    out : str or Path
+        The run folder, created if missing.
+    data : tuple, optional
+        ``(x_train, y_train), (x_test, y_test)``, as `load_data` returns
+        for settings["data"]; loaded when None.
+    trainer : Trainer, optional
+        A trainer to continue (e.g. from the folder's checkpoint); when
+        None, a new one from `new_trainer`.
+    pictures : bool
+        Draw `PICTURES` (skipped when matplotlib is missing).
+    progress : bool
+        Report every epoch (`numpyvae.train.train`).
+
+    Returns
+    -------
+    metrics : dict
+        What metrics.json holds.
+    written : list of str
+        Names of the files written into `out`.
+    pictures_skipped : bool
+        True when pictures were asked for but matplotlib is missing.
+
+    Notes
+    -----
+    config.json is written before training starts, metrics.json after
+    history.csv. A KeyboardInterrupt leaves the checkpoint of the last
+    completed step (see `numpyvae.train.train`) and propagates.
+    """
+    out = Path(out)
+    if data is None:
+        data = load_data(settings["data"], settings["dtype"])
+    (x_train, _), (x_test, y_test) = data
+    if trainer is None:
+        trainer = new_trainer(settings, x_train.shape[1])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG_FILE, settings)
+    train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
+          checkpoint_path=out / CHECKPOINT_FILE)
+    baseline = mean_pixel_baseline(x_train, x_test, settings["likelihood"], settings["sigma"])
+    metrics = run_metrics(settings, trainer, baseline, len(x_train), len(x_test))
+    write_history(out / HISTORY_FILE, trainer.history)
+    write_json(out / METRICS_FILE, metrics)
+    written = [METRICS_FILE, HISTORY_FILE, CHECKPOINT_FILE, CONFIG_FILE]
+    if not pictures:
+        return metrics, written, False
+    try:
+        paths = write_pictures(trainer.model, x_test, y_test, trainer.history, baseline, out,
+                               generators(settings["seed"])[2])
+    except ImportError:
+        return metrics, written, True
+    return metrics, written + [p.name for p in paths], False
 
 
 def mean_pixel_baseline(x_train: Array, x_test: Array, likelihood: str = "bernoulli",
