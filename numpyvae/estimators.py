@@ -25,7 +25,8 @@ noise of one chunk of samples for all n examples, (chunk, n, d_z), gets
 a quarter of the budget; the decoder rows get the rest. For the MNIST
 784-400-20 model in float32 and 10,000 images that is noise for 83
 samples at a time and blocks of 83 x 76 rows, whatever k (5000 or
-more): a peak of 198 MiB of arrays, 304 MiB resident in all.
+more): on the MNIST test set, a peak of 198 MiB of arrays and 326 MiB
+resident in all (docs/experiments.md has the command).
 """
 
 from __future__ import annotations
