@@ -17,7 +17,7 @@ from numpyvae.activations import relu_backward, relu_forward
 from numpyvae.layers import dense_backward, dense_forward
 from numpyvae.model import loss_backward, loss_forward
 from numpyvae.testing import (KINK_MARGIN, arrays_for_layer, assert_grad_close, batches,
-                              make_batch, make_layer_arrays, vae_configs)
+                              make_batch, make_layer_arrays, vae_configs, vae_models)
 
 
 def cube(v):
@@ -62,6 +62,13 @@ def test_make_layer_arrays_is_reproducible_and_honours_dtype():
                                                dtype="float32")} == {np.dtype(np.float32)}
 
 
+def test_make_layer_arrays_scales_W_like_an_initializer():
+    x, W, b = make_layer_arrays(np.random.default_rng(0), 8, 400, 50)
+    assert math.isclose(W.std() * math.sqrt(400), 1.0, rel_tol=0.05)
+    assert math.isclose(x.std(), 1.0, rel_tol=0.05)
+    assert 0.5 < (x @ W + b).std() < 2.0  # order 1 whatever d_in
+
+
 def test_make_layer_arrays_gives_up_on_an_impossible_margin():
     with pytest.raises(ValueError, match="margin"):
         make_layer_arrays(np.random.default_rng(0), 8, 16, 16, margin=10.0)
@@ -97,10 +104,17 @@ def test_vae_configs_respects_restrictions(config):
     assert config["input_dim"] <= 2
 
 
+@given(vae_models())
+def test_vae_models_have_every_bias_moved_off_zero(model):
+    assert model.dtype == np.float64
+    for name, p in model.params.items():
+        if name.endswith(".b"):
+            assert 0.1 <= p.min() and p.max() <= 0.5, name
+
+
 @given(st.data())
 def test_batches_fit_their_model(data):
-    config = data.draw(vae_configs())
-    model = VAE(**config, rng=0)
+    model = data.draw(vae_models())
     x, eps = data.draw(batches(model))
     n = x.shape[0]
     assert 1 <= n <= 5
@@ -113,8 +127,7 @@ def test_batches_fit_their_model(data):
 
 @given(st.data())
 def test_every_drawn_model_passes_the_whole_gradient_check(data):
-    config = data.draw(vae_configs())
-    model = VAE(**config, rng=data.draw(st.integers(0, 2**32 - 1)))
+    model = data.draw(vae_models())
     x, eps = data.draw(batches(model, max_batch=3))
     names = list(model.params)
 
@@ -231,7 +244,8 @@ def test_leaves_the_arrays_unchanged():
 
 def test_strategies_name_the_package_to_install_when_hypothesis_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "hypothesis", None)  # makes the import fail
-    for strategy in (arrays_for_layer, vae_configs, lambda: batches(VAE(2, 1, rng=0))):
+    for strategy in (arrays_for_layer, vae_configs, vae_models,
+                     lambda: batches(VAE(2, 1, rng=0))):
         with pytest.raises(ImportError, match=r"pip install hypothesis") as info:
             strategy()
         assert "\n" not in str(info.value) and "numpyvae[test]" in str(info.value)
@@ -241,3 +255,16 @@ def test_importing_numpyvae_testing_does_not_import_hypothesis():
     code = ("import sys, numpyvae.testing; "
             "sys.exit(1 if 'hypothesis' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_gradient_tiny_next_to_f_is_judged_above_its_rounding_noise(monkeypatch):
+    # f is about 1e3, so each central difference carries ~1e-9 of rounding
+    # noise: a normwise relative error of ~1e-4 on this correct 1e-5 gradient.
+    x = np.array([0.3, -1.2, 2.0])
+    f = lambda v: 1e3 + 1e-5 * float(np.sum(np.sin(v)))  # noqa: E731
+    assert_grad_close(f, lambda v: 1e-5 * np.cos(v), x)
+    with pytest.raises(AssertionError, match="normwise relative error 0.2"):
+        assert_grad_close(f, lambda v: 1.5e-5 * np.cos(v), x)  # 50% too large
+    monkeypatch.setattr(sys.modules["numpyvae.gradcheck"], "NOISE_FLOOR", 0.0)
+    with pytest.raises(AssertionError, match="normwise relative error 0.000"):
+        assert_grad_close(f, lambda v: 1e-5 * np.cos(v), x)  # noise alone fails it
