@@ -58,6 +58,33 @@ def defined_names(module: Path) -> dict[str, int]:
     return found
 
 
+def quoted_code(path: Path) -> list[tuple[str, list[str]]]:
+    """Blocks "Code (numpyvae/x.py):" + indented lines, as (module, lines)."""
+    lines = path.read_text().splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        match = re.fullmatch(r"Code \((numpyvae/\w+\.py)\):", line)
+        if match:
+            j = i + 1
+            while j < len(lines) and not lines[j].strip():
+                j += 1
+            code = []
+            while j < len(lines) and lines[j].startswith("    "):
+                code.append(lines[j][4:])
+                j += 1
+            blocks.append((match.group(1), code))
+    return blocks
+
+
+def missing_code_lines(path: Path) -> list[str]:
+    """Quoted lines of `path` that are not, verbatim, a line of their module."""
+    missing = []
+    for module, code in quoted_code(path):
+        source = {line.strip() for line in (ROOT / module).read_text().splitlines()}
+        missing += [f"{module}: {line}" for line in code if line.strip() not in source]
+    return missing
+
+
 def test_gradient_checking_examples_run_and_their_tests_pass():
     path = DOCS / "gradient-checking.md"
     assert len(python_blocks(path)) >= 8
@@ -75,6 +102,25 @@ def test_a_failing_example_makes_the_doc_test_fail(tmp_path):
     page.write_text("text\n\n```python\nx = 1\n```\n\n```python\nassert x == 2\n```\n")
     with pytest.raises(AssertionError):
         run_blocks(page)
+
+
+
+def test_derivations_quote_the_code_verbatim():
+    blocks = quoted_code(DOCS / "derivations.md")
+    assert all(code for _, code in blocks), "a 'Code (...):' line without code under it"
+    assert missing_code_lines(DOCS / "derivations.md") == []
+    quoted = {module for module, _ in blocks}
+    assert {f"numpyvae/{m}.py" for m in ("layers", "activations", "likelihoods", "kl",
+                                         "sampling")} <= quoted
+
+
+def test_a_stale_quote_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Code (numpyvae/kl.py):\n\n    kl = 0.5 * mu.sum()\n"
+                    "    var = np.exp(log_var)  # (n, d_z)\n\ntext\n")
+    assert quoted_code(page) == [("numpyvae/kl.py", ["kl = 0.5 * mu.sum()",
+                                                     "var = np.exp(log_var)  # (n, d_z)"])]
+    assert missing_code_lines(page) == ["numpyvae/kl.py: kl = 0.5 * mu.sum()"]
 
 
 if __name__ == "__main__":
