@@ -1,7 +1,9 @@
 """The ``numpyvae`` command: argparse subcommands; the only reader of sys.argv.
 
 ``numpyvae train`` trains a VAE and writes a run folder (see `runs`);
-``numpyvae experiment NAME`` runs one of `numpyvae.experiments`. Errors
+``numpyvae experiment NAME`` runs one of `numpyvae.experiments`;
+``numpyvae sweep SPEC --out DIR`` trains one run per point of a grid
+(see `numpyvae.sweep`). Errors
 from numpyvae (bad values, missing files, corrupt checkpoints, diverged
 training) print ``numpyvae: error: <message>`` and exit with status 2;
 Ctrl-C during training saves a checkpoint and exits with status 130.
@@ -132,12 +134,30 @@ def _add_evaluate(sub) -> None:
                    help="evaluate only the first N test examples (quick checks)")
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="train one run per point of a grid of settings",
+                       description="Train one run per point of the grid in SPEC (a TOML "
+                       "file with [base], [grid] and [sweep] tables; see docs/sweeps.md) "
+                       "into DIR/<run name>/, skipping runs already finished, then write "
+                       "DIR/summary.csv and pictures. Exit 1 if a run failed.")
+    p.add_argument("spec", metavar="SPEC", help="the sweep's TOML file")
+    p.add_argument("--out", metavar="DIR", required=True, help="the sweep folder")
+    p.add_argument("--jobs", type=_int_at_least(1), default=1,
+                   help="runs at a time on local processes (joblib's loky backend); "
+                   "default 1: one after the other in this process")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run on the Dask cluster at ADDRESS (e.g. tcp://127.0.0.1:8786) "
+                   "through joblib's dask backend, instead of --jobs")
+    p.add_argument("--no-plots", action="store_true", help="write no pictures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_experiment(sub)
     _add_gradcheck(sub)
+    _add_sweep(sub)
     _add_evaluate(sub)
     # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
     # one _<name>(args) -> int below, one branch in main.
@@ -263,6 +283,29 @@ def _scored_test_split(x_test, settings: dict):
     return static_binarize(x_test, settings["seed"] + 1)
 
 
+def _sweep(args) -> int:
+    from . import sweep
+    if args.dask_scheduler is not None and args.jobs != 1:
+        raise ValueError("--jobs: not used with --dask-scheduler (the cluster's workers run "
+                         f"the runs), got --jobs {args.jobs}; leave it out")
+    try:
+        result = sweep.run_sweep(args.spec, args.out, jobs=args.jobs,
+                                 dask_scheduler=args.dask_scheduler, pictures=not args.no_plots)
+    except ImportError as e:  # joblib or dask.distributed missing: one line
+        print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to run "
+              "the others", file=sys.stderr)
+        return 130
+    failed = [row["run"] for row in result["rows"] if row["status"] != "done"]
+    written = [result["summary"].name] + [p.name for p in result["pictures"]]
+    print(f"{len(result['rows']) - len(failed)} of {len(result['rows'])} runs done"
+          + (f"; failed (see their error.txt): {', '.join(failed)}" if failed else "")
+          + f"\nwrote {args.out}/: {', '.join(written)}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
 
@@ -281,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             return _experiment(args)
         if args.command == "gradcheck":
             return _gradcheck(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "evaluate":
             return _evaluate(args)
         parser.print_help(sys.stderr)
