@@ -123,6 +123,81 @@ def test_a_stale_quote_is_caught(tmp_path):
     assert missing_code_lines(page) == ["numpyvae/kl.py: kl = 0.5 * mu.sum()"]
 
 
+
+@pytest.mark.parametrize("page", LEARNER_DOCS)
+def test_every_path_and_link_in_the_docs_exists(page):
+    path = DOCS / page
+    if not path.exists():
+        pytest.skip(f"docs/{page} not written yet")
+    text = path.read_text()
+    paths = set(re.findall(r"\b((?:numpyvae|tests|docs|benchmarks)/[\w/.-]*\w\.(?:py|md))", text))
+    links = {link.split("#")[0] for link in re.findall(r"\]\(([^)#]+\.(?:md|py))", text)}
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    missing += sorted(link for link in links if not (DOCS / link).resolve().exists())
+    assert missing == []
+
+
+CODE_LINK = re.compile(r"\[`?([\w.]+)`?\]\(\.\./(numpyvae/\w+\.py)#L(\d+)\)")
+TEST_REF = re.compile(r"\b(tests/test_\w+\.py)::(test_\w+)")
+
+
+def stale_code_links(path: Path) -> list[str]:
+    """Links [name](../numpyvae/m.py#L<n>) whose line n does not define name."""
+    stale = []
+    for name, module, line in CODE_LINK.findall(path.read_text()):
+        source = ROOT / module
+        if not source.exists():
+            stale.append(f"{module} does not exist")
+            continue
+        found = defined_names(source).get(name)
+        if found != int(line):
+            stale.append(f"{module}#L{line}: {name} is defined on line {found}")
+    return stale
+
+
+def missing_tests(path: Path) -> list[str]:
+    """References tests/test_x.py::test_name whose test function does not exist."""
+    missing = []
+    for module, name in TEST_REF.findall(path.read_text()):
+        source = ROOT / module
+        if not source.exists() or name not in defined_names(source):
+            missing.append(f"{module}::{name}")
+    return missing
+
+
+def test_math_to_code_links_point_at_def_lines():
+    path = DOCS / "math-to-code.md"
+    links = CODE_LINK.findall(path.read_text())
+    assert len(links) >= 60
+    assert stale_code_links(path) == []
+    linked = {(module, name) for name, module, _ in links}
+    for module in ("layers", "activations", "likelihoods", "kl", "sampling"):
+        kernels = {name for name in defined_names(ROOT / f"numpyvae/{module}.py")
+                   if name.endswith(("_forward", "_backward"))}
+        assert kernels <= {name for m, name in linked if m == f"numpyvae/{module}.py"}
+
+
+def test_math_to_code_names_tests_that_exist():
+    path = DOCS / "math-to-code.md"
+    assert len(TEST_REF.findall(path.read_text())) >= 40
+    assert missing_tests(path) == []
+
+
+def test_stale_line_numbers_and_missing_tests_are_caught(tmp_path):
+    line = defined_names(ROOT / "numpyvae/kl.py")["kl_forward"]
+    page = tmp_path / "page.md"
+    page.write_text(f"[kl_forward](../numpyvae/kl.py#L{line}) "
+                    f"[kl_forward](../numpyvae/kl.py#L{line + 1}) "
+                    f"[Adam.step](../numpyvae/optim.py#L1) [f](../numpyvae/nope.py#L1) "
+                    "tests/test_kl.py::test_kl_known_values tests/test_kl.py::test_nothing")
+    assert stale_code_links(page) == [
+        f"numpyvae/kl.py#L{line + 1}: kl_forward is defined on line {line}",
+        f"numpyvae/optim.py#L1: Adam.step is defined on line "
+        f"{defined_names(ROOT / 'numpyvae/optim.py')['Adam.step']}",
+        "numpyvae/nope.py does not exist"]
+    assert missing_tests(page) == ["tests/test_kl.py::test_nothing"]
+
+
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["docs/gradient-checking.md"]:
         run_blocks(ROOT / arg)
