@@ -63,6 +63,16 @@ class Adam:
     sqrt(1 - beta2^t)). Moments are kept in the parameters' dtype and the
     scalars are cast to it, so a float32 model never touches float64.
 
+    Speed: NumPy has no fused multiply-add, so the update is 12 passes
+    over memory, written into one scratch buffer (nothing is allocated
+    after the first step). The moments are views into one buffer each;
+    when the parameters and the gradients are laid out the same way (as
+    `init_params` and a `Trainer`'s workspace lay them out) every pass runs
+    once over all parameters instead of once per array, bit for bit the
+    same numbers. Splitting the passes over two threads did not pay on a
+    2-core machine (docs/performance.md), so the update runs in the
+    calling thread.
+
     Examples
     --------
     >>> params = {"w": np.array([1.0])}
@@ -84,27 +94,50 @@ class Adam:
         self.t = 0
         self.m: dict[str, Array] = {}
         self.v: dict[str, Array] = {}
-        self._scratch: dict[str, Array] = {}
+        self._scratch: dict = {}
+        self._last = None  # (arrays, pieces) of the previous step
 
     def step(self, params: dict, grads: dict) -> None:
         """Apply one Adam update to every array of `params`, in place."""
         _check_grads(params, grads)
         if not self.m:
-            self.m = {k: np.zeros_like(p) for k, p in params.items()}
-            self.v = {k: np.zeros_like(p) for k, p in params.items()}
+            self.m, self.v = _packed_zeros(params), _packed_zeros(params)
         self.t += 1
         c2 = math.sqrt(1.0 - self.beta2 ** self.t)
         lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
         eps_t = self.epsilon * c2
-        for name, p in params.items():
-            self._update(name, p, grads[name], lr_t, eps_t)
+        for p, g, m, v, buf in self._pieces(params, grads):
+            self._update(p, g, m, v, buf, lr_t, eps_t)
 
-    def _update(self, name: str, p: Array, g: Array, lr_t: float, eps_t: float) -> None:
-        m, v = self.m[name], self.v[name]
+    def _pieces(self, params: dict, grads: dict) -> list[tuple]:
+        """``(p, g, m, v, buf)`` tuples to update: one tuple of 1-d arrays
+        when params, grads and moments each tile one buffer in the same
+        order, else one tuple per name. Remembered while the same arrays
+        come back (a Trainer passes the same ones every step)."""
+        arrays = [(params[k], grads[k], self.m[k], self.v[k]) for k in params]
+        if not arrays:
+            return []
+        last = self._last
+        if last is not None and len(arrays) == len(last[0]) and all(
+                a is b for new, old in zip(arrays, last[0]) for a, b in zip(new, old)):
+            return last[1]
+        flats = [_tiled([a[i] for a in arrays]) for i in range(4)]
+        if all(f is not None for f in flats):
+            pieces = [(*flats, self._buffer(None, flats[0]))]
+        else:
+            pieces = [(*a, self._buffer(k, a[0])) for k, a in zip(params, arrays)]
+        self._last = (arrays, pieces)
+        return pieces
+
+    def _buffer(self, key: str | None, like: Array) -> Array:
+        """Scratch array like `like`, kept across steps (key None: the flat one)."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self._scratch[key] = np.empty_like(like)
+        return buf
+
+    def _update(self, p, g, m, v, buf, lr_t: float, eps_t: float) -> None:
         dt = p.dtype.type
-        buf = self._scratch.get(name)
-        if buf is None:
-            buf = self._scratch[name] = np.empty_like(p)
         # m = beta1 m + (1 - beta1) g, written as m += (1 - beta1) (g - m)
         np.subtract(g, m, out=buf)
         buf *= dt(1.0 - self.beta1)
@@ -137,14 +170,46 @@ class Adam:
         """Restore a state produced by `state_dict` (arrays are copied)."""
         self.t = int(state["t"])
         names = [k[2:] for k in state if k.startswith("m.")]
-        self.m = {k: np.array(state[f"m.{k}"]) for k in names}
-        self.v = {k: np.array(state[f"v.{k}"]) for k in names}
-        self._scratch = {}
+        self.m, self.v = _packed_zeros(state, names, "m."), _packed_zeros(state, names, "v.")
+        for k in names:
+            self.m[k][...] = state[f"m.{k}"]
+            self.v[k][...] = state[f"v.{k}"]
+        self._scratch, self._last = {}, None
 
     def config(self) -> dict:
         """Hyperparameters, JSON-ready."""
         return {"name": "adam", "lr": self.lr, "beta1": self.beta1,
                 "beta2": self.beta2, "epsilon": self.epsilon}
+
+
+def _packed_zeros(arrays: dict, names=None, prefix: str = "") -> dict[str, Array]:
+    """Zeros shaped like ``arrays[prefix + name]``, views into one buffer
+    in `names` order (one dtype), so that Adam can run over all at once."""
+    names = list(arrays) if names is None else names
+    like = [arrays[prefix + k] for k in names]
+    if len({np.asarray(a).dtype for a in like}) != 1:
+        return {k: np.zeros_like(a) for k, a in zip(names, like)}
+    flat = np.zeros(sum(np.size(a) for a in like), dtype=np.asarray(like[0]).dtype)
+    out, start = {}, 0
+    for k, a in zip(names, like):
+        out[k] = flat[start:start + np.size(a)].reshape(np.shape(a))
+        start += np.size(a)
+    return out
+
+
+def _tiled(arrays: list) -> Array | None:
+    """The 1-d array that `arrays` tile end to end, in order, or None."""
+    base = arrays[0].base
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    origin = base.__array_interface__["data"][0]
+    start = position = (arrays[0].__array_interface__["data"][0] - origin) // base.itemsize
+    for a in arrays:
+        if (a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous
+                or a.__array_interface__["data"][0] != origin + position * base.itemsize):
+            return None
+        position += a.size
+    return base[start:position]
 
 
 class SGD:

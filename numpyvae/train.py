@@ -93,11 +93,13 @@ class Trainer:
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
         """One optimizer step on batch `xb`; returns the loss and terms."""
+        if not hasattr(self, "workspace"):
+            self.workspace = {}  # scratch arrays reused by every step; see loss_forward
         eps = self.rng.standard_normal((xb.shape[0], self.model.config.latent_dim),
                                        dtype=self.model.dtype)
         loss, terms, cache = loss_forward(self.model.params, xb, eps, self.model.config,
-                                          self.beta)
-        grads = loss_backward(cache)
+                                          self.beta, self.workspace)
+        grads = loss_backward(cache)  # views into the workspace, valid until the next step
         bad = _first_nonfinite(loss, grads)
         if bad is not None:
             raise TrainingDiverged(
@@ -112,10 +114,19 @@ class Trainer:
         if self.perm is None:
             self.perm = self.rng.permutation(n)
         n_steps = math.ceil(n / self.batch_size)
+        if not hasattr(self, "workspace"):
+            self.workspace = {}  # scratch arrays reused by every step; see loss_forward
         while self.step < n_steps:
             t0 = time.perf_counter()
             idx = self.perm[self.step * self.batch_size:(self.step + 1) * self.batch_size]
-            loss, terms = self.train_step(x[idx])
+            # gather the batch into a buffer kept per batch size, no allocation;
+            # idx is a piece of a permutation of range(n), always in bounds, so
+            # mode="clip" only skips the check that makes take() buffer its output
+            xb = self.workspace.get(("batch", len(idx), x.dtype))
+            if xb is None:
+                xb = self.workspace[("batch", len(idx), x.dtype)] = np.empty(
+                    (len(idx), x.shape[1]), x.dtype)
+            loss, terms = self.train_step(np.take(x, idx, axis=0, out=xb, mode="clip"))
             self.sums[0] += loss * len(idx)
             self.sums[1] += float(np.sum(terms["log_lik"], dtype=np.float64))
             self.sums[2] += float(np.sum(terms["kl"], dtype=np.float64))
