@@ -142,7 +142,7 @@ def _add_sweep(sub) -> None:
                        "DIR/summary.csv and pictures. Exit 1 if a run failed.")
     p.add_argument("spec", metavar="SPEC", help="the sweep's TOML file")
     p.add_argument("--out", metavar="DIR", required=True, help="the sweep folder")
-    p.add_argument("--jobs", type=_int_at_least(1), default=1,
+    p.add_argument("--jobs", metavar="N", type=_int_at_least(1), default=1,
                    help="runs at a time on local processes (joblib's loky backend); "
                    "default 1: one after the other in this process")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from ._validation import check_int
 from .cli import DEFAULTS
 
 INSTALL_HINT = 'pip install "numpyvae[sweep]"'
@@ -344,7 +345,7 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
         executed (names of the runs trained by this call), summary (path)
         and pictures (paths).
     """
-    spec, out = load_spec(spec_path), Path(out)
+    spec, out, jobs = load_spec(spec_path), Path(out), check_int(jobs, "jobs", 1)
     if jobs > 1 or dask_scheduler is not None:
         _require("joblib", INSTALL_HINT)
     points = grid_points(spec)
