@@ -111,7 +111,7 @@ def test_derivations_quote_the_code_verbatim():
     assert missing_code_lines(DOCS / "derivations.md") == []
     quoted = {module for module, _ in blocks}
     assert {f"numpyvae/{m}.py" for m in ("layers", "activations", "likelihoods", "kl",
-                                         "sampling")} <= quoted
+                                         "sampling", "model", "optim")} <= quoted
 
 
 def test_a_stale_quote_is_caught(tmp_path):
