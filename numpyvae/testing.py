@@ -272,8 +272,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
     >>> x = np.array([1.0, -2.0, 0.5])
     >>> f = lambda v: float(np.sum(v ** 3))
     >>> assert_grad_close(f, lambda v: 3 * v ** 2, x)
-    >>> wrong = lambda v: 3.003 * v ** 2
-    >>> assert_grad_close(f, wrong, x)  # doctest: +ELLIPSIS
+    >>> assert_grad_close(f, lambda v: 3.003 * v**2, x)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
     AssertionError: arrays[0]: ... analytic 12.012, numerical 12, ...
