@@ -110,7 +110,11 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
                            "batch_size": trainer.batch_size,
                            "sums": _encode_nonfinite(trainer.sums),
                            "rng": trainer.rng.bit_generator.state,
-                           "history": _encode_nonfinite(trainer.history)}
+                           "history": _encode_nonfinite(trainer.history),
+                           "objective": trainer.objective, "k": trainer.k,
+                           "binarize": trainer.binarize, "lr_schedule": trainer.lr_schedule,
+                           "schedule_epochs": trainer.schedule_epochs,
+                           "base_lr": trainer.base_lr}
         if trainer.perm is not None:
             arrays["trainer/perm"] = trainer.perm
     meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}

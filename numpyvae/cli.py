@@ -29,7 +29,9 @@ from .vae import LIKELIHOODS, VAE
 # Measured with ``numpyvae train`` on 2 cores: see docs/main-job.md.
 DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
             "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
-            "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32"}
+            "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32",
+            "binarize": "none", "objective": "elbo", "k": 1, "lr_schedule": "constant",
+            "adam_epsilon": 1e-8, "init_output_bias": False}
 DEFAULT_OUT = "runs/digits"
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
@@ -84,6 +86,18 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
     p.add_argument("--seed", type=_int_at_least(0), help=f"default {d['seed']}")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--binarize", choices=("none", "dynamic", "static"),
+                   help="grey levels (none, default), a fresh Bernoulli draw of every batch "
+                   "(dynamic) or one fixed draw (static)")
+    p.add_argument("--objective", choices=("elbo", "iwae"),
+                   help="negative ELBO (default) or the IWAE bound with --k samples")
+    p.add_argument("--k", type=_int_at_least(1), help="IWAE samples per example (default 1)")
+    p.add_argument("--lr-schedule", choices=("constant", "iwae"),
+                   help="constant (default) or the IWAE paper's 3^i-epoch stages, "
+                   "compressed into --epochs")
+    p.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (default 1e-8)")
+    p.add_argument("--init-output-bias", action="store_true", default=None,
+                   help="start the decoder's output bias at the training mean pixel")
     p.add_argument("--out", help=f"run folder (default {DEFAULT_OUT}, or DIR with --resume)")
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",
@@ -193,11 +207,11 @@ def _train(args) -> int:
     resume = None if args.resume is None else Path(args.resume)
     out = Path(args.out) if args.out is not None else (resume or Path(DEFAULT_OUT))
     settings = _settings(args, resume)
-    data = load_data(settings["data"], settings["dtype"])
+    data = runs.load_run_data(settings)
     if resume is not None:
         trainer = trainer_from_checkpoint(load_checkpoint(resume / runs.CHECKPOINT_FILE))
     else:
-        trainer = runs.new_trainer(settings, data[0][0].shape[1])
+        trainer = runs.new_trainer(settings, data[0][0])
     try:
         metrics, written, pictures_skipped = runs.train_run(
             settings, out, data, trainer, pictures=not args.no_plots, progress=True)
@@ -259,8 +273,7 @@ def _evaluate(args) -> int:
     run = Path(args.run_dir)
     settings = runs.read_json(run / runs.CONFIG_FILE)
     model = load_checkpoint(run / runs.CHECKPOINT_FILE).model
-    _, (x_test, _) = load_data(settings["data"], model.config.dtype)
-    x_test = _scored_test_split(x_test, settings)
+    _, (x_test, _) = runs.load_run_data({**settings, "dtype": model.config.dtype})
     if args.limit is not None:
         x_test = x_test[:args.limit]
     result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
@@ -271,16 +284,6 @@ def _evaluate(args) -> int:
     runs.write_json(metrics_path, metrics)
     print(json.dumps(result, indent=2, allow_nan=False))
     return 0
-
-
-def _scored_test_split(x_test, settings: dict):
-    """The test split as the run's binarization protocol scores it: grey
-    levels for 'none', one fixed Bernoulli draw (seeded) otherwise."""
-    from .datasets import static_binarize
-    mode = settings.get("binarize", "none")
-    if mode == "none":
-        return x_test
-    return static_binarize(x_test, settings["seed"] + 1)
 
 
 def _sweep(args) -> int:

@@ -266,3 +266,27 @@ class SGD:
     def config(self) -> dict:
         """Hyperparameters, JSON-ready."""
         return {"name": "sgd", "lr": self.lr, "momentum": self.momentum}
+
+
+IWAE_STAGES = 8  # the schedule of Burda et al. (2016): stages i = 0 .. 7
+
+
+def iwae_learning_rate(epoch: int, total_epochs: int, base_lr: float) -> float:
+    """Learning rate of the IWAE paper's schedule at a 0-based `epoch`.
+
+    Notes
+    -----
+    Stage i (i = 0 .. 7) lasts 3^i epochs and uses lr = base_lr * 10^(-i/7),
+    3280 epochs in all. For `total_epochs` other than 3280 the stages keep
+    their proportions: stage i ends at round(total * (3^0 + .. + 3^i) / 3280)
+    epochs, so a short budget runs the same schedule, compressed (its early
+    stages may then take no epoch at all).
+
+    Examples
+    --------
+    >>> [iwae_learning_rate(e, 3280, 1e-3) for e in (0, 1, 4, 3279)]
+    [0.001, 0.00072, 0.00052, 0.0001]
+    """
+    ends = [round(total_epochs * (3 ** (i + 1) - 1) / 2 / 3280) for i in range(IWAE_STAGES)]
+    stage = next((i for i, end in enumerate(ends) if epoch < end), IWAE_STAGES - 1)
+    return base_lr * 10.0 ** (-stage / 7.0)

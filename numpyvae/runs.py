@@ -57,15 +57,45 @@ def generators(seed: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
 
 
-def new_trainer(settings: dict, input_dim: int) -> Trainer:
+def new_trainer(settings: dict, x_train: Array) -> Trainer:
     """A fresh model and Adam from `settings`, seeded by settings["seed"]."""
     init_rng, train_rng, _ = generators(settings["seed"])
-    model = VAE(input_dim, settings["latent_dim"], hidden=settings["hidden"],
+    model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
                 activation=settings["activation"], likelihood=settings["likelihood"],
                 sigma=settings["sigma"], dtype=settings["dtype"],
                 rng=init_rng)
-    return Trainer(model, Adam(lr=settings["lr"]), beta=settings["beta"],
-                   batch_size=settings["batch_size"], rng=train_rng)
+    if settings["init_output_bias"]:
+        model.init_output_bias(x_train)
+    optimizer = Adam(lr=settings["lr"], epsilon=settings["adam_epsilon"])
+    return Trainer(model, optimizer, beta=settings["beta"], batch_size=settings["batch_size"],
+                   rng=train_rng, objective=settings["objective"], k=settings["k"],
+                   binarize="dynamic" if settings["binarize"] == "dynamic" else "none",
+                   lr_schedule=settings["lr_schedule"])
+
+
+def load_run_data(settings: dict, name: str = "--data"):
+    """The run's data, loaded and binarized as its settings say."""
+    return binarized(load_data(settings["data"], settings["dtype"], name), settings)
+
+
+def binarized(data, settings: dict):
+    """The data as the run's binarization protocol uses it.
+
+    "none": grey levels. "dynamic": training batches are redrawn by the
+    trainer; the test split is one fixed Bernoulli draw (seeded), so the
+    validation numbers of every epoch score the same data. "static": one
+    fixed draw of each split, seeded, before training.
+    """
+    from .datasets import BINARIZE_MODES, static_binarize
+    mode = settings["binarize"]
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"binarize: expected one of {BINARIZE_MODES}, got {mode!r}")
+    if mode == "none":
+        return data
+    (x_train, y_train), (x_test, y_test) = data
+    if mode == "static":
+        x_train = static_binarize(x_train, settings["seed"] + 1)
+    return (x_train, y_train), (static_binarize(x_test, settings["seed"] + 2), y_test)
 
 
 def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
@@ -93,8 +123,8 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     out : str or Path
         The run folder, created if missing.
     data : tuple, optional
-        ``(x_train, y_train), (x_test, y_test)``, as `load_data` returns
-        for settings["data"]; loaded when None.
+        ``(x_train, y_train), (x_test, y_test)``, as `load_run_data`
+        returns for these settings (binarized); loaded when None.
     trainer : Trainer, optional
         A trainer to continue (e.g. from the folder's checkpoint); when
         None, a new one from `new_trainer`.
@@ -120,10 +150,10 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     """
     out = Path(out)
     if data is None:
-        data = load_data(settings["data"], settings["dtype"])
+        data = load_run_data(settings)
     (x_train, _), (x_test, y_test) = data
     if trainer is None:
-        trainer = new_trainer(settings, x_train.shape[1])
+        trainer = new_trainer(settings, x_train)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, settings)
     train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,

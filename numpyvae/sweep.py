@@ -233,7 +233,7 @@ def _train(settings: dict, folder: Path, run_pictures: bool) -> dict:
     trainer = None
     if (folder / runs.CHECKPOINT_FILE).is_file():
         trainer = trainer_from_checkpoint(load_checkpoint(folder / runs.CHECKPOINT_FILE))
-    data = runs.load_data(settings["data"], settings["dtype"], name="data")
+    data = runs.load_run_data(settings, name="data")
     return runs.train_run(settings, folder, data, trainer, pictures=run_pictures)[0]
 
 
@@ -243,7 +243,7 @@ def _iwae(settings: dict, folder: Path, k: int) -> float:
     from .checkpoint import load
     from .estimators import iwae_bound
     model = load(folder / runs.CHECKPOINT_FILE)
-    x_test = runs.load_data(settings["data"], settings["dtype"], name="data")[1][0]
+    x_test = runs.load_run_data(settings, name="data")[1][0]
     rng = np.random.default_rng(np.random.SeedSequence(settings["seed"]).spawn(4)[3])
     return float(np.mean(iwae_bound(model, x_test, k, rng), dtype=np.float64))
 

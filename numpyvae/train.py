@@ -21,11 +21,27 @@ import numpy as np
 
 from ._validation import as_data, check_int
 from .model import loss_backward, loss_forward
-from .optim import Adam
+from .iwae import iwae_loss_backward, iwae_loss_forward
+from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_recon", "train_kl",
                 "val_elbo", "val_recon", "val_kl", "seconds")
+
+
+def _check_objective(objective: str, k: int, beta: float) -> tuple[str, int]:
+    k = check_int(k, "k", 1)
+    if objective == "elbo":
+        if k != 1:
+            raise ValueError(f"k: the 'elbo' objective uses one sample; got k={k} "
+                             "(use objective='iwae' for k > 1)")
+    elif objective == "iwae":
+        if beta != 1:
+            raise ValueError(f"beta: the 'iwae' objective has no KL weight; expected 1, "
+                             f"got {beta}")
+    else:
+        raise ValueError(f"objective: expected 'elbo' or 'iwae', got {objective!r}")
+    return objective, k
 
 
 class TrainingDiverged(ValueError):
@@ -74,10 +90,23 @@ class Trainer:
     batch_size : int
     rng : numpy.random.Generator or int, optional
         Data order and eps; None is seed 0.
+    objective : {"elbo", "iwae"}
+        "elbo": the (beta-weighted) negative ELBO of `model.py`. "iwae":
+        the importance-weighted bound with `k` samples (`iwae.py`), beta 1.
+    k : int
+        Importance samples per example for "iwae" (1 for "elbo").
+    binarize : {"none", "dynamic"}
+        "dynamic" redraws every batch as Bernoulli(grey level) pixels from
+        `rng` (the IWAE paper's protocol). A static binarization is a
+        property of the data: apply `datasets.static_binarize` once.
+    lr_schedule : {"constant", "iwae"}
+        "iwae": the 3^i-epoch stages of `optim.iwae_learning_rate`, spread
+        over `schedule_epochs` (default: the epochs of the first `train`).
     """
 
     def __init__(self, model: VAE, optimizer=None, beta: float = 1.0, batch_size: int = 128,
-                 rng=None):
+                 rng=None, objective: str = "elbo", k: int = 1, binarize: str = "none",
+                 lr_schedule: str = "constant", schedule_epochs: int | None = None):
         if not isinstance(model, VAE):
             raise TypeError(f"model: expected a numpyvae.VAE, got {type(model).__name__}")
         self.model = model
@@ -90,16 +119,41 @@ class Trainer:
         self.perm = None          # order of the current epoch, once drawn
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
+        self.objective, self.k = _check_objective(objective, k, self.beta)
+        if binarize not in ("none", "dynamic"):
+            raise ValueError(f"binarize: expected 'none' or 'dynamic' (a static binarization "
+                             f"is applied to the data once), got {binarize!r}")
+        if binarize == "dynamic" and model.config.likelihood != "bernoulli":
+            raise ValueError("binarize: 'dynamic' needs likelihood='bernoulli'")
+        if lr_schedule not in ("constant", "iwae"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'iwae', got {lr_schedule!r}")
+        self.binarize, self.lr_schedule = binarize, lr_schedule
+        self.schedule_epochs = None if schedule_epochs is None \
+            else check_int(schedule_epochs, "schedule_epochs", 1)
+        self.base_lr = self.optimizer.lr
+
+    def set_learning_rate(self) -> None:
+        """Apply the schedule for the epoch about to run."""
+        if self.lr_schedule == "iwae":
+            self.optimizer.lr = iwae_learning_rate(self.epoch, self.schedule_epochs,
+                                                   self.base_lr)
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
         """One optimizer step on batch `xb`; returns the loss and terms."""
         if not hasattr(self, "workspace"):
             self.workspace = {}  # scratch arrays reused by every step; see loss_forward
-        eps = self.rng.standard_normal((xb.shape[0], self.model.config.latent_dim),
-                                       dtype=self.model.dtype)
-        loss, terms, cache = loss_forward(self.model.params, xb, eps, self.model.config,
-                                          self.beta, self.workspace)
-        grads = loss_backward(cache)  # views into the workspace, valid until the next step
+        if self.objective == "iwae":
+            eps = self.rng.standard_normal((self.k, xb.shape[0], self.model.config.latent_dim),
+                                           dtype=self.model.dtype)
+            loss, terms, cache = iwae_loss_forward(self.model.params, xb, eps,
+                                                   self.model.config)
+            grads = iwae_loss_backward(cache)
+        else:
+            eps = self.rng.standard_normal((xb.shape[0], self.model.config.latent_dim),
+                                           dtype=self.model.dtype)
+            loss, terms, cache = loss_forward(self.model.params, xb, eps, self.model.config,
+                                              self.beta, self.workspace)
+            grads = loss_backward(cache)  # views into the workspace, valid until the next step
         bad = _first_nonfinite(loss, grads)
         if bad is not None:
             raise TrainingDiverged(
@@ -126,7 +180,12 @@ class Trainer:
             if xb is None:
                 xb = self.workspace[("batch", len(idx), x.dtype)] = np.empty(
                     (len(idx), x.shape[1]), x.dtype)
-            loss, terms = self.train_step(np.take(x, idx, axis=0, out=xb, mode="clip"))
+            np.take(x, idx, axis=0, out=xb, mode="clip")
+            if self.binarize == "dynamic":  # pixels ~ Bernoulli(grey level), fresh each batch
+                u = self.rng.random(xb.shape, dtype=xb.dtype)
+                np.less(u, xb, out=u)  # 1.0 where u < x, else 0.0
+                xb[...] = u
+            loss, terms = self.train_step(xb)
             self.sums[0] += loss * len(idx)
             self.sums[1] += float(np.sum(terms["log_lik"], dtype=np.float64))
             self.sums[2] += float(np.sum(terms["kl"], dtype=np.float64))
@@ -174,7 +233,12 @@ def trainer_from_checkpoint(ckpt) -> Trainer:
     if state is None:
         raise ValueError("checkpoint: it holds no trainer state, so it cannot be resumed")
     trainer = Trainer(ckpt.model, ckpt.optimizer, beta=state["beta"],
-                      batch_size=state["batch_size"], rng=generator_from_state(state["rng"]))
+                      batch_size=state["batch_size"], rng=generator_from_state(state["rng"]),
+                      objective=state.get("objective", "elbo"), k=state.get("k", 1),
+                      binarize=state.get("binarize", "none"),
+                      lr_schedule=state.get("lr_schedule", "constant"),
+                      schedule_epochs=state.get("schedule_epochs"))
+    trainer.base_lr = state.get("base_lr", trainer.base_lr)
     trainer.epoch, trainer.step = state["epoch"], state["step"]
     trainer.sums = list(state["sums"])
     trainer.history = list(state["history"])
@@ -202,11 +266,14 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     if trainer.batch_size > x_train.shape[0]:
         raise ValueError(f"batch_size: expected at most the {x_train.shape[0]} training "
                          f"examples, got {trainer.batch_size}")
+    if trainer.schedule_epochs is None:
+        trainer.schedule_epochs = epochs
     bar = _progress_bar(progress, epochs, trainer.epoch)
     pending: list = []  # a Ctrl-C that arrived during a step, raised after it
     previous_handler = _hold_sigint(pending)
     try:
         while trainer.epoch < epochs:
+            trainer.set_learning_rate()
             trainer.run_epoch(x_train, on_step=lambda t: _raise_pending(pending))
             row = trainer.end_epoch(x_val)
             if checkpoint_path is not None:

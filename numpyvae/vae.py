@@ -234,6 +234,22 @@ class VAE:
         _, terms, _ = loss_forward(self.params, x, eps, self.config, 0.0)
         return terms
 
+    def init_output_bias(self, x_train) -> None:
+        """Start the decoder at the data's mean: out.b = the mean pixel.
+
+        For a Bernoulli decoder the bias is logit(m) with m the training
+        mean of each pixel, clipped to [1e-3, 1 - 1e-3] (a pixel that is
+        always 0 would need an infinite logit); for a Gaussian decoder it
+        is m itself. The untrained decoder then already outputs the
+        mean-pixel baseline instead of probabilities near 1/2.
+        """
+        x = self._x(x_train, "x_train")
+        m = x.mean(axis=0, dtype=np.float64)
+        if self.config.likelihood == "bernoulli":
+            m = np.clip(m, 1e-3, 1.0 - 1e-3)
+            m = np.log(m) - np.log1p(-m)
+        self.params["out.b"][...] = m.astype(self.dtype)
+
     def __repr__(self) -> str:
         c = self.config
         return (f"VAE(input_dim={c.input_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
