@@ -31,7 +31,7 @@ DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
             "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
             "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32",
             "binarize": "none", "objective": "elbo", "k": 1, "lr_schedule": "constant",
-            "adam_epsilon": 1e-8, "init_output_bias": False}
+            "adam_epsilon": 1e-8, "init_output_bias": True}
 DEFAULT_OUT = "runs/digits"
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
@@ -96,8 +96,9 @@ def _add_train(sub) -> None:
                    help="constant (default) or the IWAE paper's 3^i-epoch stages, "
                    "compressed into --epochs")
     p.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (default 1e-8)")
-    p.add_argument("--init-output-bias", action="store_true", default=None,
-                   help="start the decoder's output bias at the training mean pixel")
+    p.add_argument("--init-output-bias", action=argparse.BooleanOptionalAction,
+                   default=None, help="start the decoder's output bias at the training "
+                   "mean pixel (default on: measured in docs/results.md)")
     p.add_argument("--out", help=f"run folder (default {DEFAULT_OUT}, or DIR with --resume)")
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",

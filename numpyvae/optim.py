@@ -52,9 +52,10 @@ class Adam:
         m_hat = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
         theta = theta - lr * m_hat / (sqrt(v_hat) + epsilon)
 
-    The code uses the algebraically identical form of the paper's
-    Section 2, which folds both bias corrections into one scalar and
-    saves two passes over memory:
+    The code folds both bias corrections into scalars, in the spirit of
+    the paper's Section 2 but with epsilon scaled too, so that it is
+    algebraically identical to Algorithm 1 (the paper's own rearrangement
+    leaves epsilon unscaled); it saves two passes over memory:
 
         lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
         theta = theta - lr_t * m / (sqrt(v) + epsilon * sqrt(1 - beta2^t))

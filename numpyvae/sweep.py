@@ -56,9 +56,11 @@ from .cli import DEFAULTS
 INSTALL_HINT = 'pip install "numpyvae[sweep]"'
 DASK_HINT = 'pip install "dask[distributed]"'
 OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
-INT_SETTINGS = ("epochs", "latent_dim", "batch_size", "seed")
-FLOAT_SETTINGS = ("beta", "lr", "sigma")
-TEXT_SETTINGS = ("data", "activation", "likelihood", "dtype")
+INT_SETTINGS = ("epochs", "latent_dim", "batch_size", "seed", "k")
+FLOAT_SETTINGS = ("beta", "lr", "sigma", "adam_epsilon")
+TEXT_SETTINGS = ("data", "activation", "likelihood", "dtype", "binarize", "objective",
+                 "lr_schedule")
+BOOL_SETTINGS = ("init_output_bias",)
 STATUS_FILE = "status.json"
 ERROR_FILE = "error.txt"
 SUMMARY_FILE = "summary.csv"
@@ -97,8 +99,11 @@ def _setting(key: str, value, where: str):
         return value
     if key == "hidden" and isinstance(value, list) and all(map(_is_int, value)):
         return list(value)
+    if key in BOOL_SETTINGS and isinstance(value, bool):
+        return value
     expected = ("an integer" if key in INT_SETTINGS else "a number" if key in FLOAT_SETTINGS
                 else "a string" if key in TEXT_SETTINGS
+                else "true or false" if key in BOOL_SETTINGS
                 else "a list of layer widths such as [128] ([] for linear)")
     raise TypeError(f"{where} {key}: expected {expected}, got {value!r}")
 
