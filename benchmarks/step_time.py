@@ -1,0 +1,541 @@
+"""Time numpyvae's float32 training step against the matrix-multiply floor
+and PyTorch, for the pytorch/examples MNIST VAE (784-400-20-400-784, relu,
+Bernoulli decoder from logits, Adam with lr 1e-3).
+
+Contenders, per step, on one fixed float32 batch:
+
+numpyvae        ``Trainer.train_step``: eps drawn from the trainer's
+                generator, loss_forward + loss_backward (with the trainer's
+                workspace), the finiteness check of loss and grads, and
+                Adam.step: what every step of ``numpyvae.train`` does.
+floor           only the matrix products of that step, same shapes and
+                transposes, into preallocated outputs, in NumPy: no bias
+                sums, no elementwise work, no optimizer. No implementation
+                on the same BLAS does less.
+torch default   the same model in PyTorch eager (pytorch/examples'
+                vae/main.py), its loss in the stable with-logits form and
+                divided by n like numpyvae's: eps drawn with torch.randn in
+                the step, zero_grad, forward, backward, torch.optim.Adam
+                (default implementation), loss.item().
+torch fused     the same with Adam(fused=True).
+torch.compile   the same with the loss function compiled by torch.compile
+                (forward and backward) and Adam(fused=True); a column only
+                where compiling works (a note says why not otherwise).
+
+Method. One process; BLAS threads pinned to --threads for NumPy
+(threadpoolctl if installed, else OPENBLAS/OMP/MKL_NUM_THREADS set before
+NumPy is imported) and for PyTorch (torch.set_num_threads). Per batch
+size, --rounds rounds; in each round every contender in turn (A B C A B C
+...) runs 3 untimed warm-up steps and then timed steps for ~40 ms; the
+reported time is the median over all timed steps of all rounds. After
+each contender's block the script sleeps --pause seconds (0.15 by
+default), longer than OpenBLAS's and OpenMP's busy-wait before their
+worker threads sleep, so no library's spinning threads steal a core from
+the next one; OPENBLAS_THREAD_TIMEOUT is left alone. The garbage
+collector is off while timing.
+
+Second table (needs MNIST: --mnist PATH or $NUMPYVAE_DATA/mnist.npz): one
+epoch of ``numpyvae.train`` (60,000 images, batch 128) in a fresh
+process: wall time, that process's peak resident memory (ru_maxrss), and
+in steady state the tracemalloc peak of one step and the minor page
+faults per step. With --iwae, the same fresh-process measurement of
+``numpyvae.estimators.iwae_bound`` on MNIST test images (defaults k=5000
+on the first 1,000 images, ~10x shorter than the full --iwae-n 10000).
+
+Usage:
+    python benchmarks/step_time.py                     # everything, ~3 min
+    python benchmarks/step_time.py --batch 128 --breakdown
+    python benchmarks/step_time.py --iwae --iwae-n 10000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 1024],
+                   help="batch sizes (default 32 128 1024)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="BLAS/torch threads for every library (default: all cores)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    p.add_argument("--pause", type=float, default=0.15,
+                   help="seconds of sleep between two contenders' blocks (default 0.15)")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--breakdown", action="store_true",
+                   help="print where numpyvae's step time goes, per phase")
+    p.add_argument("--mnist", help="mnist.npz for the epoch table "
+                   "(default $NUMPYVAE_DATA/mnist.npz)")
+    p.add_argument("--no-epoch", action="store_true", help="skip the epoch table")
+    p.add_argument("--iwae", action="store_true", help="also time iwae_bound on MNIST test")
+    p.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
+    p.add_argument("--iwae-n", type=int, default=1000,
+                   help="test images (default 1000; the full test set is 10000)")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--child", choices=["epoch", "iwae"], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+ARGS = parse_args()
+try:  # pin BLAS threads: threadpoolctl after import, else the environment before it
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from numpyvae import VAE  # noqa: E402
+from numpyvae.model import loss_backward, loss_forward  # noqa: E402
+from numpyvae.optim import Adam  # noqa: E402
+from numpyvae.train import Trainer, train  # noqa: E402
+
+D_X, D_H, D_Z = 784, 400, 20  # the pytorch/examples model
+LR = 1e-3
+
+
+def pin_threads() -> None:
+    """Limit NumPy's BLAS to ARGS.threads (torch: torch.set_num_threads)."""
+    if threadpoolctl is not None:
+        threadpoolctl.threadpool_limits(ARGS.threads)
+
+
+def fixed_batch(n: int) -> np.ndarray:
+    """A float32 batch like binarized MNIST (its values do not change timings)."""
+    rng = np.random.default_rng(n)
+    return (rng.random((n, D_X)) < 0.13).astype(np.float32)
+
+
+# ------------------------------------------------------------ contenders
+
+def numpyvae_step(n: int):
+    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
+    trainer = Trainer(model, Adam(lr=LR), batch_size=n, rng=1)
+    x = fixed_batch(n)
+    return lambda: trainer.train_step(x)
+
+
+def floor_products(n: int):
+    """(forward, backward): callables doing exactly the step's matrix products.
+
+    The shapes and transposes are those of numpyvae's loss_forward and
+    loss_backward for the benchmark model: forward x W0, h [W_mu | W_lv],
+    z W_dec, h_dec W_out; backward h_dec^T dout, dout W_out^T, z^T da_dec,
+    da_dec W_dec^T, h^T [dmu | dlog_var], [dmu | dlog_var] [W_mu | W_lv]^T,
+    x^T da_enc. The bias sums (vector products with ones) are left out.
+    """
+    rng = np.random.default_rng(0)
+
+    def a(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    x, W0, W_heads, W_dec, W_out = a(n, D_X), a(D_X, D_H), a(D_H, 2 * D_Z), a(D_Z, D_H), a(D_H, D_X)
+    h, heads, z, h_dec, out = a(n, D_H), a(n, 2 * D_Z), a(n, D_Z), a(n, D_H), a(n, D_X)
+    dout, dh_dec, dz, dh = a(n, D_X), a(n, D_H), a(n, D_Z), a(n, D_H)
+    dW0, dW_heads, dW_dec, dW_out = a(D_X, D_H), a(D_H, 2 * D_Z), a(D_Z, D_H), a(D_H, D_X)
+    dheads = a(n, 2 * D_Z)
+    mm = np.matmul
+
+    def forward():
+        mm(x, W0, out=h)
+        mm(h, W_heads, out=heads)
+        mm(z, W_dec, out=h_dec)
+        mm(h_dec, W_out, out=out)
+
+    def backward():
+        mm(h_dec.T, dout, out=dW_out)
+        mm(dout, W_out.T, out=dh_dec)
+        mm(z.T, dh_dec, out=dW_dec)
+        mm(dh_dec, W_dec.T, out=dz)
+        mm(h.T, dheads, out=dW_heads)
+        mm(dheads, W_heads.T, out=dh)
+        mm(x.T, dh, out=dW0)
+
+    return forward, backward
+
+
+def floor_step(n: int):
+    forward, backward = floor_products(n)
+
+    def step():
+        forward()
+        backward()
+    return step
+
+
+def torch_step(n: int, fused: bool, compiled: bool = False):
+    """The PyTorch step, or raise (the caller turns that into a note)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    class TorchVAE(nn.Module):  # pytorch/examples vae/main.py, same layer names
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21 = nn.Linear(D_X, D_H), nn.Linear(D_H, D_Z)
+            self.fc22, self.fc3 = nn.Linear(D_H, D_Z), nn.Linear(D_Z, D_H)
+            self.fc4 = nn.Linear(D_H, D_X)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(x))
+            mu, log_var = self.fc21(h), self.fc22(h)
+            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            logits = self.fc4(F.relu(self.fc3(z)))
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
+            return (bce + kl) / x.shape[0]
+
+    model = TorchVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=fused)
+    loss_fn = torch.compile(model) if compiled else model
+    x = torch.from_numpy(fixed_batch(n))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(x)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()  # compiles, when compiled; raises here if that fails
+    return step
+
+
+# --------------------------------------------------------------- timing
+
+def time_interleaved(steps: dict, rounds: int, pause: float) -> dict:
+    """Median seconds per call of each callable, timed in turn (A B A B ...)."""
+    per_block = {}
+    for name, step in steps.items():  # size each block to ~40 ms
+        for _ in range(3):
+            step()
+        t0 = time.perf_counter()
+        step()
+        per_block[name] = max(2, min(200, int(0.04 / max(time.perf_counter() - t0, 1e-6))))
+    times = {name: [] for name in steps}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, step in steps.items():
+                for _ in range(3):
+                    step()
+                for _ in range(per_block[name]):
+                    t0 = time.perf_counter()
+                    step()
+                    times[name].append(time.perf_counter() - t0)
+                time.sleep(pause)
+    finally:
+        gc.enable()
+    return {name: _summary(t) for name, t in times.items()}
+
+
+def _summary(t: list) -> dict:
+    q = statistics.quantiles(t, n=4)
+    return {"median_s": statistics.median(t), "q1_s": q[0], "q3_s": q[2], "samples": len(t)}
+
+
+def step_table(notes: list) -> list[dict]:
+    """One row per (batch size, contender)."""
+    have_torch = False
+    if not ARGS.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(ARGS.threads)
+            have_torch = True
+        except ImportError:
+            notes.append("PyTorch is not installed: its columns are skipped "
+                         "(pip install torch to compare).")
+    rows = []
+    for n in ARGS.batch:
+        steps = {"numpyvae": numpyvae_step(n), "floor (GEMMs only)": floor_step(n)}
+        if have_torch:
+            steps["torch default Adam"] = torch_step(n, fused=False)
+            steps["torch fused Adam"] = torch_step(n, fused=True)
+            if not ARGS.no_compile:
+                try:
+                    steps["torch.compile fused"] = torch_step(n, fused=True, compiled=True)
+                except Exception as e:  # noqa: BLE001 - any failure becomes a note
+                    notes.append(f"torch.compile failed at batch {n}: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        result = time_interleaved(steps, ARGS.rounds, ARGS.pause)
+        for name, r in result.items():
+            rows.append({"batch": n, "contender": name, **r})
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: list) -> None:
+    by = {(r["batch"], r["contender"]): r["median_s"] for r in rows}
+    for r in rows:
+        n, t = r["batch"], r["median_s"]
+        r["ms_per_step"] = 1e3 * t
+        r["examples_per_s"] = n / t
+        for key, ref in (("vs_torch_fused", "torch fused Adam"),
+                         ("vs_torch_default", "torch default Adam"),
+                         ("vs_floor", "floor (GEMMs only)")):
+            r[key] = t / by[(n, ref)] if (n, ref) in by else None
+
+
+def print_step_table(rows: list) -> None:
+    print("\nPer-step time, float32, 784-400-20-400-784 (median of interleaved steps)")
+    head = (f"{'batch':>5}  {'contender':<20} {'ms/step':>8} {'IQR ms':>13} "
+            f"{'examples/s':>11} {'/torch fused':>12} {'/torch dflt':>11} {'/floor':>7}")
+    print(head)
+    print("-" * len(head))
+
+    def ratio(v):
+        return f"{v:.2f}" if v is not None else "-"
+    for r in rows:
+        iqr = f"{1e3 * r['q1_s']:.2f}-{1e3 * r['q3_s']:.2f}"
+        print(f"{r['batch']:>5}  {r['contender']:<20} {r['ms_per_step']:8.3f} {iqr:>13} "
+              f"{r['examples_per_s']:11,.0f} {ratio(r['vs_torch_fused']):>12} "
+              f"{ratio(r['vs_torch_default']):>11} {ratio(r['vs_floor']):>7}")
+
+
+# ------------------------------------------------------------ breakdown
+
+def breakdown(n: int) -> dict:
+    """Milliseconds per phase of numpyvae's step at batch n.
+
+    Timed directly, interleaved like the main table: the whole step, the
+    forward (loss_forward), the backward (loss_backward on that cache),
+    Adam.step, and the floor's forward and backward products. Elementwise
+    time is a difference: phase time minus its products.
+    """
+    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
+    trainer = Trainer(model, Adam(lr=LR), batch_size=n, rng=1)
+    x = fixed_batch(n)
+    trainer.train_step(x)  # makes the workspace and Adam's moments
+    eps = np.random.default_rng(0).standard_normal((n, D_Z), dtype=np.float32)
+    ws, config = trainer.workspace, model.config
+    _, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
+    grads = loss_backward(cache)
+    fwd_mm, bwd_mm = floor_products(n)
+    t = time_interleaved({
+        "step": lambda: trainer.train_step(x),
+        "forward": lambda: loss_forward(model.params, x, eps, config, 1.0, ws),
+        "backward": lambda: loss_backward(cache),
+        "adam": lambda: trainer.optimizer.step(model.params, grads),
+        "forward GEMMs": fwd_mm, "backward GEMMs": bwd_mm,
+    }, ARGS.rounds, ARGS.pause)
+    ms = {k: 1e3 * v["median_s"] for k, v in t.items()}
+    return {"batch": n, "step": ms["step"],
+            "forward GEMMs": ms["forward GEMMs"],
+            "forward elementwise": ms["forward"] - ms["forward GEMMs"],
+            "backward GEMMs": ms["backward GEMMs"],
+            "backward elementwise": ms["backward"] - ms["backward GEMMs"],
+            "Adam": ms["adam"],
+            "rest (eps, finite check, calls)": ms["step"] - ms["forward"] - ms["backward"]
+            - ms["adam"]}
+
+
+def print_breakdown(rows: list) -> None:
+    print("\nWhere numpyvae's step goes (ms; elementwise = phase - its GEMMs, "
+          "rest = step - phases)")
+    keys = [k for k in rows[0] if k not in ("batch", "step")]
+    print(f"{'batch':>5} {'step':>7} " + " ".join(f"{k:>{max(8, len(k))}}" for k in keys))
+    for r in rows:
+        print(f"{r['batch']:>5} {r['step']:7.3f} "
+              + " ".join(f"{r[k]:>{max(8, len(k))}.3f}" for k in keys))
+
+
+# ------------------------------------------------------- fresh processes
+
+def mnist_path() -> Path | None:
+    if ARGS.mnist:
+        return Path(ARGS.mnist)
+    root = os.environ.get("NUMPYVAE_DATA")
+    if root and (Path(root) / "mnist.npz").is_file():
+        return Path(root) / "mnist.npz"
+    return None
+
+
+def load_mnist_arrays(path: Path):
+    from numpyvae.datasets import load_mnist
+    return load_mnist(path)
+
+
+def child_epoch() -> dict:
+    """In a fresh process: one epoch of numpyvae.train, then a second one
+    under tracemalloc for the steady-state allocation per step."""
+    import tracemalloc
+    (x, _), _ = load_mnist_arrays(mnist_path())
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trainer = Trainer(VAE(D_X, D_Z, hidden=(D_H,), rng=0), Adam(lr=LR), batch_size=128, rng=0)
+    faults = []
+
+    def count_faults(_):
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+    t0 = time.perf_counter()
+    train(trainer, x, 1)  # the timed epoch, exactly as a user runs it
+    seconds = time.perf_counter() - t0
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trainer.run_epoch(x, on_step=count_faults)  # page faults per step, 2nd epoch
+    trainer.end_epoch()
+    steady = np.diff(faults[10:])
+    peaks = []
+
+    def trace(_):
+        current, peak = tracemalloc.get_traced_memory()
+        peaks.append(peak - current)
+        tracemalloc.reset_peak()
+    tracemalloc.start()
+    trainer.run_epoch(x[:128 * 60], on_step=trace)  # 60 steps under tracemalloc
+    tracemalloc.stop()
+    return {"images": int(x.shape[0]), "batch": 128, "epoch_s": seconds,
+            "maxrss_MiB": rss_peak / 1024, "maxrss_after_loading_data_MiB": rss_data / 1024,
+            "step_alloc_peak_KiB_median": float(np.median(peaks[10:])) / 1024,
+            "step_alloc_peak_KiB_max": float(np.max(peaks[10:])) / 1024,
+            "minor_faults_per_step_median": float(np.median(steady)),
+            "minor_faults_per_step_mean": float(np.mean(steady))}
+
+
+def child_iwae() -> dict:
+    from numpyvae.estimators import iwae_bound
+    _, (x_test, _) = load_mnist_arrays(mnist_path())
+    x = x_test[:ARGS.iwae_n]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
+    t0 = time.perf_counter()
+    bound = iwae_bound(model, x, ARGS.iwae_k, np.random.default_rng(0))
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"k": ARGS.iwae_k, "images": int(x.shape[0]), "seconds": seconds,
+            "maxrss_MiB": rss / 1024, "maxrss_before_MiB": rss0 / 1024,
+            "mean_bound_untrained_model": float(np.mean(bound))}
+
+
+def run_child(kind: str, notes: list) -> dict | None:
+    """Run this script with --child KIND in a fresh process; its JSON result."""
+    cmd = [sys.executable, __file__, "--child", kind, "--threads", str(ARGS.threads),
+           "--mnist", str(mnist_path()), "--iwae-k", str(ARGS.iwae_k),
+           "--iwae-n", str(ARGS.iwae_n)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        notes.append(f"the {kind} measurement failed: {proc.stderr.strip()[-300:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_epoch(e: dict) -> None:
+    print(f"\nOne epoch of numpyvae.train on MNIST ({e['images']:,} images, batch "
+          f"{e['batch']}), fresh process")
+    print(f"  wall time                      {e['epoch_s']:8.2f} s "
+          f"({e['images'] / e['epoch_s']:,.0f} images/s)")
+    print(f"  peak resident memory (maxrss)  {e['maxrss_MiB']:8.1f} MiB "
+          f"({e['maxrss_after_loading_data_MiB']:.1f} MiB after loading the data)")
+    print(f"  per-step tracemalloc peak      {e['step_alloc_peak_KiB_median']:8.1f} KiB "
+          f"median, {e['step_alloc_peak_KiB_max']:.1f} KiB max (steady state)")
+    print(f"  minor page faults per step     {e['minor_faults_per_step_median']:8.1f} "
+          f"median, {e['minor_faults_per_step_mean']:.2f} mean")
+
+
+def print_iwae(r: dict) -> None:
+    print(f"\niwae_bound, k = {r['k']}, {r['images']:,} MNIST test images, fresh process")
+    print(f"  wall time             {r['seconds']:8.1f} s")
+    print(f"  peak resident memory  {r['maxrss_MiB']:8.1f} MiB "
+          f"({'under' if r['maxrss_MiB'] < 1024 else 'OVER'} 1 GiB)")
+
+
+# ---------------------------------------------------------------- machine
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(),
+            "threads": ARGS.threads,
+            "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                 "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}}
+    if threadpoolctl is not None:
+        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture",
+                                                "num_threads", "threading_layer")}
+                        for d in threadpoolctl.threadpool_info()]
+    else:
+        info["blas"] = "threadpoolctl not installed; see numpy.show_config()"
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def print_machine(info: dict) -> None:
+    print(f"machine: {info['platform']}, {info['cpu']}, {info['cores']} cores")
+    print(f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}, "
+          f"threads per library: {info['threads']}")
+    if isinstance(info["blas"], list):
+        for d in info["blas"]:
+            print(f"  thread pool: {d['internal_api']} {d['version']} "
+                  f"({d['architecture']}), {d['num_threads']} threads")
+    else:
+        print(f"  {info['blas']}")
+    if info["env"]:
+        print(f"  environment: {info['env']}")
+    print(f"load average at start: {info['load_start']}, at end: {info['load_end']}")
+
+
+def main() -> None:
+    pin_threads()
+    if ARGS.child:
+        result = child_epoch() if ARGS.child == "epoch" else child_iwae()
+        print(json.dumps(result))
+        return
+    notes: list[str] = []
+    load_start = os.getloadavg()
+    rows = step_table(notes)
+    parts = [breakdown(n) for n in ARGS.batch] if ARGS.breakdown else None
+    epoch = iwae = None
+    if not ARGS.no_epoch or ARGS.iwae:
+        if mnist_path() is None or not mnist_path().is_file():
+            notes.append("MNIST not found (--mnist PATH or $NUMPYVAE_DATA/mnist.npz): "
+                         "the epoch and IWAE measurements are skipped.")
+        else:
+            epoch = None if ARGS.no_epoch else run_child("epoch", notes)
+            iwae = run_child("iwae", notes) if ARGS.iwae else None
+    info = machine()
+    info["load_start"] = [round(v, 2) for v in load_start]
+    info["load_end"] = [round(v, 2) for v in os.getloadavg()]
+    print_machine(info)
+    print_step_table(rows)
+    if parts:
+        print_breakdown(parts)
+    if epoch:
+        print_epoch(epoch)
+    if iwae:
+        print_iwae(iwae)
+    for note in notes:
+        print(f"note: {note}")
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
+             "machine": info, "steps": rows, "breakdown": parts, "epoch": epoch,
+             "iwae": iwae, "notes": notes}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
