@@ -31,7 +31,7 @@ DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
             "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
             "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32",
             "binarize": "none", "objective": "elbo", "k": 1, "lr_schedule": "constant",
-            "adam_epsilon": 1e-8, "init_output_bias": True}
+            "adam_epsilon": 1e-8, "init_output_bias": True, "init": "he"}
 DEFAULT_OUT = "runs/digits"
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
@@ -99,6 +99,9 @@ def _add_train(sub) -> None:
     p.add_argument("--init-output-bias", action=argparse.BooleanOptionalAction,
                    default=None, help="start the decoder's output bias at the training "
                    "mean pixel (default on: measured in docs/results.md)")
+    p.add_argument("--init", choices=("he", "lecun"),
+                   help="weight initialisation: he (He before relu, Glorot elsewhere; "
+                   "default) or lecun (U(+-1/sqrt(fan_in)), PyTorch's nn.Linear scale)")
     p.add_argument("--out", help=f"run folder (default {DEFAULT_OUT}, or DIR with --resume)")
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",

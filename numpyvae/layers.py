@@ -91,12 +91,14 @@ def init_dense(rng: np.random.Generator, d_in: int, d_out: int,
         Fan-in and fan-out.
     dtype : str or numpy dtype
         float32 or float64; the draw itself is made in this dtype.
-    scheme : {"glorot", "he"}
+    scheme : {"glorot", "he", "lecun"}
         "glorot": W ~ U(-a, a) with a = sqrt(6 / (d_in + d_out)), which
         keeps the variance of activations and gradients near 1 for tanh
         and linear layers (Glorot & Bengio, 2010).
         "he": W ~ N(0, 2 / d_in), the right scale before a relu
         (He et al., 2015).
+        "lecun": W ~ U(-a, a) with a = 1 / sqrt(d_in), variance
+        1 / (3 d_in): the smaller scale of PyTorch's nn.Linear default.
 
     Returns
     -------
@@ -119,6 +121,9 @@ def init_dense(rng: np.random.Generator, d_in: int, d_out: int,
         W = rng.random((d_in, d_out), dtype=dtype) * (2 * limit) - limit
     elif scheme == "he":
         W = rng.standard_normal((d_in, d_out), dtype=dtype) * math.sqrt(2.0 / d_in)
+    elif scheme == "lecun":
+        limit = 1.0 / math.sqrt(d_in)
+        W = rng.random((d_in, d_out), dtype=dtype) * (2 * limit) - limit
     else:
-        raise ValueError(f"scheme: expected 'glorot' or 'he', got {scheme!r}")
+        raise ValueError(f"scheme: expected 'glorot', 'he' or 'lecun', got {scheme!r}")
     return W.astype(dtype, copy=False), np.zeros(d_out, dtype=dtype)

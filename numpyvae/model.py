@@ -97,8 +97,17 @@ class VAEConfig:
         return out
 
 
-def init_params(config: VAEConfig, rng: np.random.Generator) -> dict[str, Array]:
-    """Draw initial parameters: He init before a relu, Glorot elsewhere.
+INIT_SCHEMES = ("he", "lecun")
+
+
+def init_params(config: VAEConfig, rng: np.random.Generator,
+                init: str = "he") -> dict[str, Array]:
+    """Draw initial parameters; biases start at zero.
+
+    init="he": He init before a relu, Glorot elsewhere (the default).
+    init="lecun": every weight U(-1/sqrt(d_in), 1/sqrt(d_in)), the scale
+    of PyTorch's nn.Linear, used by the pytorch-examples MNIST protocol
+    (docs/results.md).
 
     Each parameter is its own array of its own shape, but all are views
     into one contiguous buffer, in `config.param_shapes()` order, so that
@@ -112,6 +121,8 @@ def init_params(config: VAEConfig, rng: np.random.Generator) -> dict[str, Array]
     for name, (d_in, d_out) in config.layer_shapes().items():
         hidden_layer = name.startswith(("enc", "dec"))
         scheme = "he" if hidden_layer and config.activation == "relu" else "glorot"
+        if init == "lecun":
+            scheme = "lecun"
         W, b = init_dense(rng, d_in, d_out, config.dtype, scheme)
         params[f"{name}.W"][...], params[f"{name}.b"][...] = W, b
     return params

@@ -63,7 +63,7 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
     model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
                 activation=settings["activation"], likelihood=settings["likelihood"],
                 sigma=settings["sigma"], dtype=settings["dtype"],
-                rng=init_rng)
+                rng=init_rng, init=settings["init"])
     if settings["init_output_bias"]:
         model.init_output_bias(x_train)
     optimizer = Adam(lr=settings["lr"], epsilon=settings["adam_epsilon"])

@@ -59,7 +59,7 @@ OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
 INT_SETTINGS = ("epochs", "latent_dim", "batch_size", "seed", "k")
 FLOAT_SETTINGS = ("beta", "lr", "sigma", "adam_epsilon")
 TEXT_SETTINGS = ("data", "activation", "likelihood", "dtype", "binarize", "objective",
-                 "lr_schedule")
+                 "lr_schedule", "init")
 BOOL_SETTINGS = ("init_output_bias",)
 STATUS_FILE = "status.json"
 ERROR_FILE = "error.txt"

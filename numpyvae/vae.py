@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ._validation import as_data, check_int, check_positive, describe
 from .activations import ACTIVATIONS, sigmoid
-from .model import (VAEConfig, decoder_forward, encoder_forward, init_params,
+from .model import (INIT_SCHEMES, VAEConfig, decoder_forward, encoder_forward, init_params,
                     loss_backward, loss_forward)
 from .sampling import draw_eps
 
@@ -104,6 +104,10 @@ class VAE:
     rng : numpy.random.Generator or int, optional
         Source of the initial weights (an int is a seed; None is seed 0).
         Also the default generator of methods that draw.
+    init : {"he", "lecun"}
+        Weight initialisation (`model.init_params`): "he" (He before a
+        relu, Glorot elsewhere) or "lecun" (U(+-1/sqrt(d_in)), PyTorch's
+        nn.Linear scale).
 
     Examples
     --------
@@ -116,11 +120,13 @@ class VAE:
 
     def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation="relu",
                  likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
-                 dtype="float32", rng=None):
+                 dtype="float32", rng=None, init="he"):
         self.config = make_config(input_dim, latent_dim, hidden, activation, likelihood,
                                   sigma, posterior, delta, dtype)
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init: expected one of {INIT_SCHEMES}, got {init!r}")
         self.rng = as_generator(rng)
-        self.params: dict[str, Array] = init_params(self.config, self.rng)
+        self.params: dict[str, Array] = init_params(self.config, self.rng, init)
 
     @classmethod
     def from_config(cls, config: dict, params: dict | None = None) -> "VAE":

@@ -144,3 +144,20 @@ def test_cli_runs_the_iwae_protocol_and_evaluates_it(tmp_path, capsys):
     assert main(["evaluate", str(out), "--k", "5", "--limit", "40"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval_n"] == 40
+
+
+def test_lecun_init_draws_at_pytorchs_linear_scale():
+    model = VAE(784, 20, hidden=(400,), init="lecun", rng=0)
+    for name in ("enc0.W", "mu.W", "out.W"):
+        W = model.params[name]
+        limit = 1.0 / np.sqrt(W.shape[0])
+        assert np.abs(W).max() <= limit
+        assert W.std() == pytest.approx(limit / np.sqrt(3), rel=0.02)
+    assert not model.params["out.b"].any()
+    he = VAE(784, 20, hidden=(400,), rng=0)
+    assert he.params["enc0.W"].std() == pytest.approx(np.sqrt(2 / 784), rel=0.02)
+
+
+def test_unknown_init_is_refused():
+    with pytest.raises(ValueError, match="init"):
+        VAE(4, 2, init="xavier")
