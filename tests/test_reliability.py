@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numpyvae
+from numpyvae import estimators
 from numpyvae.checkpoint import CheckpointError, array_sha256, load_checkpoint, save
 from numpyvae.train import Trainer, train
 
@@ -356,10 +357,19 @@ def _call(target, a):
         return numpyvae.fit(numpyvae.VAE(4, 2, hidden=(), rng=0), a, epochs=1, batch_size=1)
     if target == "VAE":
         return numpyvae.VAE(a, 2)
+    if target == "iwae_bound":
+        return estimators.iwae_bound(MODEL, a, 3, rng=0)
+    if target == "naive_log_likelihood":
+        return estimators.naive_log_likelihood(MODEL, a, 3, rng=0)
+    if target == "estimators.elbo":
+        return estimators.elbo(MODEL, a, rng=0)
+    if target == "exact_log_likelihood":
+        return estimators.exact_log_likelihood(GAUSSIAN, a)
     raise AssertionError(target)
 
 
-TARGETS = ["encode", "decode", "gaussian_encode", "elbo", "loss_and_grads", "fit", "VAE"]
+TARGETS = ["encode", "decode", "gaussian_encode", "elbo", "loss_and_grads", "fit", "VAE",
+           "iwae_bound", "naive_log_likelihood", "estimators.elbo", "exact_log_likelihood"]
 
 
 @settings(max_examples=150 if CI else 1200)
