@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--breakdown", action="store_true",
                    help="print where numpyvae's step time goes, per phase")
+    p.add_argument("--adam-threads", action="store_true",
+                   help="time Adam's passes on one thread against two (a design check)")
     p.add_argument("--mnist", help="mnist.npz for the epoch table "
                    "(default $NUMPYVAE_DATA/mnist.npz)")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch table")
@@ -144,7 +146,8 @@ def floor_products(n: int):
     def a(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
 
-    x, W0, W_heads, W_dec, W_out = a(n, D_X), a(D_X, D_H), a(D_H, 2 * D_Z), a(D_Z, D_H), a(D_H, D_X)
+    x, W0, W_heads = a(n, D_X), a(D_X, D_H), a(D_H, 2 * D_Z)
+    W_dec, W_out = a(D_Z, D_H), a(D_H, D_X)
     h, heads, z, h_dec, out = a(n, D_H), a(n, 2 * D_Z), a(n, D_Z), a(n, D_H), a(n, D_X)
     dout, dh_dec, dz, dh = a(n, D_X), a(n, D_H), a(n, D_Z), a(n, D_H)
     dW0, dW_heads, dW_dec, dW_out = a(D_X, D_H), a(D_H, 2 * D_Z), a(D_Z, D_H), a(D_H, D_X)
@@ -356,6 +359,63 @@ def print_breakdown(rows: list) -> None:
               + " ".join(f"{r[k]:>{max(8, len(k))}.3f}" for k in keys))
 
 
+def adam_threads() -> list[dict]:
+    """Adam's update at batch 128 on one thread against the same passes
+    split in two halves over two threads: back to back, and right after a
+    matrix product (whose OpenBLAS worker threads then busy-wait)."""
+    from concurrent.futures import ThreadPoolExecutor
+    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
+    trainer = Trainer(model, Adam(lr=LR), batch_size=128, rng=1)
+    x = fixed_batch(128)
+    trainer.train_step(x)
+    eps = np.zeros((128, D_Z), np.float32)
+    grads = loss_backward(loss_forward(model.params, x, eps, model.config, 1.0,
+                                       trainer.workspace)[2])
+    opt = trainer.optimizer
+    (flat,) = opt._pieces(model.params, grads)  # one tuple: everything is packed
+    half = flat[0].size // 2
+    lo, hi = tuple(a[:half] for a in flat), tuple(a[half:] for a in flat)
+    pool = ThreadPoolExecutor(max_workers=1)
+    lr_t, eps_t = 1e-3, 1e-8
+
+    def one():
+        opt._update(*flat, lr_t, eps_t)
+
+    def two():
+        other = pool.submit(opt._update, *lo, lr_t, eps_t)
+        opt._update(*hi, lr_t, eps_t)
+        other.result()
+
+    forward = floor_products(128)[0]
+    times = {(case, k): [] for case in ("back to back", "right after the forward products")
+             for k in ("1 thread", "2 threads")}
+    gc.disable()
+    try:
+        for _ in range(ARGS.rounds):
+            for (case, k), samples in times.items():
+                update = one if k == "1 thread" else two
+                for _ in range(20):
+                    if case != "back to back":
+                        forward()  # untimed: leaves OpenBLAS's workers busy-waiting
+                    t0 = time.perf_counter()
+                    update()
+                    samples.append(time.perf_counter() - t0)
+                time.sleep(ARGS.pause)
+    finally:
+        gc.enable()
+    pool.shutdown()
+    return [{"case": case, **{k: 1e3 * statistics.median(times[(case, k)])
+                              for k in ("1 thread", "2 threads")}}
+            for case in ("back to back", "right after the forward products")]
+
+
+def print_adam_threads(rows: list) -> None:
+    print("\nAdam.step's 12 passes over all 652,824 parameters (ms), batch 128")
+    for r in rows:
+        print(f"  {r['case']:<34} 1 thread {r['1 thread']:6.3f}   "
+              f"2 threads {r['2 threads']:6.3f}")
+
+
 # ------------------------------------------------------- fresh processes
 
 def mnist_path() -> Path | None:
@@ -471,16 +531,18 @@ def machine() -> dict:
             "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                  "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}}
     if threadpoolctl is not None:
-        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture",
-                                                "num_threads", "threading_layer")}
+        info["blas"] = [{"library": Path(d["filepath"]).name,
+                         **{k: d.get(k) for k in ("internal_api", "version", "architecture",
+                                                  "num_threads")}}
                         for d in threadpoolctl.threadpool_info()]
     else:
-        info["blas"] = "threadpoolctl not installed; see numpy.show_config()"
-    try:
-        import torch
-        info["torch"] = torch.__version__
-    except ImportError:
-        info["torch"] = None
+        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.26.0" \
+            else {}
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        info["blas"] = (f"numpy's BLAS: {blas.get('name')} {blas.get('version')} "
+                        "(threadpoolctl not installed: threads set by environment variables)")
+    torch = sys.modules.get("torch")
+    info["torch"] = torch.__version__ if torch is not None else None
     return info
 
 
@@ -489,9 +551,9 @@ def print_machine(info: dict) -> None:
     print(f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}, "
           f"threads per library: {info['threads']}")
     if isinstance(info["blas"], list):
-        for d in info["blas"]:
-            print(f"  thread pool: {d['internal_api']} {d['version']} "
-                  f"({d['architecture']}), {d['num_threads']} threads")
+        for d in info["blas"]:  # numpy's OpenBLAS is the libscipy_openblas64_ one
+            print(f"  thread pool: {d['library']}: {d['internal_api']} {d['version']} "
+                  f"({d['architecture']} kernels), {d['num_threads']} threads")
     else:
         print(f"  {info['blas']}")
     if info["env"]:
@@ -509,6 +571,7 @@ def main() -> None:
     load_start = os.getloadavg()
     rows = step_table(notes)
     parts = [breakdown(n) for n in ARGS.batch] if ARGS.breakdown else None
+    threads = adam_threads() if ARGS.adam_threads else None
     epoch = iwae = None
     if not ARGS.no_epoch or ARGS.iwae:
         if mnist_path() is None or not mnist_path().is_file():
@@ -524,6 +587,8 @@ def main() -> None:
     print_step_table(rows)
     if parts:
         print_breakdown(parts)
+    if threads:
+        print_adam_threads(threads)
     if epoch:
         print_epoch(epoch)
     if iwae:
@@ -533,7 +598,8 @@ def main() -> None:
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps(
             {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
-             "machine": info, "steps": rows, "breakdown": parts, "epoch": epoch,
+             "machine": info, "steps": rows, "breakdown": parts, "adam_threads": threads,
+             "epoch": epoch,
              "iwae": iwae, "notes": notes}, indent=2))
 
 
