@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="BLAS/torch threads for every library (default: all cores)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time the CPU time of the calling thread instead of wall time "
+                        "(needs --threads 1; far less disturbed by other jobs)")
     p.add_argument("--pause", type=float, default=0.15,
                    help="seconds of sleep between two contenders' blocks (default 0.15)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
@@ -88,7 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="test images (default 1000; the full test set is 10000)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--child", choices=["epoch", "iwae"], help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        p.error("--cpu-time measures one thread: use it with --threads 1")
+    return args
 
 
 ARGS = parse_args()
@@ -223,15 +229,22 @@ def torch_step(n: int, fused: bool, compiled: bool = False):
 
 # --------------------------------------------------------------- timing
 
+def clock() -> float:
+    """Wall time, or with --cpu-time the CPU time of this thread (with one
+    thread everything runs in it: NumPy's BLAS, and PyTorch's kernels and
+    autograd on the CPU)."""
+    return time.thread_time() if ARGS.cpu_time else time.perf_counter()
+
+
 def time_interleaved(steps: dict, rounds: int, pause: float) -> dict:
     """Median seconds per call of each callable, timed in turn (A B A B ...)."""
     per_block = {}
     for name, step in steps.items():  # size each block to ~40 ms
         for _ in range(3):
             step()
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
-        per_block[name] = max(2, min(200, int(0.04 / max(time.perf_counter() - t0, 1e-6))))
+        per_block[name] = max(2, min(200, int(0.04 / max(clock() - t0, 1e-6))))
     times = {name: [] for name in steps}
     gc.disable()
     try:
@@ -240,9 +253,9 @@ def time_interleaved(steps: dict, rounds: int, pause: float) -> dict:
                 for _ in range(3):
                     step()
                 for _ in range(per_block[name]):
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     step()
-                    times[name].append(time.perf_counter() - t0)
+                    times[name].append(clock() - t0)
                 time.sleep(pause)
     finally:
         gc.enable()
@@ -297,7 +310,8 @@ def _add_ratios(rows: list) -> None:
 
 
 def print_step_table(rows: list) -> None:
-    print("\nPer-step time, float32, 784-400-20-400-784 (median of interleaved steps)")
+    what = "CPU time of the calling thread" if ARGS.cpu_time else "wall time"
+    print(f"\nPer-step {what}, float32, 784-400-20-400-784 (median of interleaved steps)")
     head = (f"{'batch':>5}  {'contender':<20} {'ms/step':>8} {'IQR ms':>13} "
             f"{'examples/s':>11} {'/torch fused':>12} {'/torch dflt':>11} {'/floor':>7}")
     print(head)
@@ -361,8 +375,9 @@ def print_breakdown(rows: list) -> None:
 
 def adam_threads() -> list[dict]:
     """Adam's update at batch 128 on one thread against the same passes
-    split in two halves over two threads: back to back, and right after a
-    matrix product (whose OpenBLAS worker threads then busy-wait)."""
+    split in two halves over two threads (wall time): back to back, and
+    right after the forward's matrix products (whose OpenBLAS worker
+    threads then busy-wait)."""
     from concurrent.futures import ThreadPoolExecutor
     model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
     trainer = Trainer(model, Adam(lr=LR), batch_size=128, rng=1)
@@ -397,8 +412,8 @@ def adam_threads() -> list[dict]:
                 for _ in range(20):
                     if case != "back to back":
                         forward()  # untimed: leaves OpenBLAS's workers busy-waiting
-                    t0 = time.perf_counter()
-                    update()
+                    t0 = time.perf_counter()  # wall time even with --cpu-time:
+                    update()                  # two threads' work is the point here
                     samples.append(time.perf_counter() - t0)
                 time.sleep(ARGS.pause)
     finally:
@@ -410,7 +425,7 @@ def adam_threads() -> list[dict]:
 
 
 def print_adam_threads(rows: list) -> None:
-    print("\nAdam.step's 12 passes over all 652,824 parameters (ms), batch 128")
+    print("\nAdam.step's 12 passes over all 652,824 parameters (ms of wall time), batch 128")
     for r in rows:
         print(f"  {r['case']:<34} 1 thread {r['1 thread']:6.3f}   "
               f"2 threads {r['2 threads']:6.3f}")
@@ -527,7 +542,7 @@ def machine() -> dict:
         pass
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(),
-            "threads": ARGS.threads,
+            "threads": ARGS.threads, "clock": "thread CPU time" if ARGS.cpu_time else "wall",
             "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                  "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}}
     if threadpoolctl is not None:
