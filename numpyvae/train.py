@@ -182,9 +182,11 @@ class Trainer:
                     (len(idx), x.shape[1]), x.dtype)
             np.take(x, idx, axis=0, out=xb, mode="clip")
             if self.binarize == "dynamic":  # pixels ~ Bernoulli(grey level), fresh each batch
-                u = self.rng.random(xb.shape, dtype=xb.dtype)
-                np.less(u, xb, out=u)  # 1.0 where u < x, else 0.0
-                xb[...] = u
+                u = self.workspace.get(("uniform", len(idx), x.dtype))
+                if u is None:
+                    u = self.workspace[("uniform", len(idx), x.dtype)] = np.empty_like(xb)
+                self.rng.random(dtype=xb.dtype, out=u)  # the same draws as without out=
+                np.less(u, xb, out=xb)  # 1.0 where u < x, else 0.0
             loss, terms = self.train_step(xb)
             self.sums[0] += loss * len(idx)
             self.sums[1] += float(np.sum(terms["log_lik"], dtype=np.float64))
