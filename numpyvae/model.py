@@ -517,9 +517,9 @@ def _log_lik_into(x: Array, out: Array, config: VAEConfig, ws: dict):
 def _log_lik_backward_into(ll_cache, n: int, config: VAEConfig, ws: dict) -> Array:
     """d loss / d out for dlog_lik_i = -1/n, into one buffer.
 
-    Bernoulli: dout = (sigmoid(l) - x) / n with sigmoid(l) = (1 + tanh(l/2)) / 2,
-    one transcendental pass that cannot overflow. Gaussian:
-    dout = -diff / (n sigma^2).
+    Bernoulli: dout = (sigmoid(l) - x) / n, with
+    sigmoid(l) = (1 + tanh(l/2)) / 2: one transcendental pass that
+    cannot overflow. Gaussian: dout = -diff / (n sigma^2).
     """
     if config.likelihood == "bernoulli":
         x, logits = ll_cache
