@@ -54,6 +54,24 @@ def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
     return first.dtype
 
 
+def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return np.dtype(dtype) if it is float32 or float64, else TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_dtype_like_params(dtype, **arrays: np.ndarray) -> None:
+    """Raise TypeError unless every array has the parameters' `dtype`."""
+    for name, a in arrays.items():
+        if a.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+
+
 def check_same_shape(ref_name: str, ref: np.ndarray, **arrays) -> None:
     """Raise ValueError unless every array has the shape of `ref`."""
     for name, a in arrays.items():

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import (check_float_array, check_int, check_unit_interval,
-                          describe)
+from ._validation import (check_float_array, check_float_dtype, check_int,
+                          check_unit_interval, describe)
 
 Array = NDArray[np.floating]
 Split = tuple[Array, "NDArray[np.int64] | None"]
@@ -35,16 +35,6 @@ MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MNIST_CONTENT_SHA256 = "4fd73b54a84cf3532d0ba97db295783acd04e6ce7cce1e89750f05dc51d3ea1d"
 DEFAULT_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 BINARIZE_MODES = ("none", "dynamic", "static")
-
-
-def _float_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return dt
 
 
 def _scale_uint8(images: np.ndarray, dt: np.dtype, top: float) -> Array:
@@ -88,7 +78,7 @@ def load_digits(dtype="float32") -> tuple[Split, Split]:
     >>> x_train.shape, x_test.shape, x_train.dtype, y_test.dtype
     ((1437, 64), (360, 64), dtype('float32'), dtype('int64'))
     """
-    dt = _float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     resource = resources.files("numpyvae").joinpath("data", "digits.npz")
     raw = resource.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
@@ -259,7 +249,7 @@ def load_mnist(path=None, dtype="float32", verify: bool = True,
     TypeError
         If `dtype` is not float32 or float64.
     """
-    dt = _float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     expected = None
     if verify:
         expected = MNIST_CONTENT_SHA256 if expected_sha256 is None else expected_sha256
@@ -403,7 +393,7 @@ def load_npz_dataset(path, dtype="float32") -> tuple[Split, Split]:
     TypeError
         If `dtype` is not float32 or float64.
     """
-    dt, path = _float_dtype(dtype), Path(path)
+    dt, path = check_float_dtype(dtype), Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
     label = str(path)

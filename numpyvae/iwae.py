@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import softmax
 
-from ._validation import check_float_array
+from ._validation import check_dtype_like_params, check_float_array
 from .model import (VAEConfig, decoder_backward, decoder_forward, encoder_backward,
                     encoder_forward, log_lik_backward, log_lik_forward)
 
@@ -37,10 +37,7 @@ Array = NDArray[np.floating]
 def _check(params, x, eps, config: VAEConfig) -> None:
     check_float_array(x, "x", ndim=2)
     check_float_array(eps, "eps", ndim=3)
-    dtype = params["mu.W"].dtype
-    for name, a in (("x", x), ("eps", eps)):
-        if a.dtype != dtype:
-            raise TypeError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+    check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
     if eps.shape[1:] != (x.shape[0], config.latent_dim) or eps.shape[0] < 1:
         raise ValueError(f"eps: expected shape (k, {x.shape[0]}, {config.latent_dim}) with "
                          f"k >= 1, got {eps.shape}")

@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import check_finite, check_float_array, check_unit_interval
+from ._validation import (check_dtype_like_params, check_finite, check_float_array,
+                          check_unit_interval)
 from .activations import activation_backward, activation_forward
 from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
 from .layers import dense_backward, dense_forward, init_dense
@@ -330,10 +331,7 @@ def _check_batch(params, x, eps, config: VAEConfig) -> None:
     """The checks that the kernels would make, done once per call."""
     check_float_array(x, "x", ndim=2)
     check_float_array(eps, "eps", ndim=2)
-    dtype = params["mu.W"].dtype
-    for name, a in (("x", x), ("eps", eps)):
-        if a.dtype != dtype:
-            raise TypeError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+    check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
     if x.shape[1] != config.input_dim:
         raise ValueError(f"x: expected shape (n, {config.input_dim}), got {x.shape}")
     if eps.shape != (x.shape[0], config.latent_dim):

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_data, check_int, check_positive, describe
+from ._validation import as_data, check_float_dtype, check_int, check_positive, describe
 from .activations import ACTIVATIONS, sigmoid
 from .model import (INIT_SCHEMES, VAEConfig, decoder_forward, encoder_forward, init_params,
                     loss_backward, loss_forward)
@@ -63,12 +63,7 @@ def make_config(input_dim, latent_dim, hidden=(400,), activation="relu",
         delta = 1.0 if delta is None else check_positive(delta, "delta", allow_zero=True)
     else:
         raise ValueError(f"posterior: expected one of {POSTERIORS}, got {posterior!r}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    dt = check_float_dtype(dtype)
     return VAEConfig(input_dim, latent_dim, hidden, activation, likelihood, sigma,
                      posterior, delta, dt.name)
 
