@@ -191,7 +191,7 @@ def _read_arrays(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except zipfile.BadZipFile as e:
         raise CheckpointError(f"{path}: not a valid .npz archive ({e})") from None
-    except ValueError as e:  # object arrays would need pickle; malformed headers
+    except ValueError as e:  # object arrays (refused by allow_pickle=False); bad headers
         raise CheckpointError(f"{path}: unreadable array ({e})") from None
     except (OSError, EOFError, KeyError, RuntimeError, UnicodeDecodeError, NotImplementedError,
             OverflowError, MemoryError, SyntaxError, TypeError, zlib.error) as e:

@@ -318,7 +318,7 @@ class VAEEstimator:
                         dtype=object)
 
     def save(self, path):
-        """Write a numpyvae checkpoint (no pickle) with the parameters;
+        """Write a numpyvae checkpoint (.npz + JSON) with the parameters;
         `VAEEstimator.load` restores it, ready for `partial_fit`."""
         self._check_is_fitted()
         params = self.get_params()
