@@ -112,3 +112,50 @@ def test_mlp_backward(setup):
     _close("dec1.W", grads["dec1.W"],
            lambda v: _mlp_forward(dict(model.params, **{"dec1.W": v}), z, "dec", 2, "tanh")[0],
            model.params["dec1.W"].copy(), dh)
+
+
+# The readable chain of model.py (used by iwae.py and the estimators), piece by piece.
+
+def test_decoder_backward(setup):
+    from numpyvae.model import decoder_backward, decoder_forward
+    model, rng = setup
+    z = rng.standard_normal((4, 3))
+    out, cache = decoder_forward(model.params, z, model.config)
+    dout = rng.standard_normal(out.shape)
+    grads = {}
+    dz = decoder_backward(dout, cache, model.config, grads)
+    _close("z", dz, lambda v: decoder_forward(model.params, v, model.config)[0], z, dout)
+    _close("out.W", grads["out.W"],
+           lambda v: decoder_forward(dict(model.params, **{"out.W": v}), z, model.config)[0],
+           model.params["out.W"].copy(), dout)
+
+
+def test_encoder_backward(setup):
+    from numpyvae.model import encoder_backward, encoder_forward
+    model, rng = setup
+    x = rng.random((4, 6))
+    mu, log_var, cache = encoder_forward(model.params, x, model.config)
+    dmu, dlog_var = rng.standard_normal(mu.shape), rng.standard_normal(log_var.shape)
+    grads = {}
+    dx = encoder_backward(dmu, dlog_var, cache, model.config, grads)
+
+    def both(params, v):
+        mu, log_var, _ = encoder_forward(params, v, model.config)
+        return np.hstack([mu, log_var])
+
+    upstream = np.hstack([dmu, dlog_var])
+    _close("x", dx, lambda v: both(model.params, v), x, upstream)
+    _close("enc0.W", grads["enc0.W"], lambda v: both(dict(model.params, **{"enc0.W": v}), x),
+           model.params["enc0.W"].copy(), upstream)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_log_lik_backward(setup, likelihood):
+    from numpyvae.model import log_lik_backward, log_lik_forward
+    _, rng = setup
+    model = VAE(6, 3, hidden=(), likelihood=likelihood, dtype="float64", rng=3)
+    x, out = rng.random((4, 6)), rng.standard_normal((4, 6))
+    dlog_lik = rng.standard_normal(4)
+    _, cache = log_lik_forward(x, out, model.config)
+    dout = log_lik_backward(dlog_lik, cache, model.config)
+    _close("out", dout, lambda v: log_lik_forward(x, v, model.config)[0], out, dlog_lik)
