@@ -346,7 +346,8 @@ def _report(bar, row: dict, progress: bool, epochs: int, log) -> None:
 
 def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=None,
         x_val=None, beta: float = 1.0, rng=None, progress: bool = False,
-        checkpoint_path=None) -> list[dict]:
+        checkpoint_path=None, objective: str = "elbo", k: int = 1, binarize: str = "none",
+        lr_schedule: str = "constant") -> list[dict]:
     """Train `model` in place and return its history.
 
     Parameters
@@ -371,6 +372,10 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
         A tqdm bar when tqdm is installed, else a line per epoch.
     checkpoint_path : str or Path, optional
         Write a resumable checkpoint after every epoch.
+    objective, k, binarize, lr_schedule
+        As for `Trainer`: "elbo" or "iwae" with k samples; "none" or
+        "dynamic" binarization of each batch; a "constant" learning rate
+        or the IWAE paper's "iwae" stages over `epochs`.
 
     Returns
     -------
@@ -386,6 +391,7 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
     >>> [row["epoch"] for row in history]
     [1, 2]
     """
-    trainer = Trainer(model, optimizer, beta=beta, batch_size=batch_size, rng=rng)
+    trainer = Trainer(model, optimizer, beta=beta, batch_size=batch_size, rng=rng,
+                      objective=objective, k=k, binarize=binarize, lr_schedule=lr_schedule)
     return train(trainer, x_train, epochs, x_val=x_val, progress=progress,
                  checkpoint_path=checkpoint_path)

@@ -161,3 +161,10 @@ def test_lecun_init_draws_at_pytorchs_linear_scale():
 def test_unknown_init_is_refused():
     with pytest.raises(ValueError, match="init"):
         VAE(4, 2, init="xavier")
+
+
+def test_fit_exposes_the_protocol_options(grey):
+    model = VAE(6, 2, hidden=(5,), rng=0)
+    history = numpyvae.fit(model, grey, epochs=2, batch_size=20, objective="iwae", k=3,
+                           binarize="dynamic", lr_schedule="iwae", rng=1)
+    assert len(history) == 2 and np.isfinite(history[-1]["train_loss"])
