@@ -91,6 +91,16 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
     Returns
     -------
     Path of the written file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from numpyvae import VAE
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> save(VAE(4, 2, hidden=(3,)), folder / "model").name
+    'model.npz'
+    >>> load(folder / "model.npz").config.latent_dim
+    2
     """
     from . import __version__
     path = Path(path)
@@ -307,5 +317,9 @@ def load_checkpoint(path) -> Checkpoint:
 
 
 def load(path):
-    """Load the VAE stored in a checkpoint (see `load_checkpoint`)."""
+    """Load the VAE stored in a checkpoint (see `load_checkpoint`).
+
+    Raises `CheckpointError` (a ValueError) for anything but an intact
+    numpyvae checkpoint; the example of `save` shows a round trip.
+    """
     return load_checkpoint(path).model

@@ -102,6 +102,14 @@ class Trainer:
     lr_schedule : {"constant", "iwae"}
         "iwae": the 3^i-epoch stages of `optim.iwae_learning_rate`, spread
         over `schedule_epochs` (default: the epochs of the first `train`).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    >>> trainer = Trainer(VAE(4, 2, hidden=(8,)), batch_size=20, rng=1)
+    >>> history = train(trainer, x, epochs=3)
+    >>> trainer.epoch, trainer.step, len(history)
+    (3, 0, 3)
     """
 
     def __init__(self, model: VAE, optimizer=None, beta: float = 1.0, batch_size: int = 128,
