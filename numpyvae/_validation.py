@@ -15,7 +15,15 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def describe(a) -> str:
-    """Short description of a value for an error message."""
+    """Short description of a value for an error message.
+
+    Examples
+    --------
+    >>> describe(np.zeros((2, 3), dtype=np.float32))
+    'array of shape (2, 3) and dtype float32'
+    >>> describe([1, 2])
+    'list'
+    """
     if isinstance(a, np.ndarray):
         return f"array of shape {a.shape} and dtype {a.dtype}"
     return f"{type(a).__name__}"
@@ -27,6 +35,16 @@ def check_float_array(a, name: str, ndim: int | None = None) -> np.ndarray:
     Raises TypeError for anything that is not an ndarray of float32 or
     float64, and ValueError for the wrong number of dimensions. No copy,
     no conversion: this is for kernels, whose callers own the dtype.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 3))
+    >>> check_float_array(a, "x", ndim=2) is a
+    True
+    >>> check_float_array(np.zeros(3, dtype=int), "x")
+    Traceback (most recent call last):
+        ...
+    TypeError: x: expected dtype float32 or float64, got int64
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {describe(a)}")
@@ -42,7 +60,18 @@ def check_float_array(a, name: str, ndim: int | None = None) -> np.ndarray:
 
 
 def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
-    """Raise TypeError unless all arrays share one float dtype."""
+    """Raise TypeError unless all arrays share one float dtype.
+
+    Examples
+    --------
+    >>> check_same_dtype(mu=np.zeros(2), log_var=np.ones(2))
+    dtype('float64')
+    >>> check_same_dtype(mu=np.zeros(2), log_var=np.ones(2, dtype=np.float32))
+    Traceback (most recent call last):
+        ...
+    TypeError: log_var: expected dtype float64 like mu, got float32;
+    convert one of them first
+    """
     items = list(arrays.items())
     first_name, first = items[0]
     for name, a in items[1:]:
@@ -55,7 +84,17 @@ def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
-    """Return np.dtype(dtype) if it is float32 or float64, else TypeError."""
+    """Return np.dtype(dtype) if it is float32 or float64, else TypeError.
+
+    Examples
+    --------
+    >>> check_float_dtype("float32")
+    dtype('float32')
+    >>> check_float_dtype("int8")
+    Traceback (most recent call last):
+        ...
+    TypeError: dtype: expected 'float32' or 'float64', got 'int8'
+    """
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -66,14 +105,33 @@ def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
 
 
 def check_dtype_like_params(dtype, **arrays: np.ndarray) -> None:
-    """Raise TypeError unless every array has the parameters' `dtype`."""
+    """Raise TypeError unless every array has the parameters' `dtype`.
+
+    Examples
+    --------
+    >>> check_dtype_like_params(np.dtype("float32"), x=np.zeros(2, dtype=np.float32))
+    >>> check_dtype_like_params(np.dtype("float32"), x=np.zeros(2))
+    Traceback (most recent call last):
+        ...
+    TypeError: x: expected dtype float32 like the parameters, got float64
+    """
     for name, a in arrays.items():
         if a.dtype != dtype:
             raise TypeError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
 
 
 def check_same_shape(ref_name: str, ref: np.ndarray, **arrays) -> None:
-    """Raise ValueError unless every array has the shape of `ref`."""
+    """Raise ValueError unless every array has the shape of `ref`.
+
+    Examples
+    --------
+    >>> mu = np.zeros((4, 2))
+    >>> check_same_shape("mu", mu, log_var=np.zeros((4, 2)))
+    >>> check_same_shape("mu", mu, log_var=np.zeros((4, 3)))
+    Traceback (most recent call last):
+        ...
+    ValueError: log_var: expected shape (4, 2) like mu, got (4, 3)
+    """
     for name, a in arrays.items():
         if a.shape != ref.shape:
             raise ValueError(
@@ -83,7 +141,16 @@ def check_same_shape(ref_name: str, ref: np.ndarray, **arrays) -> None:
 
 
 def check_finite(a: np.ndarray, name: str) -> None:
-    """Raise ValueError if `a` holds NaN or inf."""
+    """Raise ValueError if `a` holds NaN or inf.
+
+    Examples
+    --------
+    >>> check_finite(np.array([0.5, 1.0]), "x")
+    >>> check_finite(np.array([0.5, np.inf]), "x")
+    Traceback (most recent call last):
+        ...
+    ValueError: x: expected finite values, got inf at index (1,)
+    """
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(
@@ -93,7 +160,17 @@ def check_finite(a: np.ndarray, name: str) -> None:
 
 
 def check_unit_interval(a: np.ndarray, name: str) -> None:
-    """Raise ValueError unless every entry lies in [0, 1] (no NaN/inf)."""
+    """Raise ValueError unless every entry lies in [0, 1] (no NaN/inf).
+
+    Examples
+    --------
+    >>> check_unit_interval(np.array([0.0, 0.3, 1.0]), "x")
+    >>> check_unit_interval(np.array([0.0, 2.0]), "x")
+    Traceback (most recent call last):
+        ...
+    ValueError: x: expected values in [0, 1] for a Bernoulli likelihood,
+    got values in [0.0, 2.0]
+    """
     if a.size == 0:
         return
     lo, hi = a.min(), a.max()
@@ -106,7 +183,19 @@ def check_unit_interval(a: np.ndarray, name: str) -> None:
 
 
 def check_positive(value, name: str, allow_zero: bool = False) -> float:
-    """Return `value` as a float if it is a real number > 0 (or >= 0)."""
+    """Return `value` as a float if it is a real number > 0 (or >= 0).
+
+    Examples
+    --------
+    >>> check_positive(2, "sigma")
+    2.0
+    >>> check_positive(0, "delta", allow_zero=True)
+    0.0
+    >>> check_positive(-1.0, "sigma")
+    Traceback (most recent call last):
+        ...
+    ValueError: sigma: expected a finite number > 0, got -1.0
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {describe(value)}")
     value = float(value)
@@ -118,7 +207,17 @@ def check_positive(value, name: str, allow_zero: bool = False) -> float:
 
 
 def check_int(value, name: str, minimum: int) -> int:
-    """Return `value` as an int if it is an integer >= `minimum`."""
+    """Return `value` as an int if it is an integer >= `minimum`.
+
+    Examples
+    --------
+    >>> check_int(np.int64(3), "epochs", 1)
+    3
+    >>> check_int(0, "epochs", 1)
+    Traceback (most recent call last):
+        ...
+    ValueError: epochs: expected an integer >= 1, got 0
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {describe(value)}")
     if value < minimum:
@@ -135,6 +234,17 @@ def as_data(x, name: str, dtype, n_features: int | None = None,
     arrays are refused with a hint on how to scale them, never silently
     divided; complex and object arrays are refused. Returns `x` itself
     when it already has the requested dtype (no copy).
+
+    Examples
+    --------
+    >>> x = as_data([[0.0, 0.5], [1.0, 0.25]], "x", "float32", n_features=2)
+    >>> x.shape, x.dtype
+    ((2, 2), dtype('float32'))
+    >>> as_data(np.zeros((2, 2), dtype=np.uint8), "x", "float32")
+    Traceback (most recent call last):
+        ...
+    TypeError: x: expected floating-point data, got dtype uint8
+    (for uint8 images 0..255 use x.astype('float32') / 255)
     """
     dtype = np.dtype(dtype)
     if isinstance(x, (list, tuple)):

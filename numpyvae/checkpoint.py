@@ -42,11 +42,32 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt or inconsistent."""
+    """A checkpoint file is missing, corrupt or inconsistent.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "bad.npz"
+    >>> _ = bad.write_bytes(b"not a zip file")
+    >>> try:
+    ...     load(bad)
+    ... except CheckpointError as e:
+    ...     print(isinstance(e, ValueError))
+    True
+    """
 
 
 def array_sha256(a: np.ndarray) -> str:
-    """SHA-256 of an array's dtype, shape and C-order bytes."""
+    """SHA-256 of an array's dtype, shape and C-order bytes.
+
+    Examples
+    --------
+    >>> a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> len(array_sha256(a))
+    64
+    >>> array_sha256(a) == array_sha256(a.copy()), array_sha256(a) == array_sha256(a.T)
+    (True, False)
+    """
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
     h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
@@ -54,7 +75,17 @@ def array_sha256(a: np.ndarray) -> str:
 
 @dataclass
 class Checkpoint:
-    """What `load_checkpoint` returns."""
+    """What `load_checkpoint` returns.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from numpyvae import VAE
+    >>> path = save(VAE(4, 2, hidden=(3,)), pathlib.Path(tempfile.mkdtemp()) / "m.npz")
+    >>> ckpt = load_checkpoint(path)
+    >>> type(ckpt).__name__, ckpt.optimizer, ckpt.trainer_state
+    ('Checkpoint', None, None)
+    """
 
     model: object
     optimizer: object | None
@@ -291,6 +322,19 @@ def load_checkpoint(path) -> Checkpoint:
         (a ValueError) for a missing, truncated or corrupt file, an
         unknown format version, JSON that does not parse, a missing,
         extra, misshapen or mistyped array, a checksum mismatch, or NaN/inf.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from numpyvae import VAE
+    >>> from numpyvae.optim import Adam
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> path = save(VAE(4, 2, hidden=(3,)), folder / "m.npz", optimizer=Adam())
+    >>> ckpt = load_checkpoint(path)
+    >>> ckpt.model.config.input_dim, type(ckpt.optimizer).__name__
+    (4, 'Adam')
+    >>> ckpt.meta["format"], "params/mu.W" in ckpt.arrays
+    ('numpyvae-checkpoint', True)
     """
     from .vae import VAE
     path = Path(path)
@@ -321,5 +365,14 @@ def load(path):
 
     Raises `CheckpointError` (a ValueError) for anything but an intact
     numpyvae checkpoint; the example of `save` shows a round trip.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from numpyvae import VAE
+    >>> model = VAE(4, 2, hidden=(3,))
+    >>> path = save(model, pathlib.Path(tempfile.mkdtemp()) / "m.npz")
+    >>> bool(np.array_equal(load(path).params["mu.W"], model.params["mu.W"]))
+    True
     """
     return load_checkpoint(path).model

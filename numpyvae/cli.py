@@ -170,6 +170,14 @@ def _add_sweep(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``numpyvae`` command-line parser, with one subparser per command.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["gradcheck", "--seed", "3"])
+    >>> args.command, args.seed, args.dtype
+    ('gradcheck', 3, 'float64')
+    """
     parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
@@ -318,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns the exit status: 0 on success, 2 for a usage or numpyvae
     error (message on stderr), 130 when interrupted.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["gradcheck", "--threshold", "1e-6"])
+    >>> args.command, args.threshold
+    ('gradcheck', 1e-06)
+    >>> main(["no-such-command"])  # argparse's usage error goes to stderr
+    2
     """
     parser = build_parser()
     try:

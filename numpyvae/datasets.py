@@ -184,6 +184,19 @@ def mnist_content_sha256(path) -> str:
     "\\n"`` (dtype.str as NumPy writes it, e.g. ``|u1``; shape as
     comma-separated integers, e.g. ``60000,28,28``), then the array's raw
     C-contiguous bytes as stored.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rng = np.random.default_rng(0)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> fake = {"x_train": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+    ...         "y_train": rng.integers(0, 10, 6),
+    ...         "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.array([3, 7])}
+    >>> np.savez(folder / "mnist.npz", **fake)
+    >>> digest = mnist_content_sha256(folder / "mnist.npz")
+    >>> len(digest), digest == mnist_content_sha256(folder / "mnist.npz")
+    (64, True)
     """
     arrays = _read_npz(Path(path), str(path))
     _check_mnist_arrays(arrays, str(path))
@@ -248,6 +261,21 @@ def load_mnist(path=None, dtype="float32", verify: bool = True,
         checksum does not match. The message names the file.
     TypeError
         If `dtype` is not float32 or float64.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rng = np.random.default_rng(0)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> fake = {"x_train": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+    ...         "y_train": rng.integers(0, 10, 6),
+    ...         "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.array([3, 7])}
+    >>> np.savez(folder / "mnist.npz", **fake)
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist(folder, verify=False)
+    >>> x_train.shape, x_train.dtype, y_test.tolist()
+    ((6, 784), dtype('float32'), [3, 7])
+    >>> bool(0 <= x_train.min() and x_train.max() <= 1)
+    True
     """
     dt = check_float_dtype(dtype)
     expected = None
@@ -308,6 +336,22 @@ def download_mnist(url: str = DEFAULT_MNIST_URL, dest=None,
     ValueError
         If the downloaded file is not an mnist.npz or its checksum does
         not match.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rng = np.random.default_rng(0)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> fake = {"x_train": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+    ...         "y_train": rng.integers(0, 10, 6),
+    ...         "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.array([3, 7])}
+    >>> np.savez(folder / "mnist.npz", **fake)
+    >>> source = folder / "mnist.npz"
+    >>> url = source.as_uri()  # a local file:// URL, no network
+    >>> dest = download_mnist(url, dest=folder / "copy",
+    ...                       expected_sha256=mnist_content_sha256(source))
+    >>> dest.name, len(load_mnist(dest, verify=False)[0][0])
+    ('copy', 6)
     """
     if expected_sha256 is not None:
         expected_sha256 = _check_sha256(expected_sha256, "expected_sha256")
@@ -392,6 +436,16 @@ def load_npz_dataset(path, dtype="float32") -> tuple[Split, Split]:
         rows to split. The message names the file.
     TypeError
         If `dtype` is not float32 or float64.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "mine.npz"
+    >>> images = np.random.default_rng(0).integers(0, 256, (10, 3, 3), dtype=np.uint8)
+    >>> np.savez(path, x_train=images)
+    >>> (x_train, y_train), (x_test, y_test) = load_npz_dataset(path)
+    >>> x_train.shape, x_test.shape, x_train.dtype, y_train
+    ((8, 9), (2, 9), dtype('float32'), None)
     """
     dt, path = check_float_dtype(dtype), Path(path)
     if not path.is_file():

@@ -36,6 +36,14 @@ class NotFittedError(ValueError, AttributeError):
     """A method that needs a fitted estimator was called before `fit`.
 
     A ValueError and an AttributeError, like scikit-learn's NotFittedError.
+
+    Examples
+    --------
+    >>> try:
+    ...     VAEEstimator().transform(np.zeros((1, 4)))
+    ... except NotFittedError as e:
+    ...     print(isinstance(e, ValueError), isinstance(e, AttributeError))
+    True True
     """
 
 
@@ -53,7 +61,16 @@ def _entropy(random_state) -> int:
 
 
 def stream(random_state, purpose: int) -> np.random.Generator:
-    """A fresh Generator for one `purpose`, the same at every call."""
+    """A fresh Generator for one `purpose`, the same at every call.
+
+    Examples
+    --------
+    >>> a, b = stream(5, TRAIN_STREAM), stream(5, TRAIN_STREAM)
+    >>> bool(a.random() == b.random())
+    True
+    >>> bool(stream(5, SAMPLE_STREAM).random() == stream(5, TRAIN_STREAM).random())
+    False
+    """
     return np.random.default_rng([_entropy(random_state), purpose])
 
 
@@ -63,6 +80,16 @@ def as_real_array(X, name: str) -> np.ndarray:
     Lists, DataFrames and int/bool/object arrays of numbers become
     float64 (scikit-learn's convention; numpyvae.VAE refuses integer
     data instead). Sparse, complex and non-numeric input is refused.
+
+    Examples
+    --------
+    >>> a = as_real_array([[0, 1], [1, 0]], "X")
+    >>> a.dtype, a.shape
+    (dtype('float64'), (2, 2))
+    >>> as_real_array(np.ones((1, 2), dtype=complex), "X")
+    Traceback (most recent call last):
+        ...
+    ValueError: X: Complex data not supported, got dtype complex128
     """
     if sparse.issparse(X):
         raise TypeError(f"{name}: sparse input is not supported, got {type(X).__name__}; "
@@ -86,7 +113,16 @@ def as_real_array(X, name: str) -> np.ndarray:
 
 def check_features(a: np.ndarray, name: str, n_features: int | None, bernoulli: bool) -> None:
     """scikit-learn's messages for no features, a feature-count mismatch,
-    NaN/inf and negative values (which a Bernoulli likelihood refuses)."""
+    NaN/inf and negative values (which a Bernoulli likelihood refuses).
+
+    Examples
+    --------
+    >>> check_features(np.zeros((3, 4)), "X", n_features=4, bernoulli=True)
+    >>> check_features(np.zeros((3, 5)), "X", n_features=4, bernoulli=True)
+    Traceback (most recent call last):
+        ...
+    ValueError: X has 5 features, but VAEEstimator is expecting 4 features as input.
+    """
     if a.ndim == 1:
         raise ValueError(f"{name}: expected a 2-d array, got shape {a.shape}; Reshape your data "
                          "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one example")

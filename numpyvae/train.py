@@ -45,7 +45,13 @@ def _check_objective(objective: str, k: int, beta: float) -> tuple[str, int]:
 
 
 class TrainingDiverged(ValueError):
-    """The loss or a gradient became NaN or inf; training stopped."""
+    """The loss or a gradient became NaN or inf; training stopped.
+
+    Examples
+    --------
+    >>> issubclass(TrainingDiverged, ValueError)
+    True
+    """
 
 
 def _first_nonfinite(loss: float, grads: dict) -> str | None:
@@ -63,6 +69,15 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
 
     recon = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
     kl = mean_i KL(q(.|x_i) || r); elbo = recon - kl.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
+    >>> scores = evaluate(VAE(4, 2, hidden=(8,)), x, np.random.default_rng(1))
+    >>> sorted(scores)
+    ['elbo', 'kl', 'recon']
+    >>> bool(np.isclose(scores["elbo"], scores["recon"] - scores["kl"]))
+    True
     """
     x = model._x(x, "x_val")
     log_lik_sum = kl_sum = 0.0
@@ -228,7 +243,15 @@ _BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
 
 
 def generator_from_state(state: dict) -> np.random.Generator:
-    """Rebuild a Generator from ``rng.bit_generator.state``."""
+    """Rebuild a Generator from ``rng.bit_generator.state``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(3)
+    >>> copy = generator_from_state(rng.bit_generator.state)
+    >>> bool(copy.random() == rng.random())
+    True
+    """
     name = state.get("bit_generator") if isinstance(state, dict) else None
     if name not in _BIT_GENERATORS:
         raise ValueError(f"rng state: unknown bit generator {name!r}")
@@ -238,7 +261,21 @@ def generator_from_state(state: dict) -> np.random.Generator:
 
 
 def trainer_from_checkpoint(ckpt) -> Trainer:
-    """A `Trainer` positioned exactly where the checkpoint's run stopped."""
+    """A `Trainer` positioned exactly where the checkpoint's run stopped.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from numpyvae.checkpoint import load_checkpoint, save
+    >>> x = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    >>> trainer = Trainer(VAE(4, 2, hidden=(8,)), batch_size=10, rng=1)
+    >>> _ = train(trainer, x, epochs=1)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> path = save(trainer.model, folder / "run", trainer=trainer)
+    >>> resumed = trainer_from_checkpoint(load_checkpoint(path))
+    >>> resumed.epoch, resumed.batch_size, len(resumed.history)
+    (1, 10, 1)
+    """
     state = ckpt.trainer_state
     if state is None:
         raise ValueError("checkpoint: it holds no trainer state, so it cannot be resumed")
@@ -266,6 +303,16 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     step before the interrupt is re-raised (a Ctrl-C that arrives during a
     step takes effect when that step is complete). A diverging step raises
     `TrainingDiverged` naming the last good checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> x = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    >>> trainer = Trainer(VAE(4, 2, hidden=(8,)), batch_size=10, rng=1)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
+    >>> history = train(trainer, x, epochs=2, checkpoint_path=path)
+    >>> len(history), trainer.epoch, path.exists()
+    (2, 2, True)
     """
     from .checkpoint import save
     model = trainer.model

@@ -27,7 +27,18 @@ POSTERIORS = ("diagonal", "fixed")
 
 
 def as_generator(rng, name: str = "rng") -> np.random.Generator:
-    """A numpy Generator from a Generator, an int seed, or None (seed 0)."""
+    """A numpy Generator from a Generator, an int seed, or None (seed 0).
+
+    Examples
+    --------
+    >>> rng = as_generator(7)
+    >>> isinstance(rng, np.random.Generator)
+    True
+    >>> as_generator(rng) is rng
+    True
+    >>> float(as_generator(None).random()) == float(np.random.default_rng(0).random())
+    True
+    """
     if rng is None:
         return np.random.default_rng(0)
     if isinstance(rng, np.random.Generator):
@@ -41,7 +52,14 @@ def as_generator(rng, name: str = "rng") -> np.random.Generator:
 def make_config(input_dim, latent_dim, hidden=(400,), activation="relu",
                 likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
                 dtype="float32") -> VAEConfig:
-    """Validate the constructor's arguments into a `VAEConfig`."""
+    """Validate the constructor's arguments into a `VAEConfig`.
+
+    Examples
+    --------
+    >>> config = make_config(784, 2, hidden=(16,), likelihood="gaussian")
+    >>> config.latent_dim, config.hidden, config.sigma, config.dtype
+    (2, (16,), 1.0, 'float32')
+    """
     input_dim = check_int(input_dim, "input_dim", 1)
     latent_dim = check_int(latent_dim, "latent_dim", 1)
     if isinstance(hidden, (int, np.integer)):
