@@ -86,7 +86,13 @@ def numerical_vjp(f: Callable, x: np.ndarray, dout, fd_step: float = FD_STEP) ->
 
 
 def numerical_gradient(f: Callable, x: np.ndarray, fd_step: float = FD_STEP) -> np.ndarray:
-    """Central-difference gradient of a scalar function f at x."""
+    """Central-difference gradient of a scalar function f at x.
+
+    Examples
+    --------
+    >>> numerical_gradient(lambda v: float((v ** 2).sum()), np.array([3.0, -1.0]))
+    array([ 6., -2.])
+    """
     return numerical_vjp(f, x, 1.0, fd_step)
 
 
@@ -97,6 +103,14 @@ def directional_check(f: Callable, x: np.ndarray, dx: np.ndarray, rng: np.random
     Returns ``(analytic, numerical)`` where analytic = sum(dx * u) and
     numerical = (f(x + h u) - f(x - h u)) / (2 h). Cheap at any size, so
     it suits property-based tests of whole models.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 2.0])
+    >>> f = lambda v: float((v ** 2).sum())
+    >>> analytic, numerical = directional_check(f, x, 2 * x, np.random.default_rng(0))
+    >>> abs(analytic - numerical) < 1e-8
+    True
     """
     _require_float64(x, "x")
     u = rng.standard_normal(x.shape)
@@ -107,7 +121,14 @@ def directional_check(f: Callable, x: np.ndarray, dx: np.ndarray, rng: np.random
 
 @dataclass
 class InputCheck:
-    """Result of checking one input array."""
+    """Result of checking one input array.
+
+    Examples
+    --------
+    >>> c = compare_gradients("W", np.array([1.0, 2.0]), np.array([1.0, 2.0]), 1.0)
+    >>> c.name, c.shape, c.passed
+    ('W', (2,), True)
+    """
 
     name: str
     shape: tuple
@@ -121,7 +142,17 @@ class InputCheck:
 
 @dataclass
 class GradcheckReport:
-    """Per-input results of `gradcheck`; ``str(report)`` is a table."""
+    """Per-input results of `gradcheck`; ``str(report)`` is a table.
+
+    Examples
+    --------
+    >>> f = lambda v: float((v ** 2).sum())
+    >>> report = gradcheck(f, np.array([1.0, -1.0]), np.array([2.0, -2.0]), names=["v"])
+    >>> report.passed, [c.name for c in report.inputs]
+    (True, ['v'])
+    >>> print(str(report).splitlines()[1].split()[:2])
+    ['v', '(2,)']
+    """
 
     f_value: float
     inputs: list
@@ -146,7 +177,16 @@ class GradcheckReport:
 def compare_gradients(name: str, analytic: np.ndarray, numerical: np.ndarray, f_value: float,
                       normwise_tol: float = NORMWISE_TOL, abs_tol: float = ABS_TOL,
                       rel_tol: float = REL_TOL) -> InputCheck:
-    """Judge one analytic gradient against its numerical estimate by the gate."""
+    """Judge one analytic gradient against its numerical estimate by the gate.
+
+    Examples
+    --------
+    >>> n = np.array([1.0, 2.0])
+    >>> bool(compare_gradients("b", np.array([1.0, 2.0]), n, f_value=1.0).passed)
+    True
+    >>> bool(compare_gradients("b", np.array([1.0, 2.1]), n, f_value=1.0).passed)
+    False
+    """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numerical, dtype=np.float64)
     if a.shape != n.shape:

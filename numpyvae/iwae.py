@@ -82,6 +82,17 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig):
         dloss/dmu        = sum_i dloss/dz_i
         dloss/dlog_var_j = sum_i dloss/dz_ij * eps_ij * 0.5 * std_j - 0.5 / n
     (the last term is the +0.5 log_var_j of -log q, whose weights sum to 1).
+
+    Examples
+    --------
+    >>> from numpyvae.model import VAEConfig, init_params
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((10, 5, 2))  # k = 10
+    >>> loss, terms, cache = iwae_loss_forward(params, x, eps, config)
+    >>> isinstance(loss, float), terms["iwae"].shape, terms["kl"].shape
+    (True, (5,), (5,))
     """
     _check(params, x, eps, config)
     k, n, d_z = eps.shape
@@ -106,7 +117,23 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig):
 
 
 def iwae_loss_backward(cache) -> dict[str, Array]:
-    """Gradients of `iwae_loss_forward`'s loss; see its Notes."""
+    """Gradients of `iwae_loss_forward`'s loss; see its Notes.
+
+    Examples
+    --------
+    >>> from numpyvae.gradcheck import numerical_gradient
+    >>> from numpyvae.model import VAEConfig, init_params
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((10, 5, 2))
+    >>> grads = iwae_loss_backward(iwae_loss_forward(params, x, eps, config)[2])
+    >>> list(grads) == list(config.param_shapes())
+    True
+    >>> f = lambda W: iwae_loss_forward({**params, "mu.W": W}, x, eps, config)[0]
+    >>> np.allclose(grads["mu.W"], numerical_gradient(f, params["mu.W"]), atol=1e-8)
+    True
+    """
     config, w_tilde, z, eps, std = (cache["config"], cache["w_tilde"], cache["z"],
                                     cache["eps"], cache["std"])
     k, n, d_z = z.shape

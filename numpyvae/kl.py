@@ -66,6 +66,14 @@ def kl_backward(dkl: Array, cache: tuple[Array, Array]) -> tuple[Array, Array]:
     -------
     dmu : ndarray, shape (n, d_z)
     dlog_var : ndarray, shape (n, d_z)
+
+    Examples
+    --------
+    >>> mu = np.array([[1.0, -2.0]]); log_var = np.array([[0.0, np.log(3.0)]])
+    >>> _, cache = kl_forward(mu, log_var)
+    >>> dmu, dlog_var = kl_backward(np.ones(1), cache)
+    >>> dmu, dlog_var
+    (array([[ 1., -2.]]), array([[0., 1.]]))
     """
     mu, var = cache
     dkl = dkl[:, None]
@@ -111,6 +119,13 @@ def kl_fixed_forward(mu: Array, delta: float) -> tuple[Array, Array]:
 
 
 def kl_fixed_backward(dkl: Array, cache: Array) -> Array:
-    """Gradient of `kl_fixed_forward`: dmu = dkl[:, None] * mu."""
+    """Gradient of `kl_fixed_forward`: dmu = dkl[:, None] * mu.
+
+    Examples
+    --------
+    >>> _, cache = kl_fixed_forward(np.array([[3.0, 4.0]]), 1.0)
+    >>> kl_fixed_backward(np.array([2.0]), cache)
+    array([[6., 8.]])
+    """
     mu = cache
     return dkl[:, None] * mu

@@ -74,6 +74,19 @@ def dense_backward(dh: Array, cache: tuple[Array, Array]) -> tuple[Array, Array,
     dx : ndarray, shape (n, d_in)
     dW : ndarray, shape (d_in, d_out)
     db : ndarray, shape (d_out,)
+
+    Examples
+    --------
+    >>> from numpyvae.gradcheck import numerical_vjp
+    >>> rng = np.random.default_rng(0)
+    >>> x, W, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 4)), np.zeros(4)
+    >>> h, cache = dense_forward(x, W, b)
+    >>> dx, dW, db = dense_backward(np.ones((2, 4)), cache)
+    >>> dx.shape, dW.shape, db
+    ((2, 3), (3, 4), array([2., 2., 2., 2.]))
+    >>> f = lambda v: dense_forward(v, W, b)[0]
+    >>> np.allclose(dx, numerical_vjp(f, x, np.ones((2, 4))))
+    True
     """
     x, W = cache
     return dh @ W.T, x.T @ dh, dh.sum(axis=0)

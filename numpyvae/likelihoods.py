@@ -84,7 +84,15 @@ def bernoulli_log_lik_forward(x: Array, logits: Array) -> tuple[Array, tuple[Arr
 
 
 def bernoulli_log_lik_backward(dlog_lik: Array, cache: tuple[Array, Array]) -> Array:
-    """Gradient wrt the logits: dlogits = dlog_lik[:, None] * (x - sigmoid(l))."""
+    """Gradient wrt the logits: dlogits = dlog_lik[:, None] * (x - sigmoid(l)).
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0]]); logits = np.zeros((1, 2))
+    >>> _, cache = bernoulli_log_lik_forward(x, logits)
+    >>> bernoulli_log_lik_backward(np.ones(1), cache)  # x - sigmoid(0)
+    array([[ 0.5, -0.5]])
+    """
     x, logits = cache
     return dlog_lik[:, None] * (x - sigmoid(logits))
 
@@ -134,6 +142,14 @@ def gaussian_log_lik_forward(x: Array, recon: Array, sigma: float) -> tuple[Arra
 
 
 def gaussian_log_lik_backward(dlog_lik: Array, cache: tuple) -> Array:
-    """Gradient wrt recon: drecon = dlog_lik[:, None] * (x - recon) / sigma^2."""
+    """Gradient wrt recon: drecon = dlog_lik[:, None] * (x - recon) / sigma^2.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 2.0]]); recon = np.zeros((1, 2))
+    >>> _, cache = gaussian_log_lik_forward(x, recon, 2.0)
+    >>> gaussian_log_lik_backward(np.ones(1), cache)  # (x - recon) / 4
+    array([[0.25, 0.5 ]])
+    """
     diff, sigma = cache
     return dlog_lik[:, None] * diff * (1.0 / (sigma * sigma))

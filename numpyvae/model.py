@@ -52,7 +52,16 @@ Array = NDArray[np.floating]
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Everything that defines a VAE's architecture (validated by `VAE`)."""
+    """Everything that defines a VAE's architecture (validated by `VAE`).
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,))
+    >>> config.layer_names()
+    ['enc0', 'mu', 'log_var', 'dec0', 'out']
+    >>> config.param_shapes()["enc0.W"], config.param_shapes()["out.W"]
+    ((3, 4), (4, 3))
+    """
 
     input_dim: int
     latent_dim: int
@@ -116,6 +125,15 @@ def init_params(config: VAEConfig, rng: np.random.Generator,
     pass per array for parameters laid out any other way, such as loaded
     ones). Replacing an array in the dict is fine; the values drawn do not
     depend on the layout.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> params["enc0.W"].shape, params["enc0.b"].dtype
+    ((3, 4), dtype('float64'))
+    >>> bool(np.all(params["out.b"] == 0))
+    True
     """
     shapes = config.param_shapes()
     params = _views(np.empty(sum(math.prod(s) for s in shapes.values()), config.dtype), config)
@@ -152,6 +170,14 @@ def encoder_forward(params, x: Array, config: VAEConfig):
     """lambda_phi(x): returns ``(mu, log_var, cache)``.
 
     For the fixed-width posterior, log_var is None (the width is delta).
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> mu, log_var, cache = encoder_forward(params, np.zeros((5, 3)), config)
+    >>> mu.shape, log_var.shape
+    ((5, 2), (5, 2))
     """
     h, mlp_cache = _mlp_forward(params, x, "enc", len(config.hidden), config.activation)
     mu, mu_cache = dense_forward(h, params["mu.W"], params["mu.b"])  # (n, d_z)
@@ -162,7 +188,18 @@ def encoder_forward(params, x: Array, config: VAEConfig):
 
 
 def encoder_backward(dmu, dlog_var, cache, config: VAEConfig, grads: dict) -> Array:
-    """Backward of `encoder_forward`; fills the encoder's grads, returns dx."""
+    """Backward of `encoder_forward`; fills the encoder's grads, returns dx.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> mu, log_var, cache = encoder_forward(params, np.zeros((5, 3)), config)
+    >>> grads = {}
+    >>> dx = encoder_backward(np.ones((5, 2)), np.ones((5, 2)), cache, config, grads)
+    >>> dx.shape, sorted(grads)
+    ((5, 3), ['enc0.W', 'enc0.b', 'log_var.W', 'log_var.b', 'mu.W', 'mu.b'])
+    """
     mlp_cache, mu_cache, lv_cache = cache
     dh, grads["mu.W"], grads["mu.b"] = dense_backward(dmu, mu_cache)
     if config.posterior == "diagonal":
@@ -173,28 +210,65 @@ def encoder_backward(dmu, dlog_var, cache, config: VAEConfig, grads: dict) -> Ar
 
 def decoder_forward(params, z: Array, config: VAEConfig):
     """mu_theta(z) before the output nonlinearity: logits (Bernoulli) or
-    the mean itself (Gaussian). Returns ``(out, cache)``."""
+    the mean itself (Gaussian). Returns ``(out, cache)``.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> out, cache = decoder_forward(params, np.zeros((5, 2)), config)
+    >>> out.shape
+    (5, 3)
+    """
     h, mlp_cache = _mlp_forward(params, z, "dec", len(config.hidden), config.activation)
     out, out_cache = dense_forward(h, params["out.W"], params["out.b"])  # (n, d_x)
     return out, (mlp_cache, out_cache)
 
 
 def decoder_backward(dout, cache, config: VAEConfig, grads: dict) -> Array:
-    """Backward of `decoder_forward`; fills the decoder's grads, returns dz."""
+    """Backward of `decoder_forward`; fills the decoder's grads, returns dz.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> out, cache = decoder_forward(params, np.zeros((5, 2)), config)
+    >>> grads = {}
+    >>> dz = decoder_backward(np.ones((5, 3)), cache, config, grads)
+    >>> dz.shape, sorted(grads)
+    ((5, 2), ['dec0.W', 'dec0.b', 'out.W', 'out.b'])
+    """
     mlp_cache, out_cache = cache
     dh, grads["out.W"], grads["out.b"] = dense_backward(dout, out_cache)
     return _mlp_backward(dh, mlp_cache, config.activation, grads)
 
 
 def log_lik_forward(x: Array, out: Array, config: VAEConfig):
-    """log p_theta(x|z) per example from the decoder output."""
+    """log p_theta(x|z) per example from the decoder output.
+
+    Examples
+    --------
+    >>> config = VAEConfig(2, 1, dtype="float64")  # Bernoulli
+    >>> x, logits = np.array([[1.0, 0.0]]), np.zeros((1, 2))
+    >>> log_lik, cache = log_lik_forward(x, logits, config)
+    >>> log_lik  # 2 * log(1/2)
+    array([-1.38629436])
+    """
     if config.likelihood == "bernoulli":
         return bernoulli_log_lik_forward(x, out)
     return gaussian_log_lik_forward(x, out, config.sigma)
 
 
 def log_lik_backward(dlog_lik: Array, cache, config: VAEConfig) -> Array:
-    """Gradient of `log_lik_forward` wrt the decoder output."""
+    """Gradient of `log_lik_forward` wrt the decoder output.
+
+    Examples
+    --------
+    >>> config = VAEConfig(2, 1, dtype="float64")  # Bernoulli
+    >>> _, cache = log_lik_forward(np.array([[1.0, 0.0]]), np.zeros((1, 2)), config)
+    >>> log_lik_backward(np.ones(1), cache, config)  # x - sigmoid(logits)
+    array([[ 0.5, -0.5]])
+    """
     if config.likelihood == "bernoulli":
         return bernoulli_log_lik_backward(dlog_lik, cache)
     return gaussian_log_lik_backward(dlog_lik, cache)
@@ -263,6 +337,16 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     come from one matrix product, the Bernoulli term takes few passes
     over (n, d_x), and nothing is ever cast to float64. The small (n, d_z)
     steps in the middle still call the kernels of sampling.py and kl.py.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((5, 2))
+    >>> loss, terms, cache = loss_forward(params, x, eps, config, beta=1.0)
+    >>> bool(np.isclose(loss, np.mean(terms["kl"] - terms["log_lik"])))
+    True
     """
     _check_batch(params, x, eps, config)
     ws = {} if workspace is None else workspace
@@ -298,6 +382,20 @@ def loss_backward(cache) -> dict[str, Array]:
     With a workspace, the grads are views into one flat buffer of it (one
     array per name, in `config.param_shapes()` order), overwritten by the
     next backward through the same workspace.
+
+    Examples
+    --------
+    >>> from numpyvae.gradcheck import numerical_gradient
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((5, 2))
+    >>> grads = loss_backward(loss_forward(params, x, eps, config)[2])
+    >>> list(grads) == list(config.param_shapes())
+    True
+    >>> f = lambda b: loss_forward({**params, "out.b": b}, x, eps, config)[0]
+    >>> np.allclose(grads["out.b"], numerical_gradient(f, params["out.b"]))
+    True
     """
     config, ws, n, beta = cache["config"], cache["workspace"], cache["n"], cache["beta"]
     dtype = cache["h_dec"].dtype

@@ -31,7 +31,14 @@ def draw_eps(rng: np.random.Generator, shape: tuple[int, ...], dtype="float32") 
 
 
 def sample_prior(rng: np.random.Generator, n: int, d_z: int, dtype="float32") -> Array:
-    """n draws from the prior r(z) = N(0, I), shape (n, d_z)."""
+    """n draws from the prior r(z) = N(0, I), shape (n, d_z).
+
+    Examples
+    --------
+    >>> z = sample_prior(np.random.default_rng(0), 4, 2)
+    >>> z.shape, z.dtype
+    ((4, 2), dtype('float32'))
+    """
     return draw_eps(rng, (n, d_z), dtype)
 
 
@@ -69,7 +76,16 @@ def reparameterize_forward(mu: Array, log_var: Array, eps: Array) -> tuple[Array
 
 
 def reparameterize_backward(dz: Array, cache: tuple) -> tuple[Array, Array]:
-    """Gradients of `reparameterize_forward`: ``(dmu, dlog_var)``."""
+    """Gradients of `reparameterize_forward`: ``(dmu, dlog_var)``.
+
+    Examples
+    --------
+    >>> mu, log_var = np.zeros((1, 1)), np.full((1, 1), np.log(4.0))  # std = 2
+    >>> _, cache = reparameterize_forward(mu, log_var, np.full((1, 1), 3.0))
+    >>> dmu, dlog_var = reparameterize_backward(np.ones((1, 1)), cache)
+    >>> dmu, dlog_var  # dlog_var = 1 * 3 * 0.5 * 2
+    (array([[1.]]), array([[3.]]))
+    """
     std, eps = cache
     return dz, dz * eps * (0.5 * std)
 
@@ -83,6 +99,14 @@ def reparameterize_fixed_forward(mu: Array, delta: float, eps: Array) -> tuple[A
     Backward:  dmu = dz   (delta is a constant, not learned)
 
     At delta = 0 the sample is z = mu: the deterministic autoencoder.
+
+    Examples
+    --------
+    >>> eps = np.array([[2.0, -2.0]])
+    >>> reparameterize_fixed_forward(np.ones((1, 2)), 0.5, eps)[0]
+    array([[2., 0.]])
+    >>> reparameterize_fixed_forward(np.ones((1, 2)), 0.0, eps)[0]  # delta = 0: z = mu
+    array([[1., 1.]])
     """
     check_float_array(mu, "mu", ndim=2)
     check_float_array(eps, "eps", ndim=2)
@@ -93,5 +117,11 @@ def reparameterize_fixed_forward(mu: Array, delta: float, eps: Array) -> tuple[A
 
 
 def reparameterize_fixed_backward(dz: Array, cache: None) -> Array:
-    """Gradient of `reparameterize_fixed_forward`: dmu = dz."""
+    """Gradient of `reparameterize_fixed_forward`: dmu = dz.
+
+    Examples
+    --------
+    >>> reparameterize_fixed_backward(np.array([[1.0, -1.0]]), None)
+    array([[ 1., -1.]])
+    """
     return dz
