@@ -68,6 +68,15 @@ def run_experiment(name: str, out_dir, seed: int = 0) -> dict:
     ------
     ValueError
         If `name` is not one of `EXPERIMENTS`.
+
+    Examples
+    --------
+    >>> EXPERIMENTS
+    ('jensen', 'prior-bound', 'autoencoder', 'kl-only', 'importance', 'beta-sweep')
+    >>> run_experiment("no-such-claim", "unused")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: name: expected one of (...), got 'no-such-claim'
     """
     if name == "jensen":
         return run_jensen(out_dir, seed)
@@ -168,6 +177,11 @@ def run_jensen(out_dir, seed: int = 0, *, ms=(1, 10, 100, 1000), repeats: int = 
     scored `repeats` times for each m. Checked: the mean estimate lies
     below the exact value by more than its standard error for every m,
     and the gap shrinks as m grows.
+
+    Examples
+    --------
+    >>> "jensen" in EXPERIMENTS  # run_experiment("jensen", out_dir) runs this
+    True
     """
     config = {"ms": list(ms), "repeats": repeats, "d_x": d_x, "d_z": d_z, "sigma": sigma,
               "n_train": n_train, "epochs": epochs}
@@ -220,6 +234,11 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
     p(x) and above the ELBO up to 3 standard errors, k = 1 matches the
     ELBO (the same bound with the KL sampled) within 3 standard errors
     of their paired difference, and the largest k is within `tol` nats.
+
+    Examples
+    --------
+    >>> "importance" in EXPERIMENTS  # run_experiment("importance", out_dir) runs this
+    True
     """
     config = {"ks": list(ks), "n_eval": n_eval, "d_x": d_x, "d_z": d_z, "sigma": sigma,
               "n_train": n_train, "epochs": epochs, "tol": tol}
@@ -300,6 +319,21 @@ def prior_bound_loss_and_grads(params: dict, x: Array, z: Array,
     With a Gaussian decoder this is mean ||x - mu_theta(z)||^2 / (2
     sigma^2) plus a constant; as x and z are independent, the minimiser
     is mu_theta(z) = E[x] for every z.
+
+    Examples
+    --------
+    >>> from numpyvae.testing import assert_grad_close
+    >>> model = VAE(2, 1, hidden=(3,), likelihood="gaussian", sigma=1.0,
+    ...             dtype="float64", rng=0)
+    >>> rng = np.random.default_rng(0)
+    >>> x, z = rng.standard_normal((4, 2)), rng.standard_normal((4, 1))
+    >>> loss, grads = prior_bound_loss_and_grads(model.params, x, z, model.config)
+    >>> sorted(grads)
+    ['dec0.W', 'dec0.b', 'out.W', 'out.b']
+    >>> def loss_at(W):
+    ...     params = dict(model.params, **{"out.W": W})
+    ...     return prior_bound_loss_and_grads(params, x, z, model.config)[0]
+    >>> assert_grad_close(loss_at, lambda W: grads["out.W"], model.params["out.W"])
     """
     n = x.shape[0]
     out, dec_cache = decoder_forward(params, z, config)
@@ -360,6 +394,11 @@ def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,
     mean are below `tol` times the data's std, and its samples miss both
     modes; the VAE puts >= 25% of its samples near each mode (within
     2.5 cluster stds).
+
+    Examples
+    --------
+    >>> "prior-bound" in EXPERIMENTS  # run_experiment("prior-bound", out_dir) runs this
+    True
     """
     config = {"n": n, "centers_1d": [list(c) for c in centers_1d],
               "centers_2d": [list(c) for c in centers_2d], "cluster_std": cluster_std,
@@ -457,6 +496,11 @@ def run_autoencoder(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,
     = 1), same epochs. Checked: the autoencoder's squared reconstruction
     error is below `ratio` times the VAE's on the training digits and
     below it on the test digits.
+
+    Examples
+    --------
+    >>> "autoencoder" in EXPERIMENTS  # run_experiment("autoencoder", out_dir) runs this
+    True
     """
     config = {"data": "digits", "latent_dim": latent_dim, "hidden": list(hidden),
               "epochs": epochs, "batch_size": batch_size, "lr": lr, "ratio": ratio}
@@ -530,6 +574,19 @@ def kl_loss_and_grads(params: dict, x: Array, config: VAEConfig) -> tuple[float,
     Backward:  dkl_i = 1/n, then `kl_backward` (or `kl_fixed_backward`)
                and `encoder_backward`. The only minimiser is mu = 0 (and
                log_var = 0) for every x: q(.|x) = r, maximal compression.
+
+    Examples
+    --------
+    >>> from numpyvae.testing import assert_grad_close
+    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
+    >>> x = np.random.default_rng(0).random((4, 3))
+    >>> loss, grads = kl_loss_and_grads(model.params, x, model.config)
+    >>> sorted(grads)
+    ['log_var.W', 'log_var.b', 'mu.W', 'mu.b']
+    >>> def loss_at(W):
+    ...     params = dict(model.params, **{"mu.W": W})
+    ...     return kl_loss_and_grads(params, x, model.config)[0]
+    >>> assert_grad_close(loss_at, lambda W: grads["mu.W"], model.params["mu.W"])
     """
     n = x.shape[0]
     mu, log_var, enc_cache = encoder_forward(params, x, config)
@@ -565,6 +622,11 @@ def run_kl_only(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,),
     `kl_loss_and_grads` only. Checked on the held-out digits: the mean
     |mu| falls below `tol_mu` and the mean KL below `tol_kl` nats (so
     log_var -> 0 too: q(.|x) = r for every x).
+
+    Examples
+    --------
+    >>> "kl-only" in EXPERIMENTS  # run_experiment("kl-only", out_dir) runs this
+    True
     """
     config = {"data": "digits", "latent_dim": latent_dim, "hidden": list(hidden),
               "steps": steps, "batch_size": batch_size, "lr": lr,
@@ -628,6 +690,11 @@ def run_beta_sweep(out_dir, seed: int = 0, *, betas=(0.25, 0.5, 1.0, 2.0, 4.0, 8
     z ~ q(.|x), over the test digits, each drawn `eval_repeats` times.
     Checked: both move monotonically with beta up to `tol` nats per
     step, and by more than 1 nat from the first beta to the last.
+
+    Examples
+    --------
+    >>> "beta-sweep" in EXPERIMENTS  # run_experiment("beta-sweep", out_dir) runs this
+    True
     """
     config = {"data": "digits", "betas": list(betas), "latent_dim": latent_dim,
               "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "lr": lr,

@@ -24,7 +24,12 @@ INSTALL_HINT = 'pip install "numpyvae[viz]"'
 
 
 def require_matplotlib() -> None:
-    """Raise ImportError with the install command if matplotlib is missing."""
+    """Raise ImportError with the install command if matplotlib is missing.
+
+    Examples
+    --------
+    >>> require_matplotlib()  # silent when matplotlib is installed
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -40,7 +45,17 @@ def _pyplot():
 
 
 def image_side(d: int) -> int:
-    """side such that side * side == d; ValueError otherwise."""
+    """side such that side * side == d; ValueError otherwise.
+
+    Examples
+    --------
+    >>> image_side(64)
+    8
+    >>> image_side(10)
+    Traceback (most recent call last):
+        ...
+    ValueError: images: expected rows of side * side pixels, got 10 per row
+    """
     side = math.isqrt(d)
     if side * side != d:
         raise ValueError(f"images: expected rows of side * side pixels, got {d} per row")
@@ -52,6 +67,15 @@ def tile(images: Array, n_cols: int, pad: int = 1) -> np.ndarray:
 
     Pixel values are clipped to [0, 1]; cells are separated by `pad`
     pixels of mid grey, and empty cells stay mid grey.
+
+    Examples
+    --------
+    >>> canvas = tile(np.ones((3, 4)), n_cols=2)  # three 2x2 images, two a row
+    >>> # image 2 at row 1, column 0; the cell beside it is empty
+    >>> canvas.shape
+    (7, 7)
+    >>> canvas[1:3, 1:3].tolist(), float(canvas[4, 1]), float(canvas[4, 4])
+    ([[1.0, 1.0], [1.0, 1.0]], 1.0, 0.5)
     """
     n, d = images.shape
     side = image_side(d)
@@ -90,6 +114,14 @@ def plot_reconstructions(x: Array, recon: Array, path, n_cols: int = 10) -> Path
 
     x, recon : ndarray, shape (n, d); rows alternate input / reconstruction
     in blocks of `n_cols` examples.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> x = np.random.default_rng(0).random((3, 4))  # three 2x2 images
+    >>> plot_reconstructions(x, 0.9 * x, Path(tempfile.mkdtemp()) / "recon.png").name
+    'recon.png'
     """
     plt = _pyplot()
     n = x.shape[0]
@@ -109,7 +141,16 @@ def plot_reconstructions(x: Array, recon: Array, path, n_cols: int = 10) -> Path
 
 
 def plot_samples(samples: Array, path, n_cols: int = 10) -> Path:
-    """Decoded means of z ~ N(0, I); samples : ndarray, shape (n, d)."""
+    """Decoded means of z ~ N(0, I); samples : ndarray, shape (n, d).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> samples = np.random.default_rng(0).random((4, 4))  # four 2x2 images
+    >>> plot_samples(samples, Path(tempfile.mkdtemp()) / "samples.png").name
+    'samples.png'
+    """
     plt = _pyplot()
     fig, ax = _show(plt, tile(samples, n_cols), "samples: decoder mean at z ~ N(0, I)",
                     image_side(samples.shape[1]))
@@ -124,6 +165,15 @@ def plot_loss_curves(epochs, train_elbo, val_elbo, path, baseline: float | None 
     `baseline`, if lower) so the first epochs' very low ELBO does not
     flatten the rest; `baseline` draws a dashed reference line (e.g. the
     mean-pixel model).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "loss.png"
+    >>> plot_loss_curves([1, 2, 3], [-50.0, -40.0, -38.0], [-52.0, -42.0, -41.0], path,
+    ...                  baseline=-45.0).name
+    'loss.png'
     """
     plt = _pyplot()
     epochs = np.asarray(epochs)
@@ -151,6 +201,13 @@ def pca_2d(z: Array) -> tuple[Array, Array]:
 
     Returns ``(proj, explained)``: proj (n, 2), and the fraction of the
     variance each of the two axes explains.
+
+    Examples
+    --------
+    >>> z = np.random.default_rng(0).standard_normal((50, 3)) * [3.0, 1.0, 0.1]
+    >>> proj, explained = pca_2d(z)
+    >>> proj.shape, bool(explained[0] > explained[1]), bool(explained.sum() > 0.99)
+    ((50, 2), True, True)
     """
     centred = z - z.mean(axis=0)  # (n, d_z)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -163,6 +220,15 @@ def plot_latent(mu: Array, labels, path) -> Path:
 
     With latent_dim 2 the means themselves are drawn; otherwise their
     2-d PCA projection (`pca_2d`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> rng = np.random.default_rng(0)
+    >>> mu, labels = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
+    >>> plot_latent(mu, labels, Path(tempfile.mkdtemp()) / "latent.png").name
+    'latent.png'
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
@@ -196,6 +262,15 @@ def plot_manifold(images: Array, z_values: Array, path) -> Path:
     z_values : ndarray, shape (n,), increasing grid coordinates.
 
     Drawn with z_1 increasing to the right and z_2 increasing upwards.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> images = np.random.default_rng(0).random((9, 4))  # a 3 x 3 grid of 2x2 images
+    >>> z_values = np.array([-1.0, 0.0, 1.0])
+    >>> plot_manifold(images, z_values, Path(tempfile.mkdtemp()) / "manifold.png").name
+    'manifold.png'
     """
     plt = _pyplot()
     n = len(z_values)
@@ -222,6 +297,16 @@ def plot_interpolations(paths: Array, path, starts: Array | None = None,
     paths : ndarray, shape (n_pairs, n_steps, d); optional `starts` and
     `ends` (n_pairs, d), the two input digits, are drawn at either end
     beyond a grey gap.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> rng = np.random.default_rng(0)
+    >>> paths = rng.random((2, 5, 4))  # 2 lines of 5 steps, 2x2 images
+    >>> path = Path(tempfile.mkdtemp()) / "interp.png"
+    >>> plot_interpolations(paths, path, paths[:, 0], paths[:, -1]).name
+    'interp.png'
     """
     plt = _pyplot()
     n_pairs, n_steps, d = paths.shape

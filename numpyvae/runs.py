@@ -40,7 +40,14 @@ PICTURES = {"reconstructions": "reconstructions.png", "samples": "samples.png",
 
 
 def load_data(spec: str, dtype: str, name: str = "--data"):
-    """(x_train, y_train), (x_test, y_test) for the data setting `spec`."""
+    """(x_train, y_train), (x_test, y_test) for the data setting `spec`.
+
+    Examples
+    --------
+    >>> (x_train, y_train), (x_test, y_test) = load_data("digits", "float32")
+    >>> x_train.shape[1], x_train.dtype, len(x_train) == len(y_train)
+    (64, dtype('float32'), True)
+    """
     from .datasets import load_digits, load_mnist, load_npz_dataset
     if spec == "digits":
         return load_digits(dtype)
@@ -53,12 +60,31 @@ def load_data(spec: str, dtype: str, name: str = "--data"):
 
 
 def generators(seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for the weights, the training and the pictures."""
+    """Independent generators for the weights, the training and the pictures.
+
+    Examples
+    --------
+    >>> init_rng, train_rng, picture_rng = generators(0)
+    >>> bool(init_rng.random() == generators(0)[0].random())
+    True
+    >>> bool(init_rng.random() == train_rng.random())
+    False
+    """
     return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
 
 
 def new_trainer(settings: dict, x_train: Array) -> Trainer:
-    """A fresh model and Adam from `settings`, seeded by settings["seed"]."""
+    """A fresh model and Adam from `settings`, seeded by settings["seed"].
+
+    Examples
+    --------
+    >>> from numpyvae.cli import DEFAULTS
+    >>> settings = dict(DEFAULTS, hidden=[8], latent_dim=3)
+    >>> x_train = np.random.default_rng(0).random((20, 64)).astype("float32")
+    >>> trainer = new_trainer(settings, x_train)
+    >>> trainer.model.config.latent_dim, trainer.model.config.hidden
+    (3, (8,))
+    """
     init_rng, train_rng, _ = generators(settings["seed"])
     model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
                 activation=settings["activation"], likelihood=settings["likelihood"],
@@ -74,7 +100,15 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
 
 
 def load_run_data(settings: dict, name: str = "--data"):
-    """The run's data, loaded and binarized as its settings say."""
+    """The run's data, loaded and binarized as its settings say.
+
+    Examples
+    --------
+    >>> from numpyvae.cli import DEFAULTS
+    >>> (x_train, _), (x_test, _) = load_run_data(dict(DEFAULTS, binarize="static"))
+    >>> np.unique(x_train).tolist(), np.unique(x_test).tolist()
+    ([0.0, 1.0], [0.0, 1.0])
+    """
     return binarized(load_data(settings["data"], settings["dtype"], name), settings)
 
 
@@ -85,6 +119,16 @@ def binarized(data, settings: dict):
     trainer; the test split is one fixed Bernoulli draw (seeded), so the
     validation numbers of every epoch score the same data. "static": one
     fixed draw of each split, seeded, before training.
+
+    Examples
+    --------
+    >>> x = np.full((3, 4), 0.5)
+    >>> data = (x, None), (x, None)
+    >>> binarized(data, {"binarize": "none", "seed": 0}) is data
+    True
+    >>> (x_train, _), (x_test, _) = binarized(data, {"binarize": "dynamic", "seed": 0})
+    >>> x_train is x, set(np.unique(x_test).tolist()) <= {0.0, 1.0}
+    (True, True)
     """
     from .datasets import BINARIZE_MODES, static_binarize
     mode = settings["binarize"]
@@ -100,7 +144,19 @@ def binarized(data, settings: dict):
 
 def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
                 n_test: int) -> dict:
-    """What metrics.json holds, from the trainer's last history row."""
+    """What metrics.json holds, from the trainer's last history row.
+
+    Examples
+    --------
+    >>> from numpyvae.cli import DEFAULTS
+    >>> settings = dict(DEFAULTS, hidden=[8], epochs=1, batch_size=10)
+    >>> x = np.random.default_rng(0).random((20, 64)).astype("float32")
+    >>> trainer = new_trainer(settings, x)
+    >>> _ = train(trainer, x, 1, x_val=x)
+    >>> metrics = run_metrics(settings, trainer, -44.0, 20, 20)
+    >>> metrics["epochs"], metrics["baseline_mean_pixel"], metrics["n_test"]
+    (1, -44.0, 20)
+    """
     last = trainer.history[-1]
     return {"config": settings, "model": trainer.model.config.to_dict(),
             "epochs": trainer.epoch,
@@ -147,6 +203,19 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     config.json is written before training starts, metrics.json after
     history.csv. A KeyboardInterrupt leaves the checkpoint of the last
     completed step (see `numpyvae.train.train`) and propagates.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from numpyvae.cli import DEFAULTS
+    >>> settings = dict(DEFAULTS, hidden=[8], epochs=1, batch_size=10)
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((20, 64)).astype("float32")
+    >>> data = (x, rng.integers(0, 10, 20)), (x, rng.integers(0, 10, 20))
+    >>> metrics, written, skipped = train_run(settings, tempfile.mkdtemp(), data,
+    ...                                       pictures=False)
+    >>> metrics["epochs"], written, skipped
+    (1, ['metrics.json', 'history.csv', 'checkpoint.npz', 'config.json'], False)
     """
     out = Path(out)
     if data is None:
@@ -185,6 +254,14 @@ def mean_pixel_baseline(x_train: Array, x_test: Array, likelihood: str = "bernou
     p_j clipped to [1e-6, 1 - 1e-6] (a pixel never inked in training);
     Gaussian:  log p(x) = -0.5 sum_j ((x_j - p_j)^2 / sigma^2
     + log(2 pi sigma^2)), the decoder's fixed sigma (default 1).
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 1.0], [1.0, 1.0]])
+    >>> round(mean_pixel_baseline(x, x), 4)  # log 0.5 per example
+    -0.6931
+    >>> round(mean_pixel_baseline(x, x, "gaussian", 1.0), 4)
+    -1.9629
     """
     p = x_train.astype(np.float64).mean(axis=0)  # (d_x,)
     x = x_test.astype(np.float64)  # (n, d_x)
@@ -198,18 +275,54 @@ def mean_pixel_baseline(x_train: Array, x_test: Array, likelihood: str = "bernou
 
 
 def write_json(path, obj: dict) -> Path:
-    """`obj` as indented JSON; NaN or inf is a ValueError."""
+    """`obj` as indented JSON; NaN or inf is a ValueError.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path = write_json(folder / "metrics.json", {"val_elbo": -30.5})
+    >>> path.name, read_json(path)
+    ('metrics.json', {'val_elbo': -30.5})
+    >>> write_json(path, {"val_elbo": float("nan")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: Out of range float values are not JSON compliant...
+    """
     path = Path(path)
     path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
 def read_json(path) -> dict:
+    """The dict stored as JSON in file `path` (as `write_json` writes it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = write_json(Path(tempfile.mkdtemp()) / "config.json", {"seed": 0})
+    >>> read_json(path)
+    {'seed': 0}
+    """
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_history(path, history: list[dict]) -> Path:
-    """One CSV row per epoch, columns `HISTORY_KEYS` (empty if absent)."""
+    """One CSV row per epoch, columns `HISTORY_KEYS` (empty if absent).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = write_history(Path(tempfile.mkdtemp()) / "history.csv",
+    ...                      [{"epoch": 1, "train_elbo": -40.0, "val_elbo": -41.5}])
+    >>> with open(path, newline="") as f:
+    ...     row = next(csv.DictReader(f))
+    >>> row["epoch"], row["val_elbo"], row["val_kl"]
+    ('1', '-41.5', '')
+    """
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_KEYS, restval="")
@@ -225,6 +338,14 @@ def latent_grid(n: int) -> tuple[Array, Array]:
     Returns ``(z_values, z)``: z_values = Phi^-1(linspace(0.05, 0.95, n))
     (Phi the standard normal CDF), and z of shape (n * n, 2) with z_1
     varying fastest.
+
+    Examples
+    --------
+    >>> z_values, z = latent_grid(3)
+    >>> z_values.shape, np.round(z_values[[0, 2]], 3)
+    ((3,), array([-1.645,  1.645]))
+    >>> z.shape, bool(np.all(z[:3, 1] == z_values[0]))  # z_1 varies fastest
+    ((9, 2), True)
     """
     from scipy.stats import norm
     z_values = norm.ppf(np.linspace(0.05, 0.95, n))  # (n,)
@@ -236,6 +357,13 @@ def line_latents(mu_a: Array, mu_b: Array, n_steps: int) -> Array:
     """Points (1 - t) mu_a + t mu_b, t = 0 .. 1 in `n_steps` steps.
 
     mu_a, mu_b : (n_pairs, d_z); returns (n_pairs, n_steps, d_z).
+
+    Examples
+    --------
+    >>> line_latents(np.zeros((1, 2)), np.ones((1, 2)), 3)
+    array([[[0. , 0. ],
+            [0.5, 0.5],
+            [1. , 1. ]]])
     """
     t = np.linspace(0.0, 1.0, n_steps)[None, :, None]  # (1, n_steps, 1)
     return (1 - t) * mu_a[:, None, :] + t * mu_b[:, None, :]
@@ -243,7 +371,15 @@ def line_latents(mu_a: Array, mu_b: Array, n_steps: int) -> Array:
 
 def pick_examples(labels, n: int) -> np.ndarray:
     """Indices of n test examples: with labels, cycling through the classes
-    (one of each class, then a second of each, ...); else the first n."""
+    (one of each class, then a second of each, ...); else the first n.
+
+    Examples
+    --------
+    >>> pick_examples(np.array([0, 0, 1, 1, 2]), 4)
+    array([0, 2, 4, 1])
+    >>> pick_examples(None, 3)
+    array([0, 1, 2])
+    """
     if labels is None:
         return np.arange(n)
     by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
@@ -258,6 +394,18 @@ def write_pictures(model, x_test: Array, y_test, history: list[dict], baseline: 
     Image pictures need square images; the manifold needs latent_dim 2.
     Raises ImportError (one line, with the install command) without
     matplotlib, before anything is drawn.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> model = VAE(5, 3, hidden=(), rng=0)  # 5 pixels: not square, no image pictures
+    >>> x, y = rng.random((10, 5)), rng.integers(0, 2, 10)
+    >>> history = [{"epoch": e, "train_elbo": -4.0 + e, "val_elbo": -4.5 + e}
+    ...            for e in (1, 2)]
+    >>> paths = write_pictures(model, x, y, history, -4.0, tempfile.mkdtemp(), rng)
+    >>> [p.name for p in paths]
+    ['loss_curves.png', 'latent.png']
     """
     from . import plots
     plots.require_matplotlib()

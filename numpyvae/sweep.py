@@ -128,6 +128,15 @@ def load_spec(path) -> dict:
     setting -> list of values, in the file's order; options: `OPTIONS`.
     Raises FileNotFoundError, ValueError or TypeError naming the table
     and key at fault.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "spec.toml"
+    >>> _ = path.write_text("[base]\\nepochs = 2\\n[grid]\\nbeta = [0.5, 1]\\n")
+    >>> spec = load_spec(path)
+    >>> spec["grid"], spec["base"]["epochs"], spec["options"]["iwae_k"]
+    ({'beta': [0.5, 1.0]}, 2, None)
     """
     path = Path(path)
     doc = _read_toml(path)
@@ -188,7 +197,16 @@ def run_name(values: dict) -> str:
 
 
 def grid_points(spec: dict) -> list[tuple[str, dict, dict]]:
-    """(name, grid values, settings) of every run, in grid order."""
+    """(name, grid values, settings) of every run, in grid order.
+
+    Examples
+    --------
+    >>> spec = {"base": {"epochs": 1}, "grid": {"beta": [0.5, 1.0], "seed": [0, 1]}}
+    >>> [name for name, values, settings in grid_points(spec)]
+    ['beta=0.5,seed=0', 'beta=0.5,seed=1', 'beta=1.0,seed=0', 'beta=1.0,seed=1']
+    >>> grid_points(spec)[1][2]
+    {'epochs': 1, 'beta': 0.5, 'seed': 1}
+    """
     keys = list(spec["grid"])
     points = []
     for combination in itertools.product(*spec["grid"].values()):
@@ -260,6 +278,14 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
     Status: "done" with val_elbo, val_recon, val_kl (and val_iwae), or
     "failed" with the error (its traceback in error.txt); seconds is the
     wall-clock time of this call. Only KeyboardInterrupt propagates.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> settings = dict(DEFAULTS, epochs=1, hidden=[4], batch_size=256)
+    >>> status = run_one(settings, tempfile.mkdtemp())
+    >>> status["status"], status["error"], sorted(k for k in status if k[:4] == "val_")
+    ('done', None, ['val_elbo', 'val_kl', 'val_recon'])
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -349,6 +375,18 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
         rows (one dict per run in grid order, as in summary.csv),
         executed (names of the runs trained by this call), summary (path)
         and pictures (paths).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "spec.toml").write_text(
+    ...     "[base]\\nepochs = 1\\nhidden = [4]\\nbatch_size = 256\\n"
+    ...     "[grid]\\nseed = [0]\\n")
+    >>> result = run_sweep(folder / "spec.toml", folder / "out", pictures=False,
+    ...                    log=lambda line: None)
+    >>> result["executed"], result["rows"][0]["status"], result["summary"].name
+    (['seed=0'], 'done', 'summary.csv')
     """
     spec, out, jobs = load_spec(spec_path), Path(out), check_int(jobs, "jobs", 1)
     if jobs > 1 or dask_scheduler is not None:
@@ -391,6 +429,17 @@ def write_summary(path, rows: list[dict], grid_keys: list[str], iwae: bool) -> P
 
     Floats are written with repr (they read back bit for bit); a list
     value (hidden) as JSON; a missing number as an empty field.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rows = [{"run": "beta=1.0", "beta": 1.0, "status": "done", "val_elbo": -30.5,
+    ...          "val_recon": -25.0, "val_kl": 5.5, "seconds": 2.0, "error": None}]
+    >>> path = Path(tempfile.mkdtemp()) / "summary.csv"
+    >>> path = write_summary(path, rows, ["beta"], False)
+    >>> print(path.read_text())
+    run,beta,status,val_elbo,val_recon,val_kl,seconds,error
+    beta=1.0,1.0,done,-30.5,-25.0,5.5,2.0,
     """
     numbers = list(NUMBERS) if iwae else list(NUMBERS[:3])
     columns = ["run", *grid_keys, "status", *numbers, "seconds", "error"]
@@ -427,6 +476,15 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     One line per group of runs that differ only in beta and seed,
     through the means over seeds, each point labelled with its beta;
     every run is a faint dot.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rows = [{"beta": b, "seed": 0, "val_kl": 8.0 / b, "val_recon": -20.0 - 4 * b}
+    ...         for b in (0.5, 1.0, 2.0)]
+    >>> path = Path(tempfile.mkdtemp()) / "rate_distortion.png"
+    >>> plot_rate_distortion(rows, ["beta", "seed"], path).name
+    'rate_distortion.png'
     """
     from .plots import _pyplot, _save
     plt = _pyplot()
@@ -468,6 +526,15 @@ def plot_elbo_vs_latent(rows: list[dict], grid_keys: list[str], path) -> Path:
 
     One line per group of runs that differ only in latent_dim and seed:
     the mean over seeds, in a band from their min to their max.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rows = [{"latent_dim": d, "seed": s, "val_elbo": -30.0 + d + s}
+    ...         for d in (2, 4, 8) for s in (0, 1)]
+    >>> path = Path(tempfile.mkdtemp()) / "elbo_vs_latent.png"
+    >>> plot_elbo_vs_latent(rows, ["latent_dim", "seed"], path).name
+    'elbo_vs_latent.png'
     """
     from .plots import _pyplot, _save
     plt = _pyplot()

@@ -60,6 +60,14 @@ def make_layer_arrays(rng: np.random.Generator, n: int, d_in: int, d_out: int,
     Every entry of x and of x @ W + b is at least `margin` from 0, so a
     relu applied to either is smooth within a finite-difference step;
     draws are repeated (from `rng`) until this holds.
+
+    Examples
+    --------
+    >>> x, W, b = make_layer_arrays(np.random.default_rng(0), 4, 3, 2)
+    >>> x.shape, W.shape, b.shape, x.dtype
+    ((4, 3), (3, 2), (2,), dtype('float64'))
+    >>> bool(np.abs(x).min() >= KINK_MARGIN)
+    True
     """
     for _ in range(MAX_TRIES):
         x = rng.standard_normal((n, d_in)).astype(dtype)  # (n, d_in)
@@ -110,6 +118,15 @@ def vae_configs(likelihoods=LIKELIHOODS, posteriors=POSTERIORS, activations=ACTI
     decoder and delta in [0.25, 1.5] for a fixed posterior (never 0: its
     KL would be infinite). Each draw is a dict: ``VAE(**config)`` builds
     the model (see `vae_models` for models ready to check).
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, database=None)
+    ... @given(vae_configs(posteriors=("fixed",)))
+    ... def test_builds(config):
+    ...     assert VAE(**config).config.delta > 0
+    >>> test_builds()
     """
     st = _strategies()
     hidden = st.lists(st.integers(1, max_width), max_size=max_depth).map(tuple)
@@ -190,6 +207,13 @@ def make_batch(model: VAE, rng: np.random.Generator, n: int,
     pre-activation (encoder and decoder, at z = mu + std * eps) is at
     least `margin` from 0 (a model straight from init, with zero biases,
     may have none: use `vae_models`).
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(4,), dtype="float64", rng=0)
+    >>> x, eps = make_batch(model, np.random.default_rng(0), 5)
+    >>> x.shape, eps.shape, x.dtype
+    ((5, 3), (5, 2), dtype('float64'))
     """
     c = model.config
     for _ in range(MAX_TRIES):
@@ -210,6 +234,17 @@ def batches(model: VAE, max_batch: int = 5, margin: float = KINK_MARGIN):
     Draws the batch size n in 1..`max_batch` and a seed; `make_batch`
     makes x (n, input_dim) and eps (n, latent_dim) in the model's dtype,
     x in [0, 1) for Bernoulli, relu inputs at least `margin` from 0.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
+    >>> @settings(max_examples=5, database=None)
+    ... @given(batches(model))
+    ... def test_shapes(batch):
+    ...     x, eps = batch
+    ...     assert x.shape[1] == 3 and eps.shape == (len(x), 2)
+    >>> test_shapes()
     """
     st = _strategies()
     draws = st.tuples(st.integers(1, max_batch), st.integers(*SEEDS))
