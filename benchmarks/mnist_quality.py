@@ -152,7 +152,7 @@ def main(argv=None) -> int:
             published = PUBLISHED_IWAE[args.protocol]
     rows = [("numpyvae", ours, metrics["epochs"], train_seconds)]
     if args.protocol == "pytorch-examples" and not args.no_torch:
-        from numpyvae.cli import load_data
+        from numpyvae.runs import load_data
         spec = args.tiny_data or "mnist"
         (x_train, _), (x_test, _) = load_data(spec, "float32")
         t1 = time.perf_counter()

@@ -22,7 +22,6 @@ import numpy as np
 from . import runs
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint
-from .runs import load_data
 from .train import trainer_from_checkpoint
 from .vae import LIKELIHOODS, VAE
 
@@ -109,12 +108,7 @@ def _add_train(sub) -> None:
 
 
 def _add_experiment(sub) -> None:
-    try:
-        from .experiments import EXPERIMENTS
-    except ModuleNotFoundError as e:
-        if e.name != "numpyvae.experiments":
-            raise
-        EXPERIMENTS = None
+    from .experiments import EXPERIMENTS
     p = sub.add_parser("experiment", help="run one of the notes' experiments",
                        description="Run one experiment; prints its numbers as JSON.")
     p.add_argument("name", choices=EXPERIMENTS, help="the experiment")
@@ -241,13 +235,7 @@ def _train(args) -> int:
 
 
 def _experiment(args) -> int:
-    try:
-        from . import experiments
-    except ModuleNotFoundError as e:
-        if e.name != "numpyvae.experiments":
-            raise
-        raise ValueError("experiment: numpyvae.experiments is not available in this "
-                         "installation of numpyvae") from None
+    from . import experiments
     result = experiments.run_experiment(args.name, Path(args.out), seed=args.seed)
     print(json.dumps(result, indent=2, allow_nan=False))
     return 0
