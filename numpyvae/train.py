@@ -142,6 +142,7 @@ class Trainer:
         self.perm = None          # order of the current epoch, once drawn
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
+        self.workspace: dict = {}  # scratch arrays reused by every step; see loss_forward
         self.objective, self.k = _check_objective(objective, k, self.beta)
         if binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize: expected 'none' or 'dynamic' (a static binarization "
@@ -163,8 +164,6 @@ class Trainer:
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
         """One optimizer step on batch `xb`; returns the loss and terms."""
-        if not hasattr(self, "workspace"):
-            self.workspace = {}  # scratch arrays reused by every step; see loss_forward
         if self.objective == "iwae":
             eps = self.rng.standard_normal((self.k, xb.shape[0], self.model.config.latent_dim),
                                            dtype=self.model.dtype)
@@ -191,8 +190,6 @@ class Trainer:
         if self.perm is None:
             self.perm = self.rng.permutation(n)
         n_steps = math.ceil(n / self.batch_size)
-        if not hasattr(self, "workspace"):
-            self.workspace = {}  # scratch arrays reused by every step; see loss_forward
         while self.step < n_steps:
             t0 = time.perf_counter()
             idx = self.perm[self.step * self.batch_size:(self.step + 1) * self.batch_size]
