@@ -22,7 +22,7 @@ import numpy as np
 from ._validation import as_data, check_int
 from .model import loss_backward, loss_forward
 from .iwae import iwae_loss_backward, iwae_loss_forward
-from .optim import Adam, iwae_learning_rate
+from .optim import Adam, _tiled, iwae_learning_rate
 from .vae import VAE, as_generator
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_recon", "train_kl",
@@ -55,13 +55,30 @@ class TrainingDiverged(ValueError):
 
 
 def _first_nonfinite(loss: float, grads: dict) -> str | None:
-    """Name of the first non-finite quantity of a step, or None."""
+    """Name of the first non-finite quantity of a step, or None.
+
+    The gradients are checked through their sum of squares, sum g^2: it is
+    finite exactly when every entry is finite and no g^2 overflows (an
+    overflowing g^2 would make Adam's v infinite and freeze that weight
+    for good, so it counts as divergence too). When the grads tile one
+    buffer (a Trainer's workspace lays them out so) that is one BLAS dot
+    product over all 652,824 numbers of the MNIST model, about 4x faster
+    than a sum per array; only a bad step looks for the culprit.
+    """
     if not math.isfinite(loss):
         return f"loss ({loss})"
+    flat = _tiled(list(grads.values())) if grads else None
+    pieces = [flat] if flat is not None else [g.reshape(-1) for g in grads.values()]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is the answer here
+        if all(math.isfinite(float(np.dot(g, g))) for g in pieces):
+            return None
     for name, g in grads.items():
-        if not math.isfinite(float(np.add.reduce(g, axis=None))):
+        if not np.isfinite(g).all():
             return f"gradient of {name}"
-    return None
+    name = max(grads, key=lambda k: float(np.abs(grads[k]).max()))
+    largest = float(np.abs(grads[name]).max())
+    return (f"the sum of squared gradients (largest |g| {largest:.3g}, in {name}; "
+            f"its square overflows {grads[name].dtype})")
 
 
 def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
