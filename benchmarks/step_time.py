@@ -112,6 +112,7 @@ from numpyvae import VAE  # noqa: E402
 from numpyvae.model import loss_backward, loss_forward  # noqa: E402
 from numpyvae.optim import Adam  # noqa: E402
 from numpyvae.train import Trainer, train  # noqa: E402
+from numpyvae.train import _first_nonfinite as first_nonfinite  # noqa: E402
 
 D_X, D_H, D_Z = 784, 400, 20  # the pytorch/examples model
 LR = 1e-3
@@ -333,7 +334,7 @@ def breakdown(n: int) -> dict:
 
     Timed directly, interleaved like the main table: the whole step, the
     forward (loss_forward), the backward (loss_backward on that cache),
-    Adam.step, and the floor's forward and backward products. Elementwise
+    the finiteness check of the loss and grads, Adam.step, and the floor's forward and backward products. Elementwise
     time is a difference: phase time minus its products.
     """
     model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
@@ -345,10 +346,12 @@ def breakdown(n: int) -> dict:
     _, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
     grads = loss_backward(cache)
     fwd_mm, bwd_mm = floor_products(n)
+    loss = float(cache["n"])  # any finite number: the check reads only its finiteness
     t = time_interleaved({
         "step": lambda: trainer.train_step(x),
         "forward": lambda: loss_forward(model.params, x, eps, config, 1.0, ws),
         "backward": lambda: loss_backward(cache),
+        "finite check": lambda: first_nonfinite(loss, grads),
         "adam": lambda: trainer.optimizer.step(model.params, grads),
         "forward GEMMs": fwd_mm, "backward GEMMs": bwd_mm,
     }, ARGS.rounds, ARGS.pause)
@@ -358,9 +361,9 @@ def breakdown(n: int) -> dict:
             "forward elementwise": ms["forward"] - ms["forward GEMMs"],
             "backward GEMMs": ms["backward GEMMs"],
             "backward elementwise": ms["backward"] - ms["backward GEMMs"],
-            "Adam": ms["adam"],
-            "rest (eps, finite check, calls)": ms["step"] - ms["forward"] - ms["backward"]
-            - ms["adam"]}
+            "finite check": ms["finite check"], "Adam": ms["adam"],
+            "rest (eps, calls, cache misses)": ms["step"] - ms["forward"] - ms["backward"]
+            - ms["finite check"] - ms["adam"]}
 
 
 def print_breakdown(rows: list) -> None:
