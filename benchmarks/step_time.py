@@ -27,7 +27,10 @@ Method. One process; BLAS threads pinned to --threads for NumPy
 NumPy is imported) and for PyTorch (torch.set_num_threads). Per batch
 size, --rounds rounds; in each round every contender in turn (A B C A B C
 ...) runs 3 untimed warm-up steps and then timed steps for ~40 ms; the
-reported time is the median over all timed steps of all rounds. After
+reported time is the median over all timed steps of all rounds. Ratios
+are paired: in each round, one contender's median over the other's,
+then the median of those per-round ratios (load that changes more slowly
+than a round, ~0.5 s, slows both and cancels). After
 each contender's block the script sleeps --pause seconds (0.15 by
 default), longer than OpenBLAS's and OpenMP's busy-wait before their
 worker threads sleep, so no library's spinning threads steal a core from
@@ -246,26 +249,30 @@ def time_interleaved(steps: dict, rounds: int, pause: float) -> dict:
         t0 = clock()
         step()
         per_block[name] = max(2, min(200, int(0.04 / max(clock() - t0, 1e-6))))
-    times = {name: [] for name in steps}
+    times = {name: [] for name in steps}  # one list of samples per round
     gc.disable()
     try:
         for _ in range(rounds):
             for name, step in steps.items():
                 for _ in range(3):
                     step()
+                block = []
                 for _ in range(per_block[name]):
                     t0 = clock()
                     step()
-                    times[name].append(clock() - t0)
+                    block.append(clock() - t0)
+                times[name].append(block)
                 time.sleep(pause)
     finally:
         gc.enable()
-    return {name: _summary(t) for name, t in times.items()}
+    return {name: _summary(blocks) for name, blocks in times.items()}
 
 
-def _summary(t: list) -> dict:
+def _summary(blocks: list) -> dict:
+    t = [s for block in blocks for s in block]
     q = statistics.quantiles(t, n=4)
-    return {"median_s": statistics.median(t), "q1_s": q[0], "q3_s": q[2], "samples": len(t)}
+    return {"median_s": statistics.median(t), "q1_s": q[0], "q3_s": q[2], "samples": len(t),
+            "round_medians_s": [statistics.median(block) for block in blocks]}
 
 
 def step_table(notes: list) -> list[dict]:
@@ -299,7 +306,11 @@ def step_table(notes: list) -> list[dict]:
 
 
 def _add_ratios(rows: list) -> None:
-    by = {(r["batch"], r["contender"]): r["median_s"] for r in rows}
+    """Paired ratios: per round, this row's median over the reference's
+    median in the same round; then the median over rounds. The two blocks
+    of a round run within a fraction of a second of each other, so a
+    change of machine load that lasts longer slows both and cancels."""
+    by = {(r["batch"], r["contender"]): r["round_medians_s"] for r in rows}
     for r in rows:
         n, t = r["batch"], r["median_s"]
         r["ms_per_step"] = 1e3 * t
@@ -307,7 +318,9 @@ def _add_ratios(rows: list) -> None:
         for key, ref in (("vs_torch_fused", "torch fused Adam"),
                          ("vs_torch_default", "torch default Adam"),
                          ("vs_floor", "floor (GEMMs only)")):
-            r[key] = t / by[(n, ref)] if (n, ref) in by else None
+            ref_rounds = by.get((n, ref))
+            r[key] = None if ref_rounds is None else statistics.median(
+                a / b for a, b in zip(r["round_medians_s"], ref_rounds))
 
 
 def print_step_table(rows: list) -> None:
