@@ -574,6 +574,10 @@ def machine() -> dict:
                         "(threadpoolctl not installed: threads set by environment variables)")
     torch = sys.modules.get("torch")
     info["torch"] = torch.__version__ if torch is not None else None
+    timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    info["between_contenders"] = (
+        f"sleep {ARGS.pause} s after each contender's block; OPENBLAS_THREAD_TIMEOUT "
+        + (f"set to {timeout} in the environment" if timeout else "not set (OpenBLAS default)"))
     return info
 
 
@@ -589,6 +593,7 @@ def print_machine(info: dict) -> None:
         print(f"  {info['blas']}")
     if info["env"]:
         print(f"  environment: {info['env']}")
+    print(f"between contenders: {info['between_contenders']}")
     print(f"load average at start: {info['load_start']}, at end: {info['load_end']}")
 
 

@@ -50,6 +50,7 @@ def test_step_table_breakdown_and_json_without_mnist(tmp_path):
     assert result["epoch"] is None and result["iwae"] is None
     assert any("MNIST not found" in note for note in result["notes"])
     assert "Per-step wall time" in stdout and "Where numpyvae's step goes" in stdout
+    assert "between contenders: sleep 0.0 s after each contender's block" in stdout
 
 
 def test_epoch_and_iwae_tables_on_mnist(mnist_file, tmp_path):
