@@ -347,8 +347,9 @@ def breakdown(n: int) -> dict:
 
     Timed directly, interleaved like the main table: the whole step, the
     forward (loss_forward), the backward (loss_backward on that cache),
-    the finiteness check of the loss and grads, Adam.step, and the floor's forward and backward products. Elementwise
-    time is a difference: phase time minus its products.
+    the finiteness check of the loss and grads, Adam.step, and the
+    floor's forward and backward products. Elementwise time is a
+    difference: phase time minus its products.
     """
     model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
     trainer = Trainer(model, Adam(lr=LR), batch_size=n, rng=1)

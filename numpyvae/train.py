@@ -58,9 +58,10 @@ def _first_nonfinite(loss: float, grads: dict) -> str | None:
     """Name of the first non-finite quantity of a step, or None.
 
     The gradients are checked through their sum of squares, sum g^2: it is
-    finite exactly when every entry is finite and no g^2 overflows (an
-    overflowing g^2 would make Adam's v infinite and freeze that weight
-    for good, so it counts as divergence too). When the grads tile one
+    finite exactly when every entry is finite and the sum does not
+    overflow the dtype. A gradient that large counts as divergence too:
+    once one g^2 overflows, Adam's v is infinite and freezes that weight
+    for good. When the grads tile one
     buffer (a Trainer's workspace lays them out so) that is one BLAS dot
     product over all of them, where a sum per array took a pass and a
     call each; only a bad step looks for the culprit.
@@ -77,8 +78,8 @@ def _first_nonfinite(loss: float, grads: dict) -> str | None:
             return f"gradient of {name}"
     name = max(grads, key=lambda k: float(np.abs(grads[k]).max()))
     largest = float(np.abs(grads[name]).max())
-    return (f"the sum of squared gradients (largest |g| {largest:.3g}, in {name}; "
-            f"its square overflows {grads[name].dtype})")
+    return (f"the sum of squared gradients ({grads[name].dtype} overflow; "
+            f"largest |g| {largest:.3g}, in {name})")
 
 
 def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:

@@ -426,10 +426,10 @@ def test_divergence_without_a_checkpoint_says_so(small, monkeypatch):
         fit(model, x, epochs=2, batch_size=BATCH)
 
 
-def gradient_set_at(call, name, value, in_place):
-    """A loss_backward whose `call`-th result has grads[name].flat[0] = value,
-    written into the workspace's packed buffer (in_place) or into a copy
-    (the grads then no longer tile one buffer)."""
+def gradients_set_at(call, name, values, in_place):
+    """A loss_backward whose `call`-th result has grads[name]'s first
+    entries set to `values`, written into the workspace's packed buffer
+    (in_place) or into a copy (the grads then no longer tile one buffer)."""
     real, calls = train_module.loss_backward, []
 
     def loss_backward(cache):
@@ -438,26 +438,27 @@ def gradient_set_at(call, name, value, in_place):
         if len(calls) == call:
             if not in_place:
                 grads[name] = grads[name].copy()
-            grads[name].flat[0] = value
+            grads[name].flat[:len(values)] = values
         return grads
 
     return loss_backward
 
 
 @pytest.mark.parametrize("in_place", [True, False], ids=["packed", "separate"])
-@pytest.mark.parametrize("kind", ["nan", "inf", "square-overflows"])
+@pytest.mark.parametrize("kind", ["nan", "inf", "square-overflows", "sum-overflows"])
 def test_every_bad_gradient_stops_before_the_update(small, monkeypatch, kind, in_place):
     x, _ = small
     trainer = new_trainer()
     dtype = trainer.model.dtype
-    value = {"nan": np.nan, "inf": -np.inf,
-             "square-overflows": 4 * np.sqrt(np.finfo(dtype).max)}[kind]
-    assert np.isfinite(np.asarray(value, dtype)) == (kind == "square-overflows")
+    root_max = float(np.sqrt(np.finfo(dtype).max))
+    values = {"nan": [np.nan], "inf": [-np.inf],
+              "square-overflows": [4 * root_max],  # g^2 alone overflows
+              "sum-overflows": [0.8 * root_max, -0.8 * root_max]}[kind]  # only the sum does
     monkeypatch.setattr(train_module, "loss_backward",
-                        gradient_set_at(2, "dec0.b", value, in_place))
-    expected = ("gradient of dec0.b is not finite" if kind != "square-overflows" else
-                rf"the sum of squared gradients \(largest \|g\| [0-9.]+e\+[0-9]+, in dec0.b; "
-                rf"its square overflows {dtype}\) is not finite")
+                        gradients_set_at(2, "dec0.b", values, in_place))
+    expected = ("gradient of dec0.b is not finite" if kind in ("nan", "inf") else
+                rf"the sum of squared gradients \({dtype} overflow; "
+                rf"largest \|g\| [0-9.]+e\+[0-9]+, in dec0.b\) is not finite")
     trainer.train_step(x[:BATCH])
     before = {k: v.copy() for k, v in trainer.model.params.items()}
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1: " + expected):
