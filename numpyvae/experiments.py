@@ -16,7 +16,8 @@ whose keyword arguments are its settings (the tests shrink them):
 * beta-sweep   -- beta trades rate (KL) against distortion.
 
 All randomness comes from ``numpy.random.default_rng(seed)``. See
-docs/experiments.md for the figures and the numbers of the default runs.
+docs/experiments.md for the figures and the numbers of the default runs;
+the drawing code is in ``_experiment_figures.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import __version__
+from ._experiment_figures import (draw_autoencoder, draw_beta_sweep, draw_importance,
+                                  draw_jensen, draw_kl_only, draw_prior_bound,
+                                  new_figure, save_figure)
 from ._validation import check_int
 from .datasets import load_digits
 from .estimators import elbo, exact_log_likelihood, iwae_bound, naive_log_likelihood
@@ -43,7 +47,6 @@ from .vae import VAE
 Array = NDArray[np.floating]
 
 EXPERIMENTS = ("jensen", "prior-bound", "autoencoder", "kl-only", "importance", "beta-sweep")
-FIGURE_SKIPPED = 'figure skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
 
 def run_experiment(name: str, out_dir, seed: int = 0) -> dict:
@@ -119,24 +122,6 @@ def _finish(result: dict, out: Path, results: dict, checks: dict) -> dict:
     return result
 
 
-def _new_figure(result: dict, size: tuple[float, float]):
-    """A matplotlib Figure (no pyplot, no global backend), or None with a
-    note in `result` when matplotlib is missing."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        result["figure"] = None
-        result["figure_note"] = FIGURE_SKIPPED
-        return None
-    return Figure(figsize=size, layout="constrained")
-
-
-def _save_figure(fig, result: dict, out: Path) -> None:
-    name = f"{result['experiment']}.png"
-    fig.savefig(out / name, dpi=80)
-    result["figure"] = name
-
-
 def _mean_se(a: Array) -> tuple[float, float]:
     """Mean and standard error of the mean of a 1-d sample."""
     a = np.asarray(a, dtype=np.float64)
@@ -198,27 +183,11 @@ def run_jensen(out_dir, seed: int = 0, *, ms=(1, 10, 100, 1000), repeats: int = 
                "standard_error": [s[1] for s in stats], "gap": gaps}
     checks = {"below_exact_by_more_than_se": all(g > se for g, (_, se) in zip(gaps, stats)),
               "gap_shrinks_with_m": all(a > b for a, b in zip(gaps, gaps[1:]))}
-    fig = _new_figure(result, (11, 2.8))
+    fig = new_figure(result, (11, 2.8))
     if fig is not None:
-        _draw_jensen(fig, ms, estimates, exact, gaps, [s[1] for s in stats])
-        _save_figure(fig, result, out)
+        draw_jensen(fig, ms, estimates, exact, gaps, [s[1] for s in stats])
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
-
-
-def _draw_jensen(fig, ms, estimates, exact, gaps, ses) -> None:
-    axes = fig.subplots(1, len(ms) + 1)
-    for ax, m, est in zip(axes, ms, estimates):
-        lo = np.quantile(est, 0.01)
-        ax.hist(est, bins=40, range=(lo, max(est.max(), exact)), color="tab:purple", alpha=0.7)
-        ax.axvline(exact, color="tab:red", label="exact log p(x)")
-        ax.axvline(est.mean(), color="k", linestyle="--", label="mean estimate")
-        ax.set_title(f"m = {m}")
-        ax.set_xlabel("naive estimate")
-        ax.set_yticks([])
-    axes[0].legend(fontsize=7, loc="upper left")
-    ax = axes[-1]
-    ax.errorbar(ms, gaps, yerr=ses, marker="o", color="tab:purple")
-    ax.set(xscale="log", yscale="log", xlabel="m", title="gap: exact - mean")
 
 
 def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 5000,
@@ -266,27 +235,11 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
         diff_mean, diff_se = _mean_se(iwae[0] - bound)
         results["iwae_1_minus_elbo"] = [diff_mean, diff_se]
         checks["iwae_1_matches_elbo"] = abs(diff_mean) <= 3 * diff_se
-    fig = _new_figure(result, (9, 3.2))
+    fig = new_figure(result, (9, 3.2))
     if fig is not None:
-        _draw_importance(fig, results, tol)
-        _save_figure(fig, result, out)
+        draw_importance(fig, results, tol)
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
-
-
-def _draw_importance(fig, r: dict, tol: float) -> None:
-    left, right = fig.subplots(1, 2)
-    left.errorbar(r["k"], r["iwae"], yerr=r["iwae_standard_error"], marker="o",
-                  color="tab:purple", label="IWAE bound, mean")
-    left.axhline(r["exact"], color="tab:red", label="exact log p(x)")
-    left.axhline(r["elbo"], color="k", linestyle=":", label="ELBO")
-    left.set(xscale="log", xlabel="k (importance samples)", ylabel="nats, mean over x",
-             title="bounds on log p(x)")
-    left.legend(fontsize=8)
-    right.errorbar(r["k"], r["gap"], yerr=r["iwae_standard_error"], marker="o",
-                   color="tab:purple")
-    right.axhline(tol, color="tab:gray", linestyle="--", label=f"{tol} nats")
-    right.set(xscale="log", yscale="log", xlabel="k", title="exact - IWAE")
-    right.legend(fontsize=8)
 
 
 # ------------------------------------------------------------ prior-bound
@@ -430,10 +383,10 @@ def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,
             drawn.append((dim, objective, x, samples))
         checks.update(_prior_bound_checks(dim, row, tol))
         results[dim] = row
-    fig = _new_figure(result, (8, 6.4))
+    fig = new_figure(result, (8, 6.4))
     if fig is not None:
-        _draw_prior_bound(fig, drawn, np.asarray(centers_1d, dtype=np.float64), cluster_std)
-        _save_figure(fig, result, out)
+        draw_prior_bound(fig, drawn, np.asarray(centers_1d, dtype=np.float64), cluster_std)
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
 
 
@@ -444,29 +397,6 @@ def _prior_bound_checks(dim: str, row: dict, tol: float) -> dict:
             f"{dim}_prior_bound_output_is_data_mean": distance < tol * scale,
             f"{dim}_prior_bound_misses_both_modes": max(prior["mass_near_modes"]) < 0.05,
             f"{dim}_vae_finds_both_modes": min(vae["mass_near_modes"]) >= 0.25}
-
-
-def _draw_prior_bound(fig, drawn, centers_1d: Array, cluster_std: float) -> None:
-    axes = fig.subplots(2, 2)
-    titles = {"prior_bound": "max E_{z~r} log p(x|z)", "vae": "VAE (ELBO)"}
-    for ax, (dim, objective, x, samples) in zip(axes.ravel(), drawn):
-        if dim == "1d":
-            grid = np.linspace(x.min() - 1.5, x.max() + 1.5, 400)
-            density = sum(np.exp(-0.5 * ((grid - c) / cluster_std) ** 2) for c in centers_1d[:, 0])
-            density /= 2 * cluster_std * math.sqrt(2 * math.pi)
-            ax.plot(grid, density, color="tab:red", label="actual")
-            ax.hist(samples[:, 0], bins=80, range=(grid[0], grid[-1]), density=True,
-                    color="tab:purple", alpha=0.6, label="learned (samples)")
-            ax.axvline(x.mean(), color="k", linestyle="--", label="E[x]")
-            ax.set(xlabel="x", ylabel="density")
-        else:
-            ax.scatter(x[:1000, 0], x[:1000, 1], s=3, color="tab:red", label="actual")
-            ax.scatter(samples[:1000, 0], samples[:1000, 1], s=3, color="tab:purple",
-                       alpha=0.6, label="learned (samples)")
-            ax.plot(*x.mean(axis=0), "kx", markersize=10, label="E[x]")
-            ax.set(xlabel="x1", ylabel="x2", aspect="equal")
-        ax.set_title(f"{dim}: {titles[objective]}")
-        ax.legend(fontsize=7, loc="upper left")
 
 
 # ------------------------------------------------------------ autoencoder
@@ -523,26 +453,11 @@ def run_autoencoder(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,
               < ratio * vae["train"]["squared_error"],
               "test_error_below_vae": ae["test"]["squared_error"]
               < vae["test"]["squared_error"]}
-    fig = _new_figure(result, (8, 2.9))
+    fig = new_figure(result, (8, 2.9))
     if fig is not None:
-        _draw_autoencoder(fig, x_test[:12], models, results)
-        _save_figure(fig, result, out)
+        draw_autoencoder(fig, x_test[:12], models, results)
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
-
-
-def _draw_autoencoder(fig, x: Array, models: dict, results: dict) -> None:
-    rows = [("data", x)] + [(name, m.reconstruct(x)) for name, m in models.items()]
-    axes = fig.subplots(len(rows), x.shape[0])
-    for r, (name, images) in enumerate(rows):
-        for c in range(x.shape[0]):
-            axes[r, c].imshow(images[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        if name != "data":
-            name = f"{name}\n{results[name]['test']['squared_error']:.2f}"
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("test digits and their reconstructions decode(mu(x)); "
-                 "label: squared error per image", fontsize=9)
 
 
 # ------------------------------------------------------------------ kl-only
@@ -653,28 +568,12 @@ def run_kl_only(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,),
                "end": final}
     checks = {"mean_abs_mu_below_tol": final["mean_abs_mu"] < tol_mu,
               "kl_below_tol": final["kl"] < tol_kl}
-    fig = _new_figure(result, (9, 3.4))
+    fig = new_figure(result, (9, 3.4))
     if fig is not None:
         mu_end = encoder_forward(model.params, x_test, model.config)[0]
-        _draw_kl_only(fig, history, mu_start, mu_end, tol_mu, tol_kl)
-        _save_figure(fig, result, out)
+        draw_kl_only(fig, history, mu_start, mu_end, tol_mu, tol_kl)
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
-
-
-def _draw_kl_only(fig, history: dict, mu_start: Array, mu_end: Array, tol_mu: float,
-                  tol_kl: float) -> None:
-    left, right = fig.subplots(1, 2)
-    left.plot(history["step"], history["mean_abs_mu"], color="tab:purple", label="mean |mu|")
-    left.plot(history["step"], history["kl"], color="tab:red", label="mean KL (nats)")
-    left.axhline(tol_mu, color="tab:purple", linestyle=":", label=f"tolerance {tol_mu}")
-    left.axhline(tol_kl, color="tab:red", linestyle=":", label=f"tolerance {tol_kl}")
-    left.set(yscale="log", xlabel="Adam step on the KL alone", title="held-out digits")
-    left.legend(fontsize=8)
-    right.scatter(mu_start[:, 0], mu_start[:, 1], s=4, color="tab:gray", label="start")
-    right.scatter(mu_end[:, 0], mu_end[:, 1], s=4, color="tab:purple", label="end")
-    right.set(xlabel="mu_1(x)", ylabel="mu_2(x)", aspect="equal",
-              title="encoder means of the held-out digits")
-    right.legend(fontsize=8)
 
 
 # --------------------------------------------------------------- beta-sweep
@@ -718,24 +617,10 @@ def run_beta_sweep(out_dir, seed: int = 0, *, betas=(0.25, 0.5, 1.0, 2.0, 4.0, 8
               and rates[0] - rates[-1] > 1.0,
               "distortion_rises": all(b >= a - tol for a, b in zip(distortions, distortions[1:]))
               and distortions[-1] - distortions[0] > 1.0}
-    fig = _new_figure(result, (9, 3.4))
+    fig = new_figure(result, (9, 3.4))
     if fig is not None:
-        _draw_beta_sweep(fig, results)
-        _save_figure(fig, result, out)
+        draw_beta_sweep(fig, results)
+        save_figure(fig, result, out)
     return _finish(result, out, results, checks)
 
 
-def _draw_beta_sweep(fig, r: dict) -> None:
-    left, right = fig.subplots(1, 2)
-    left.plot(r["rate"], r["distortion"], "o-", color="tab:purple")
-    for i, (beta, rate, dist) in enumerate(zip(r["beta"], r["rate"], r["distortion"])):
-        left.annotate(f"beta={beta:g}", (rate, dist), textcoords="offset points",
-                      xytext=(6, 4 if i % 2 else -12), fontsize=8)
-    left.set(xlabel="rate: mean KL (nats)", ylabel="distortion: mean -log p(x|z) (nats)",
-             title="rate-distortion, test digits")
-    right.plot(r["beta"], r["rate"], "o-", color="tab:red", label="rate")
-    right.plot(r["beta"], r["distortion"], "s-", color="tab:purple", label="distortion")
-    right.set(xscale="log", xlabel="beta", ylabel="nats", title="mean over test digits")
-    right.minorticks_off()
-    right.set_xticks(r["beta"], [f"{b:g}" for b in r["beta"]])
-    right.legend(fontsize=8)

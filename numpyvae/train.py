@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ._validation import as_data, check_int
+from ._validation import check_int
 from .model import loss_backward, loss_forward
 from .iwae import iwae_loss_backward, iwae_loss_forward
 from .optim import Adam, _tiled, iwae_learning_rate
