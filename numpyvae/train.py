@@ -22,7 +22,7 @@ import numpy as np
 from ._validation import check_int
 from .model import loss_backward, loss_forward
 from .iwae import iwae_loss_backward, iwae_loss_forward
-from .optim import Adam, _tiled, iwae_learning_rate
+from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_recon", "train_kl",
@@ -57,29 +57,24 @@ class TrainingDiverged(ValueError):
 def _first_nonfinite(loss: float, grads: dict) -> str | None:
     """Name of the first non-finite quantity of a step, or None.
 
-    The gradients are checked through their sum of squares, sum g^2: it is
-    finite exactly when every entry is finite and the sum does not
+    Each gradient array is checked through its sum of squares, sum g^2:
+    it is finite exactly when every entry is finite and the sum does not
     overflow the dtype. A gradient that large counts as divergence too:
     once one g^2 overflows, Adam's v is infinite and freezes that weight
-    for good. When the grads tile one
-    buffer (a Trainer's workspace lays them out so) that is one BLAS dot
-    product over all of them, where a sum per array took a pass and a
-    call each; only a bad step looks for the culprit.
+    for good. One BLAS dot product per array (g.reshape(-1) is a view of a
+    contiguous array) is cheaper than a sum per array.
     """
     if not math.isfinite(loss):
         return f"loss ({loss})"
-    flat = _tiled(list(grads.values())) if grads else None
-    pieces = [flat] if flat is not None else [g.reshape(-1) for g in grads.values()]
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is the answer here
-        if all(math.isfinite(float(np.dot(g, g))) for g in pieces):
-            return None
-    for name, g in grads.items():
-        if not np.isfinite(g).all():
-            return f"gradient of {name}"
-    name = max(grads, key=lambda k: float(np.abs(grads[k]).max()))
-    largest = float(np.abs(grads[name]).max())
-    return (f"the sum of squared gradients ({grads[name].dtype} overflow; "
-            f"largest |g| {largest:.3g}, in {name})")
+        for name, g in grads.items():
+            if math.isfinite(float(np.dot(g.reshape(-1), g.reshape(-1)))):
+                continue
+            if not np.isfinite(g).all():
+                return f"gradient of {name}"
+            return (f"the sum of squared gradients of {name} ({g.dtype} overflow; "
+                    f"largest |g| {float(np.abs(g).max()):.3g})")
+    return None
 
 
 def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
