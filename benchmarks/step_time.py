@@ -5,9 +5,10 @@ Bernoulli decoder from logits, Adam with lr 1e-3).
 Contenders, per step, on one fixed float32 batch:
 
 numpyvae        ``Trainer.train_step``: eps drawn from the trainer's
-                generator, loss_forward + loss_backward (with the trainer's
-                workspace), the finiteness check of loss and grads, and
-                Adam.step: what every step of ``numpyvae.train`` does.
+                generator, fused_step.loss_forward + loss_backward (with
+                the trainer's workspace), the finiteness check of loss and
+                grads, and fused_step.adam_step: what every step of
+                ``numpyvae.train`` does.
 floor           only the matrix products of that step, same shapes and
                 transposes, into preallocated outputs, in NumPy: no bias
                 sums, no elementwise work, no optimizer. No implementation
@@ -112,7 +113,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from numpyvae import VAE  # noqa: E402
-from numpyvae.model import loss_backward, loss_forward  # noqa: E402
+from numpyvae import fused_step  # noqa: E402
+from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
 from numpyvae.optim import Adam  # noqa: E402
 from numpyvae.train import Trainer, train  # noqa: E402
 from numpyvae.train import _first_nonfinite as first_nonfinite  # noqa: E402
@@ -347,7 +349,7 @@ def breakdown(n: int) -> dict:
 
     Timed directly, interleaved like the main table: the whole step, the
     forward (loss_forward), the backward (loss_backward on that cache),
-    the finiteness check of the loss and grads, Adam.step, and the
+    the finiteness check of the loss and grads, adam_step, and the
     floor's forward and backward products. Elementwise time is a
     difference: phase time minus its products.
     """
@@ -365,7 +367,7 @@ def breakdown(n: int) -> dict:
         "forward": lambda: loss_forward(model.params, x, eps, config, 1.0, ws),
         "backward": lambda: loss_backward(cache),
         "finite check": lambda: first_nonfinite(loss, grads),
-        "adam": lambda: trainer.optimizer.step(model.params, grads),
+        "adam": lambda: adam_step(trainer.optimizer, model.params, grads, ws),
         "forward GEMMs": fwd_mm, "backward GEMMs": bwd_mm,
     }, ARGS.rounds, ARGS.pause)
     ms = {k: 1e3 * v["median_s"] for k, v in t.items()}
@@ -402,19 +404,21 @@ def adam_threads() -> list[dict]:
     eps = np.zeros((128, D_Z), np.float32)
     grads = loss_backward(loss_forward(model.params, x, eps, model.config, 1.0,
                                        trainer.workspace)[2])
-    opt = trainer.optimizer
-    (flat,) = opt._pieces(model.params, grads)  # one tuple: everything is packed
+    ws, opt = trainer.workspace, trainer.optimizer
+    flat = [fused_step._packed(ws, key, arrays) for key, arrays in
+            (("params", model.params), ("grads", grads), ("adam.m", opt.m), ("adam.v", opt.v))]
+    flat.append(np.empty_like(flat[0]))  # scratch
     half = flat[0].size // 2
     lo, hi = tuple(a[:half] for a in flat), tuple(a[half:] for a in flat)
     pool = ThreadPoolExecutor(max_workers=1)
-    lr_t, eps_t = 1e-3, 1e-8
+    constants = (opt.beta1, opt.beta2, 1e-3, 1e-8)  # beta1, beta2, lr_t, eps_t
 
     def one():
-        opt._update(*flat, lr_t, eps_t)
+        fused_step._adam_passes(*flat, *constants)
 
     def two():
-        other = pool.submit(opt._update, *lo, lr_t, eps_t)
-        opt._update(*hi, lr_t, eps_t)
+        other = pool.submit(fused_step._adam_passes, *lo, *constants)
+        fused_step._adam_passes(*hi, *constants)
         other.result()
 
     forward = floor_products(128)[0]
@@ -441,7 +445,7 @@ def adam_threads() -> list[dict]:
 
 
 def print_adam_threads(rows: list) -> None:
-    print("\nAdam.step's 12 passes over all 652,824 parameters (ms of wall time), batch 128")
+    print("\nAdam's 12 passes over all 652,824 parameters (ms of wall time), batch 128")
     for r in rows:
         print(f"  {r['case']:<34} 1 thread {r['1 thread']:6.3f}   "
               f"2 threads {r['2 threads']:6.3f}")

@@ -147,17 +147,13 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
         meta["optimizer"] = optimizer.config()
         arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
     if trainer is not None:
-        meta["trainer"] = {"epoch": trainer.epoch, "step": trainer.step, "beta": trainer.beta,
-                           "batch_size": trainer.batch_size,
-                           "sums": _encode_nonfinite(trainer.sums),
-                           "rng": trainer.rng.bit_generator.state,
-                           "history": _encode_nonfinite(trainer.history),
-                           "objective": trainer.objective, "k": trainer.k,
-                           "binarize": trainer.binarize, "lr_schedule": trainer.lr_schedule,
-                           "schedule_epochs": trainer.schedule_epochs,
-                           "base_lr": trainer.base_lr}
-        if trainer.perm is not None:
-            arrays["trainer/perm"] = trainer.perm
+        state = trainer.state_dict()
+        perm = state.pop("perm")
+        state["sums"] = _encode_nonfinite(state["sums"])
+        state["history"] = _encode_nonfinite(state["history"])
+        meta["trainer"] = state
+        if perm is not None:
+            arrays["trainer/perm"] = perm
     meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
     blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
     arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)

@@ -15,8 +15,9 @@ self-normalised weights w~_i = w_i / sum_l w_l (a softmax of log w),
     dL_k/dtheta = sum_i w~_i d(log w_i)/dtheta,
 
 each sample's ordinary gradient weighted by its share of the total
-weight. This module is written with the kernels (clear, not fused);
-`numpyvae.train` uses it when ``objective="iwae"``.
+weight. This module is the reference, written with the same kernels as
+model.py; the training step runs its fused form (fused_step.py), tested
+equal to it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from .model import (VAEConfig, decoder_backward, decoder_forward, encoder_backwa
 Array = NDArray[np.floating]
 
 
-def _check(params, x, eps, config: VAEConfig) -> None:
+def check_iwae_batch(params, x, eps, config: VAEConfig) -> None:
+    """The checks of `iwae_loss_forward`: float arrays of the parameters'
+    dtype, eps of shape (k, n, d_z) with k >= 1, and a posterior density
+    (delta > 0)."""
     check_float_array(x, "x", ndim=2)
     check_float_array(eps, "eps", ndim=3)
     check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
@@ -94,7 +98,7 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig):
     >>> isinstance(loss, float), terms["iwae"].shape, terms["kl"].shape
     (True, (5,), (5,))
     """
-    _check(params, x, eps, config)
+    check_iwae_batch(params, x, eps, config)
     k, n, d_z = eps.shape
     mu, log_var, enc_cache = encoder_forward(params, x, config)  # (n, d_z)
     if log_var is None:

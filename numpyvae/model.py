@@ -1,7 +1,7 @@
-"""The VAE's loss and its gradient: the kernels chained, forward then backward.
+"""THE REFERENCE: the VAE's loss and its gradient as the chain of the kernels.
 
-The notes' bound for one example x, with z = mu + sigma * eps a sample
-of q_phi(z|x) (the reparameterization), is
+The notes' bound for one example x, with z = mu + std * eps a sample of
+q_phi(z|x) (the reparameterization), is
 
     elbo(x) = log p_theta(x|z) - KL(q_phi(.|x) || r),
 
@@ -10,18 +10,15 @@ reconstruction minus KL. Training minimises the batch mean of
     loss = mean_i [ -log p_theta(x_i|z_i) + beta * KL_i ],
 
 which for beta = 1 is the negative ELBO (beta != 1 weighs the two terms
-as in the beta-VAE). This module holds the configuration, the parameter
-initialisation, and `loss_forward` / `loss_backward`, which apply the
-chain rule through every layer in reverse. The noise `eps` is an
-argument, so the loss is a deterministic function of the parameters and
-can be checked by finite differences.
+as in the beta-VAE). `loss_forward` computes it one kernel call per
+equation (layers.py, activations.py, sampling.py, kl.py,
+likelihoods.py); `loss_backward` walks the same calls in reverse, each
+kernel's backward. The noise `eps` is an argument, so the loss is a
+deterministic function of the parameters and can be checked by finite
+differences. Everything here is pure: fresh arrays, no buffers.
 
-Every training step goes through `loss_forward` / `loss_backward`, so
-they are the fast form of the chain: buffers reused through an optional
-workspace, no temporaries, no float64 (their Notes, and
-docs/performance.md for the measurements). `encoder_forward`,
-`decoder_forward`, `log_lik_forward` and their backwards are the same
-chain written kernel by kernel, for the other callers and for reading.
+The training step runs a faster form of the same chain (fused_step.py),
+tested equal to this one for every configuration.
 
 Parameter names, in forward order:
 ``enc0.W, enc0.b, ...`` (encoder hidden layers), ``mu.W, mu.b`` and, for
@@ -31,7 +28,6 @@ the diagonal posterior, ``log_var.W, log_var.b`` (the heads),
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -119,13 +115,6 @@ def init_params(config: VAEConfig, rng: np.random.Generator,
     of PyTorch's nn.Linear, used by the pytorch-examples MNIST protocol
     (docs/results.md).
 
-    Each parameter is its own array of its own shape, but all are views
-    into one contiguous buffer, in `config.param_shapes()` order, so that
-    Adam can update them all in one pass (it checks, and falls back to one
-    pass per array for parameters laid out any other way, such as loaded
-    ones). Replacing an array in the dict is fine; the values drawn do not
-    depend on the layout.
-
     Examples
     --------
     >>> config = VAEConfig(3, 2, hidden=(4,), dtype="float64")
@@ -135,15 +124,14 @@ def init_params(config: VAEConfig, rng: np.random.Generator,
     >>> bool(np.all(params["out.b"] == 0))
     True
     """
-    shapes = config.param_shapes()
-    params = _views(np.empty(sum(math.prod(s) for s in shapes.values()), config.dtype), config)
+    params = {}
     for name, (d_in, d_out) in config.layer_shapes().items():
         hidden_layer = name.startswith(("enc", "dec"))
         scheme = "he" if hidden_layer and config.activation == "relu" else "glorot"
         if init == "lecun":
             scheme = "lecun"
         W, b = init_dense(rng, d_in, d_out, config.dtype, scheme)
-        params[f"{name}.W"][...], params[f"{name}.b"][...] = W, b
+        params[f"{name}.W"], params[f"{name}.b"] = W, b
     return params
 
 
@@ -274,69 +262,43 @@ def log_lik_backward(dlog_lik: Array, cache, config: VAEConfig) -> Array:
     return gaussian_log_lik_backward(dlog_lik, cache)
 
 
-def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 1.0,
-                 workspace: dict | None = None):
-    """The training loss and its per-example terms.
+def check_batch(params, x: Array, eps: Array, config: VAEConfig) -> None:
+    """The checks the kernels would make, done once per loss call.
+
+    Raises TypeError unless x and eps are float arrays of the parameters'
+    dtype; ValueError for a wrong shape, x outside [0, 1] for a Bernoulli
+    decoder, or non-finite x for a Gaussian one.
+    """
+    check_float_array(x, "x", ndim=2)
+    check_float_array(eps, "eps", ndim=2)
+    check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
+    if x.shape[1] != config.input_dim:
+        raise ValueError(f"x: expected shape (n, {config.input_dim}), got {x.shape}")
+    if eps.shape != (x.shape[0], config.latent_dim):
+        raise ValueError(f"eps: expected shape ({x.shape[0]}, {config.latent_dim}) like "
+                         f"x's batch, got {eps.shape}")
+    if config.likelihood == "bernoulli":
+        check_unit_interval(x, "x")
+    else:
+        check_finite(x, "x")
+
+
+def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 1.0):
+    """loss = mean_i [ -log p(x_i|z_i) + beta * KL_i ], kernel by kernel.
 
     Parameters
     ----------
     params : dict of name -> ndarray
-    x : ndarray, shape (n, d_x)
-        In the parameters' dtype (no conversion here).
-    eps : ndarray, shape (n, d_z)
-        Standard-normal noise; z = mu + sigma * eps.
+    x : ndarray, shape (n, d_x), in the parameters' dtype
+    eps : ndarray, shape (n, d_z), standard-normal noise
     config : VAEConfig
-    beta : float
-        Weight of the KL term (1 for the ELBO).
-    workspace : dict, optional
-        Scratch arrays reused from call to call (a `Trainer` keeps one).
-        Without it every call allocates its arrays and the function is
-        pure. With it, the returned `cache`, and the grads that
-        `loss_backward` makes from it, are views into the workspace: they
-        stay valid until the next call with the same workspace (a cache
-        passed to `loss_backward` after that gives wrong gradients). Use
-        one workspace per model and thread. `loss` and `terms` are always
-        fresh.
+    beta : float, the weight of the KL term (1 for the ELBO)
 
     Returns
     -------
-    loss : float
-        mean_i [ -log_lik_i + beta * kl_i ], nats per example.
-    terms : dict
-        ``log_lik`` (n,) and ``kl`` (n,); elbo = log_lik - kl.
-    cache : dict, for `loss_backward` (which only reads it).
-
-    Raises
-    ------
-    TypeError
-        If x or eps is not a float array of the parameters' dtype.
-    ValueError
-        If a shape is wrong, x is outside [0, 1] for a Bernoulli decoder,
-        or the decoder output is not finite.
-
-    Notes
-    -----
-    Forward, per example:
-        mu, log_var = encoder(x)
-        z = mu + exp(0.5 * log_var) * eps        (or mu + delta * eps)
-        out = decoder(z)                        (logits or the mean)
-        loss_i = -log p(x|z) + beta * KL(q || r)
-    Backward (chain rule, reverse order), with n the batch size:
-        dlog_lik_i = -1 / n,   dkl_i = beta / n
-        dout = dlog_lik * dlog_lik/dout
-        dz = decoder_backward(dout)
-        dmu = dz + dkl * dKL/dmu
-        dlog_var = dz * eps * 0.5 * std + dkl * dKL/dlog_var
-        dx-side: encoder_backward(dmu, dlog_var)
-
-    That chain, written with the kernels, is `encoder_forward`,
-    `decoder_forward`, `log_lik_forward` and their backwards. The code
-    here is the same math in its fast form, because this is the training
-    step: every large array is written into a preallocated buffer with
-    ``out=`` (no temporaries), the relu runs in place, both encoder heads
-    come from one matrix product, the Bernoulli term takes few passes
-    over (n, d_x), and nothing is ever cast to float64. The small (n, d_z)
-    steps in the middle still call the kernels of sampling.py and kl.py.
+    loss : float, nats per example
+    terms : dict, ``log_lik`` (n,) and ``kl`` (n,); elbo = log_lik - kl
+    cache : dict, for `loss_backward` (which only reads it)
 
     Examples
     --------
@@ -348,40 +310,41 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     >>> bool(np.isclose(loss, np.mean(terms["kl"] - terms["log_lik"])))
     True
     """
-    _check_batch(params, x, eps, config)
-    ws = {} if workspace is None else workspace
-    h, enc_layers = _hidden_forward(params, x, "enc", config, ws)
-    mu, log_var, heads_W = _heads_forward(params, h, config, ws)
+    check_batch(params, x, eps, config)
+    mu, log_var, enc_cache = encoder_forward(params, x, config)        # (n, d_z) each
     if config.posterior == "diagonal":
-        z, z_cache = reparameterize_forward(mu, log_var, eps)
-        kl, kl_cache = kl_forward(mu, log_var)
+        z, z_cache = reparameterize_forward(mu, log_var, eps)          # mu + std * eps
+        kl, kl_cache = kl_forward(mu, log_var)                         # (n,)
     else:
-        z, z_cache = reparameterize_fixed_forward(mu, config.delta, eps)
+        z, z_cache = reparameterize_fixed_forward(mu, config.delta, eps)  # mu + delta * eps
         if config.delta > 0:
-            kl, kl_cache = kl_fixed_forward(mu, config.delta)
+            kl, kl_cache = kl_fixed_forward(mu, config.delta)          # (n,)
         else:  # a point mass: the KL is infinite and must carry weight 0
-            kl, kl_cache = np.full(x.shape[0], np.inf, dtype=x.dtype), None
-    h_dec, dec_layers = _hidden_forward(params, z, "dec", config, ws)
-    out = _dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (n, d_x)
-    log_lik, ll_cache = _log_lik_into(x, out, config, ws)
-    loss = -float(np.mean(log_lik, dtype=np.float64))  # a scalar summary; arrays stay in dtype
-    if beta != 0:
+            kl, kl_cache = np.full(x.shape[0], np.inf, dtype=x.dtype), mu
+    out, dec_cache = decoder_forward(params, z, config)                # (n, d_x)
+    log_lik, ll_cache = log_lik_forward(x, out, config)                # (n,)
+    loss = -float(np.mean(log_lik, dtype=np.float64))
+    if beta != 0:  # 0 * inf would be NaN at delta = 0
         loss += beta * float(np.mean(kl, dtype=np.float64))
-    cache = {"enc_layers": enc_layers, "h_enc": h, "heads_W": heads_W, "z_cache": z_cache,
-             "kl_cache": kl_cache, "dec_layers": dec_layers, "h_dec": h_dec,
-             "out_W": params["out.W"], "ll_cache": ll_cache, "n": x.shape[0],
-             "beta": float(beta), "config": config, "workspace": ws}
+    cache = {"enc": enc_cache, "z": z_cache, "kl": kl_cache, "dec": dec_cache,
+             "log_lik": ll_cache, "n": x.shape[0], "beta": float(beta), "config": config,
+             "dtype": x.dtype}
     return loss, {"log_lik": log_lik, "kl": kl}, cache
 
 
 def loss_backward(cache) -> dict[str, Array]:
-    """Gradients of `loss_forward`'s loss wrt every parameter; see its Notes.
+    """Gradients of `loss_forward`'s loss wrt every parameter.
 
-    Reads the cache and never writes it, so it may be called again on the
-    same cache. The first layer's dx is not computed (nothing needs it).
-    With a workspace, the grads are views into one flat buffer of it (one
-    array per name, in `config.param_shapes()` order), overwritten by the
-    next backward through the same workspace.
+    Notes
+    -----
+    The chain rule through the forward's calls in reverse order:
+        dlog_lik_i = -1 / n,   dkl_i = beta / n       (the batch mean)
+        dout = log_lik_backward(dlog_lik)             (likelihoods.py)
+        dz = decoder_backward(dout)                   (layers, activations)
+        dmu = dz + dkl * dKL/dmu                      (mu is used twice)
+        dlog_var = dz * eps * 0.5 * std + dkl * dKL/dlog_var
+        encoder_backward(dmu, dlog_var)
+    docs/derivations.md derives every step.
 
     Examples
     --------
@@ -397,236 +360,19 @@ def loss_backward(cache) -> dict[str, Array]:
     >>> np.allclose(grads["out.b"], numerical_gradient(f, params["out.b"]))
     True
     """
-    config, ws, n, beta = cache["config"], cache["workspace"], cache["n"], cache["beta"]
-    dtype = cache["h_dec"].dtype
-    grads = _grad_arrays(ws, config, dtype)
-    dout = _log_lik_backward_into(cache["ll_cache"], n, config, ws)  # (n, d_x)
-    dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
-                              need_dx=True)
-    dz = _hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
-    dkl = np.full(n, beta / n, dtype=dtype)  # d loss / d kl_i
-    dheads = _scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), dtype)
-    d_z = config.latent_dim
+    config, n, beta, dtype = cache["config"], cache["n"], cache["beta"], cache["dtype"]
+    grads: dict[str, Array] = {}
+    dlog_lik = np.full(n, -1.0 / n, dtype=dtype)  # d loss / d log_lik_i
+    dkl = np.full(n, beta / n, dtype=dtype)       # d loss / d kl_i
+    dout = log_lik_backward(dlog_lik, cache["log_lik"], config)        # (n, d_x)
+    dz = decoder_backward(dout, cache["dec"], config, grads)           # (n, d_z)
     if config.posterior == "diagonal":
-        dmu, dlog_var = reparameterize_backward(dz, cache["z_cache"])
-        dmu_kl, dlog_var_kl = kl_backward(dkl, cache["kl_cache"])
-        np.add(dmu, dmu_kl, out=dheads[:, :d_z])
-        np.add(dlog_var, dlog_var_kl, out=dheads[:, d_z:])
+        dmu, dlog_var = reparameterize_backward(dz, cache["z"])
+        dmu_kl, dlog_var_kl = kl_backward(dkl, cache["kl"])
+        dmu, dlog_var = dmu + dmu_kl, dlog_var + dlog_var_kl
     else:
-        dheads[...] = reparameterize_fixed_backward(dz, cache["z_cache"])
+        dmu, dlog_var = reparameterize_fixed_backward(dz, cache["z"]), None
         if beta != 0:
-            dheads += kl_fixed_backward(dkl, cache["kl_cache"])
-    dh = _heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
-                         need_dx=bool(config.hidden))
-    _hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
-    return grads
-
-
-# --- the fast path's pieces -------------------------------------------------
-# Each is the named kernel's math, writing into workspace buffers.
-
-def _check_batch(params, x, eps, config: VAEConfig) -> None:
-    """The checks that the kernels would make, done once per call."""
-    check_float_array(x, "x", ndim=2)
-    check_float_array(eps, "eps", ndim=2)
-    check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
-    if x.shape[1] != config.input_dim:
-        raise ValueError(f"x: expected shape (n, {config.input_dim}), got {x.shape}")
-    if eps.shape != (x.shape[0], config.latent_dim):
-        raise ValueError(f"eps: expected shape ({x.shape[0]}, {config.latent_dim}) like "
-                         f"x's batch, got {eps.shape}")
-    if config.likelihood == "bernoulli":
-        check_unit_interval(x, "x")
-    else:
-        check_finite(x, "x")
-
-
-def _scratch(ws: dict, name: str, shape: tuple, dtype) -> Array:
-    """The workspace's array for `name` at this shape (contents undefined).
-
-    Keyed by shape too, so batch sizes that alternate (a short last batch)
-    each keep their own buffers instead of reallocating.
-    """
-    key = (name, shape, dtype)
-    buf = ws.get(key)
-    if buf is None:
-        buf = ws[key] = np.empty(shape, dtype)
-    return buf
-
-
-def _ones(ws: dict, n: int, dtype) -> Array:
-    """A vector of n ones: row and column sums as matrix-vector products."""
-    key = ("ones", n, dtype)
-    if key not in ws:
-        ws[key] = np.ones(n, dtype)
-    return ws[key]
-
-
-def _grad_arrays(ws: dict, config: VAEConfig, dtype) -> dict[str, Array]:
-    """One gradient array per name, all views into one flat buffer.
-
-    One buffer lets the optimizer update every parameter in one pass
-    when the parameters are packed the same way (see `init_params`).
-    """
-    key = ("grads", config, dtype)
-    if key not in ws:
-        flat = np.empty(sum(math.prod(s) for s in config.param_shapes().values()), dtype)
-        ws[key] = _views(flat, config)
-    return dict(ws[key])  # a new dict of the same arrays: the caller may rebind names
-
-
-def _views(flat: Array, config: VAEConfig) -> dict[str, Array]:
-    """Arrays of `config.param_shapes()` tiling `flat` in that order."""
-    views, start = {}, 0
-    for name, shape in config.param_shapes().items():
-        size = math.prod(shape)
-        views[name] = flat[start:start + size].reshape(shape)
-        start += size
-    return views
-
-
-def _dense_into(h: Array, W: Array, b: Array, ws: dict, name: str) -> Array:
-    """`dense_forward` into the buffer `name`: a = h @ W, then a += b."""
-    a = np.matmul(h, W, out=_scratch(ws, name, (h.shape[0], W.shape[1]), h.dtype))
-    a += b
-    return a
-
-
-def _dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, ws: dict,
-                         need_dx: bool) -> Array | None:
-    """`dense_backward` writing dW and db into `grads`: dW = h^T da,
-    db = ones^T da (a matrix-vector product, faster than da.sum(axis=0)),
-    and dh = da W^T only when `need_dx` (the first layer's is unused)."""
-    np.matmul(h.T, da, out=grads[f"{name}.W"])
-    np.matmul(_ones(ws, da.shape[0], da.dtype), da, out=grads[f"{name}.b"])
-    if not need_dx:
-        return None
-    return np.matmul(da, W.T, out=_scratch(ws, f"{name}.dx", h.shape, da.dtype))
-
-
-def _hidden_forward(params, h: Array, prefix: str, config: VAEConfig, ws: dict):
-    """`_mlp_forward` into workspace buffers. The relu runs in place:
-    h = max(a, 0) overwrites a, since its backward needs only h > 0."""
-    layers = []
-    for i in range(len(config.hidden)):
-        name = f"{prefix}{i}"
-        a = _dense_into(h, params[f"{name}.W"], params[f"{name}.b"], ws, name)
-        if config.activation == "relu":
-            h_next = act_cache = np.maximum(a, 0, out=a)
-        else:
-            h_next, act_cache = activation_forward(config.activation, a)
-        layers.append((name, h, params[f"{name}.W"], act_cache))
-        h = h_next
-    return h, layers
-
-
-def _hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws: dict,
-                     need_dx: bool) -> Array | None:
-    """Reverse of `_hidden_forward`; fills grads, returns d loss / d input.
-
-    `dh` is a backward buffer, so the relu's da = dh * [h > 0] is written
-    over it.
-    """
-    for i in reversed(range(len(layers))):
-        name, h_in, W, act_cache = layers[i]
-        if config.activation == "relu":
-            mask = np.greater(act_cache, 0, out=_scratch(ws, f"{name}.mask", dh.shape, bool))
-            da = np.multiply(dh, mask, out=dh)
-        else:
-            da = activation_backward(config.activation, dh, act_cache)
-        dh = _dense_backward_into(da, h_in, W, grads, name, ws, need_dx or i > 0)
-    return dh
-
-
-def _heads_forward(params, h: Array, config: VAEConfig, ws: dict):
-    """mu and log_var from one product: h @ [W_mu | W_lv] + [b_mu | b_lv].
-
-    One (d_h, 2 d_z) matrix product instead of two thin ones, split by
-    views; its backward is again one product, dh = [dmu | dlog_var]
-    [W_mu | W_lv]^T, with no dh_mu + dh_lv sum. Returns (mu, log_var, W),
-    log_var None for the fixed posterior.
-    """
-    if config.posterior != "diagonal":
-        return _dense_into(h, params["mu.W"], params["mu.b"], ws, "heads"), None, params["mu.W"]
-    d_h, d_z = params["mu.W"].shape
-    W = np.concatenate((params["mu.W"], params["log_var.W"]), axis=1,
-                       out=_scratch(ws, "heads.W", (d_h, 2 * d_z), h.dtype))
-    b = np.concatenate((params["mu.b"], params["log_var.b"]),
-                       out=_scratch(ws, "heads.b", (2 * d_z,), h.dtype))
-    a = np.matmul(h, W, out=_scratch(ws, "heads", (h.shape[0], 2 * d_z), h.dtype))
-    a += b
-    return a[:, :d_z], a[:, d_z:], W  # (n, d_z) views
-
-
-def _heads_backward(dheads: Array, h: Array, W: Array, config: VAEConfig, grads: dict,
-                    ws: dict, need_dx: bool) -> Array | None:
-    """Backward of `_heads_forward`, given dheads = [dmu | dlog_var].
-
-    [dW_mu | dW_lv] = h^T [dmu | dlog_var] is again one product (faster
-    than two thin ones), its column blocks copied into the grads.
-    """
-    names = ["mu", "log_var"] if config.posterior == "diagonal" else ["mu"]
-    d_z, width, dtype = config.latent_dim, dheads.shape[1], h.dtype
-    dW = np.matmul(h.T, dheads, out=_scratch(ws, "heads.dW", (h.shape[1], width), dtype))
-    db = np.matmul(_ones(ws, h.shape[0], dtype), dheads,
-                   out=_scratch(ws, "heads.db", (width,), dtype))
-    for k, name in enumerate(names):
-        np.copyto(grads[f"{name}.W"], dW[:, k * d_z:(k + 1) * d_z])
-        np.copyto(grads[f"{name}.b"], db[k * d_z:(k + 1) * d_z])
-    if not need_dx:
-        return None
-    return np.matmul(dheads, W.T, out=_scratch(ws, "heads.dx", h.shape, h.dtype))
-
-
-def _log_lik_into(x: Array, out: Array, config: VAEConfig, ws: dict):
-    """`log_lik_forward` in few passes over (n, d_x); see likelihoods.py.
-
-    Bernoulli, l = logits:
-        log_lik_i = sum_j [x_ij l_ij - max(l_ij, 0) - log1p(exp(-|l_ij|))]
-    with every row sum a product with a vector of ones (faster than
-    .sum(axis=1)) and sum_j max(l, 0) = (sum_j l + sum_j |l|) / 2, which
-    spares a pass. Gaussian: log_lik_i = -sum_j diff_ij^2 / (2 sigma^2)
-    + const, diff = x - recon.
-    """
-    ones = _ones(ws, x.shape[1], x.dtype)
-    t = _scratch(ws, "log_lik.t", x.shape, x.dtype)
-    if config.likelihood == "bernoulli":
-        sum_l = out @ ones  # (n,)
-        if not np.isfinite(sum_l).all():  # rare: find and name the bad logit
-            check_finite(out, "logits")
-        sum_abs = np.abs(out, out=t) @ ones
-        np.negative(t, out=t)
-        np.exp(t, out=t)
-        sum_log1p = np.log1p(t, out=t) @ ones
-        sum_xl = np.multiply(x, out, out=t) @ ones
-        log_lik = sum_xl - 0.5 * (sum_l + sum_abs) - sum_log1p
-        return log_lik, (x, out)
-    sigma = config.sigma
-    diff = np.subtract(x, out, out=t)  # (n, d_x)
-    const = -0.5 * x.shape[1] * math.log(2.0 * math.pi * sigma * sigma)
-    log_lik = np.einsum("ij,ij->i", diff, diff) * (-0.5 / (sigma * sigma)) + const
-    if not np.isfinite(log_lik).all():
-        check_finite(out, "recon")
-    return log_lik, (diff,)
-
-
-def _log_lik_backward_into(ll_cache, n: int, config: VAEConfig, ws: dict) -> Array:
-    """d loss / d out for dlog_lik_i = -1/n, into one buffer.
-
-    Bernoulli: dout = (sigmoid(l) - x) / n, with
-    sigmoid(l) = (1 + tanh(l/2)) / 2: one transcendental pass that
-    cannot overflow. Gaussian: dout = -diff / (n sigma^2).
-    """
-    if config.likelihood == "bernoulli":
-        x, logits = ll_cache
-        dout = np.multiply(logits, 0.5, out=_scratch(ws, "dout", x.shape, x.dtype))
-        np.tanh(dout, out=dout)
-        dout += 1.0
-        dout *= 0.5
-        dout -= x
-        dout *= 1.0 / n
-        return dout
-    (diff,) = ll_cache
-    sigma = config.sigma
-    return np.multiply(diff, -1.0 / (n * sigma * sigma),
-                       out=_scratch(ws, "dout", diff.shape, diff.dtype))
+            dmu = dmu + kl_fixed_backward(dkl, cache["kl"])
+    encoder_backward(dmu, dlog_var, cache["enc"], config, grads)
+    return {name: grads[name] for name in config.param_shapes()}

@@ -7,8 +7,6 @@ can store it in an ``.npz`` and training can resume bit for bit.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -17,7 +15,8 @@ from ._validation import check_positive
 Array = NDArray[np.floating]
 
 
-def _check_grads(params: dict, grads: dict) -> None:
+def check_grads(params: dict, grads: dict) -> None:
+    """grads must have the keys of params, each array of its shape and dtype."""
     if params.keys() != grads.keys():
         missing = sorted(set(params) - set(grads))
         extra = sorted(set(grads) - set(params))
@@ -52,27 +51,11 @@ class Adam:
         m_hat = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
         theta = theta - lr * m_hat / (sqrt(v_hat) + epsilon)
 
-    The code folds both bias corrections into scalars, in the spirit of
-    the paper's Section 2 but with epsilon scaled too, so that it is
-    algebraically identical to Algorithm 1 (the paper's own rearrangement
-    leaves epsilon unscaled); it saves two passes over memory:
-
-        lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
-        theta = theta - lr_t * m / (sqrt(v) + epsilon * sqrt(1 - beta2^t))
-
-    (multiply numerator and denominator of m_hat / (sqrt(v_hat) + eps) by
-    sqrt(1 - beta2^t)). Moments are kept in the parameters' dtype and the
-    scalars are cast to it, so a float32 model never touches float64.
-
-    Speed: NumPy has no fused multiply-add, so the update is 12 passes
-    over memory, written into one scratch buffer (nothing is allocated
-    after the first step). The moments are views into one buffer each;
-    when the parameters and the gradients are laid out the same way (as
-    `init_params` and a `Trainer`'s workspace lay them out) every pass runs
-    once over all parameters instead of once per array, bit for bit the
-    same numbers. Splitting the passes over two threads did not pay on a
-    2-core machine (docs/performance.md), so the update runs in the
-    calling thread.
+    `step` is these lines, one array at a time. The state is data: the
+    step count ``t`` and the moments ``m`` and ``v``, dicts with the
+    keys of the parameters, kept in the parameters' dtype. The Trainer
+    runs the same update fused over all parameters at once
+    (`fused_step.adam_step`), tested equal to this one.
 
     Examples
     --------
@@ -95,65 +78,22 @@ class Adam:
         self.t = 0
         self.m: dict[str, Array] = {}
         self.v: dict[str, Array] = {}
-        self._scratch: dict = {}
-        self._last = None  # (arrays, pieces) of the previous step
 
     def step(self, params: dict, grads: dict) -> None:
         """Apply one Adam update to every array of `params`, in place."""
-        _check_grads(params, grads)
+        check_grads(params, grads)
         if not self.m:
-            self.m, self.v = _packed_zeros(params), _packed_zeros(params)
+            self.m = {k: np.zeros_like(p) for k, p in params.items()}
+            self.v = {k: np.zeros_like(p) for k, p in params.items()}
         self.t += 1
-        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
-        lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
-        eps_t = self.epsilon * c2
-        for p, g, m, v, buf in self._pieces(params, grads):
-            self._update(p, g, m, v, buf, lr_t, eps_t)
-
-    def _pieces(self, params: dict, grads: dict) -> list[tuple]:
-        """``(p, g, m, v, buf)`` tuples to update: one tuple of 1-d arrays
-        when params, grads and moments each tile one buffer in the same
-        order, else one tuple per name. Remembered while the same arrays
-        come back (a Trainer passes the same ones every step)."""
-        arrays = [(params[k], grads[k], self.m[k], self.v[k]) for k in params]
-        if not arrays:
-            return []
-        last = self._last
-        if last is not None and len(arrays) == len(last[0]) and all(
-                a is b for new, old in zip(arrays, last[0]) for a, b in zip(new, old)):
-            return last[1]
-        flats = [_tiled([a[i] for a in arrays]) for i in range(4)]
-        if all(f is not None for f in flats):
-            pieces = [(*flats, self._buffer(None, flats[0]))]
-        else:
-            pieces = [(*a, self._buffer(k, a[0])) for k, a in zip(params, arrays)]
-        self._last = (arrays, pieces)
-        return pieces
-
-    def _buffer(self, key: str | None, like: Array) -> Array:
-        """Scratch array like `like`, kept across steps (key None: the flat one)."""
-        buf = self._scratch.get(key)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = self._scratch[key] = np.empty_like(like)
-        return buf
-
-    def _update(self, p, g, m, v, buf, lr_t: float, eps_t: float) -> None:
-        dt = p.dtype.type
-        # m = beta1 m + (1 - beta1) g, written as m += (1 - beta1) (g - m)
-        np.subtract(g, m, out=buf)
-        buf *= dt(1.0 - self.beta1)
-        m += buf
-        # v = beta2 v + (1 - beta2) g^2
-        np.multiply(g, g, out=buf)
-        buf *= dt(1.0 - self.beta2)
-        v *= dt(self.beta2)
-        v += buf
-        # p -= lr_t * m / (sqrt(v) + eps_t)
-        np.sqrt(v, out=buf)
-        buf += dt(eps_t)
-        np.divide(m, buf, out=buf)
-        buf *= dt(lr_t)
-        p -= buf
+        b1, b2, t = self.beta1, self.beta2, self.t
+        for k, theta in params.items():
+            g, m, v = grads[k], self.m[k], self.v[k]
+            m[...] = b1 * m + (1 - b1) * g
+            v[...] = b2 * v + (1 - b2) * g * g
+            m_hat = m / (1 - b1 ** t)
+            v_hat = v / (1 - b2 ** t)
+            theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.epsilon)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The state as arrays: ``t`` and ``m.<name>``, ``v.<name>``.
@@ -171,46 +111,13 @@ class Adam:
         """Restore a state produced by `state_dict` (arrays are copied)."""
         self.t = int(state["t"])
         names = [k[2:] for k in state if k.startswith("m.")]
-        self.m, self.v = _packed_zeros(state, names, "m."), _packed_zeros(state, names, "v.")
-        for k in names:
-            self.m[k][...] = state[f"m.{k}"]
-            self.v[k][...] = state[f"v.{k}"]
-        self._scratch, self._last = {}, None
+        self.m = {k: np.array(state[f"m.{k}"]) for k in names}
+        self.v = {k: np.array(state[f"v.{k}"]) for k in names}
 
     def config(self) -> dict:
         """Hyperparameters, JSON-ready."""
         return {"name": "adam", "lr": self.lr, "beta1": self.beta1,
                 "beta2": self.beta2, "epsilon": self.epsilon}
-
-
-def _packed_zeros(arrays: dict, names=None, prefix: str = "") -> dict[str, Array]:
-    """Zeros shaped like ``arrays[prefix + name]``, views into one buffer
-    in `names` order (one dtype), so that Adam can run over all at once."""
-    names = list(arrays) if names is None else names
-    like = [arrays[prefix + k] for k in names]
-    if len({np.asarray(a).dtype for a in like}) != 1:
-        return {k: np.zeros_like(a) for k, a in zip(names, like)}
-    flat = np.zeros(sum(np.size(a) for a in like), dtype=np.asarray(like[0]).dtype)
-    out, start = {}, 0
-    for k, a in zip(names, like):
-        out[k] = flat[start:start + np.size(a)].reshape(np.shape(a))
-        start += np.size(a)
-    return out
-
-
-def _tiled(arrays: list) -> Array | None:
-    """The 1-d array that `arrays` tile end to end, in order, or None."""
-    base = arrays[0].base
-    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    origin = base.__array_interface__["data"][0]
-    start = position = (arrays[0].__array_interface__["data"][0] - origin) // base.itemsize
-    for a in arrays:
-        if (a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous
-                or a.__array_interface__["data"][0] != origin + position * base.itemsize):
-            return None
-        position += a.size
-    return base[start:position]
 
 
 class SGD:
@@ -239,7 +146,7 @@ class SGD:
 
     def step(self, params: dict, grads: dict) -> None:
         """Apply one update to every array of `params`, in place."""
-        _check_grads(params, grads)
+        check_grads(params, grads)
         self.t += 1
         for name, p in params.items():
             g = grads[name]

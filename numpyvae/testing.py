@@ -19,15 +19,17 @@ from typing import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from .activations import ACTIVATIONS, relu_forward
+from .activations import ACTIVATIONS
 from .gradcheck import ABS_TOL, FD_STEP, NORMWISE_TOL, REL_TOL, _require_float64, gradcheck
 from .layers import dense_forward
+from .model import loss_forward
 from .vae import LIKELIHOODS, POSTERIORS, VAE
 
 Array = NDArray[np.floating]
 
 __all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "batches",
-           "make_batch", "make_layer_arrays", "vae_configs", "vae_models"]
+           "hidden_pre_activations", "make_batch", "make_layer_arrays", "vae_configs",
+           "vae_models"]
 
 KINK_MARGIN = 1e-3  # no relu input closer than this to 0 (100 finite-difference steps)
 MAX_TRIES = 100     # redraws allowed to move every relu input off its kink
@@ -179,21 +181,24 @@ def _model(config: dict, seed: int) -> VAE:
     return model
 
 
-def _relu_inputs(model: VAE, x: Array, eps: Array) -> Array:
-    """Every hidden pre-activation of encoder and decoder, flattened."""
-    c, p = model.config, model.params
-    found = []
+def hidden_pre_activations(model: VAE, x: Array, eps: Array) -> Array:
+    """Every hidden pre-activation of encoder and decoder, flattened.
 
-    def hidden(h, prefix):
-        for i in range(len(c.hidden)):
-            a = dense_forward(h, p[f"{prefix}{i}.W"], p[f"{prefix}{i}.b"])[0]
-            found.append(a.ravel())
-            h = relu_forward(a)[0]
-        return h
+    Read from the reference chain's caches (`model.loss_forward`), at
+    z = mu + std * eps: each hidden layer's activation cache is its
+    input a for relu, softplus and identity (its output for tanh and
+    sigmoid), so call this for those three.
 
-    hidden(x, "enc")
-    mu, log_var = model.encode(x)  # (n, d_z) each
-    hidden(mu + np.exp(0.5 * log_var) * eps, "dec")
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(4,), dtype="float64", rng=0)
+    >>> x, eps = np.full((5, 3), 0.5), np.ones((5, 2))
+    >>> hidden_pre_activations(model, x, eps).shape  # 5 rows x (4 + 4) units
+    (40,)
+    """
+    _, _, cache = loss_forward(model.params, x, eps, model.config, 0.0)
+    layers = cache["enc"][0] + cache["dec"][0]  # (name, dense_cache, act_cache)
+    found = [act_cache.ravel() for _, _, act_cache in layers]
     return np.concatenate(found) if found else np.zeros(0)
 
 
@@ -222,7 +227,7 @@ def make_batch(model: VAE, rng: np.random.Generator, n: int,
         else:
             x = rng.standard_normal((n, c.input_dim)).astype(model.dtype)
         eps = rng.standard_normal((n, c.latent_dim)).astype(model.dtype)
-        if c.activation != "relu" or _off_kinks(_relu_inputs(model, x, eps), margin):
+        if c.activation != "relu" or _off_kinks(hidden_pre_activations(model, x, eps), margin):
             return x, eps
     raise ValueError(f"model: no batch in {MAX_TRIES} draws keeps every relu "
                      f"pre-activation at least {margin} from 0 (a dead unit?)")

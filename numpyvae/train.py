@@ -1,5 +1,7 @@
 """The training loop: shuffled minibatches, one reparameterized sample per
-example, the loss and its gradient from `model.py`, an optimizer step.
+example, the loss and its gradient, an optimizer step. The step runs the
+fused form of `model.py` / `iwae.py` and Adam (`fused_step.py`), tested
+equal to the reference.
 
 Maximising the notes' bound over (theta, phi) is done by stochastic
 gradient descent on loss = mean[-log p(x|z) + beta * KL], with x drawn
@@ -20,8 +22,8 @@ import time
 import numpy as np
 
 from ._validation import check_int
-from .model import loss_backward, loss_forward
-from .iwae import iwae_loss_backward, iwae_loss_forward
+from . import fused_step
+from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
 
@@ -155,7 +157,7 @@ class Trainer:
         self.perm = None          # order of the current epoch, once drawn
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
-        self.workspace: dict = {}  # scratch arrays reused by every step; see loss_forward
+        self.workspace: dict = {}  # scratch arrays reused by every step; see fused_step
         self.objective, self.k = _check_objective(objective, k, self.beta)
         if binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize: expected 'none' or 'dynamic' (a static binarization "
@@ -177,25 +179,61 @@ class Trainer:
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
         """One optimizer step on batch `xb`; returns the loss and terms."""
+        params, config, ws = self.model.params, self.model.config, self.workspace
         if self.objective == "iwae":
-            eps = self.rng.standard_normal((self.k, xb.shape[0], self.model.config.latent_dim),
+            eps = self.rng.standard_normal((self.k, xb.shape[0], config.latent_dim),
                                            dtype=self.model.dtype)
-            loss, terms, cache = iwae_loss_forward(self.model.params, xb, eps,
-                                                   self.model.config)
-            grads = iwae_loss_backward(cache)
+            loss, terms, cache = fused_step.iwae_loss_forward(params, xb, eps, config, ws)
+            grads = fused_step.iwae_loss_backward(cache)
         else:
-            eps = self.rng.standard_normal((xb.shape[0], self.model.config.latent_dim),
+            eps = self.rng.standard_normal((xb.shape[0], config.latent_dim),
                                            dtype=self.model.dtype)
-            loss, terms, cache = loss_forward(self.model.params, xb, eps, self.model.config,
-                                              self.beta, self.workspace)
-            grads = loss_backward(cache)  # views into the workspace, valid until the next step
+            loss, terms, cache = fused_step.loss_forward(params, xb, eps, config, self.beta, ws)
+            grads = fused_step.loss_backward(cache)  # views into ws, valid until the next step
         bad = _first_nonfinite(loss, grads)
         if bad is not None:
             raise TrainingDiverged(
                 f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
                 f"{bad} is not finite")
-        self.optimizer.step(self.model.params, grads)
+        if isinstance(self.optimizer, Adam):
+            fused_step.adam_step(self.optimizer, params, grads, ws)
+        else:
+            self.optimizer.step(params, grads)
         return loss, terms
+
+    def settings(self) -> dict:
+        """The constructor's arguments besides model and optimizer."""
+        return {"beta": self.beta, "batch_size": self.batch_size, "objective": self.objective,
+                "k": self.k, "binarize": self.binarize, "lr_schedule": self.lr_schedule,
+                "schedule_epochs": self.schedule_epochs}
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs besides the model and optimizer.
+
+        The settings, the position (epoch, step, the running sums), the
+        generator's state, the history and the base learning rate, all
+        JSON-ready, plus ``perm``: the order of the epoch in progress (an
+        int64 array, or None between epochs). Copies, like the
+        optimizers' `state_dict`.
+        """
+        return {**self.settings(), "epoch": self.epoch, "step": self.step,
+                "sums": list(self.sums), "rng": self.rng.bit_generator.state,
+                "history": [dict(row) for row in self.history], "base_lr": self.base_lr,
+                "perm": None if self.perm is None else self.perm.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict` (its settings must match this one's)."""
+        mine = self.settings()
+        differ = sorted(k for k in mine if k in state and state[k] != mine[k])
+        if differ:
+            raise ValueError(f"state: settings {differ} differ from this trainer's")
+        self.rng = generator_from_state(state["rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.sums = list(state["sums"])
+        self.history = [dict(row) for row in state["history"]]
+        self.base_lr = state.get("base_lr", self.base_lr)
+        perm = state.get("perm")
+        self.perm = None if perm is None else np.array(perm, dtype=np.int64)
 
     def run_epoch(self, x: np.ndarray, on_step=None) -> None:
         """Finish the current epoch (from `self.step` on) over validated `x`."""
@@ -289,19 +327,16 @@ def trainer_from_checkpoint(ckpt) -> Trainer:
     state = ckpt.trainer_state
     if state is None:
         raise ValueError("checkpoint: it holds no trainer state, so it cannot be resumed")
+    settings = {k: state.get(k, default) for k, default in _SETTING_DEFAULTS.items()}
     trainer = Trainer(ckpt.model, ckpt.optimizer, beta=state["beta"],
-                      batch_size=state["batch_size"], rng=generator_from_state(state["rng"]),
-                      objective=state.get("objective", "elbo"), k=state.get("k", 1),
-                      binarize=state.get("binarize", "none"),
-                      lr_schedule=state.get("lr_schedule", "constant"),
-                      schedule_epochs=state.get("schedule_epochs"))
-    trainer.base_lr = state.get("base_lr", trainer.base_lr)
-    trainer.epoch, trainer.step = state["epoch"], state["step"]
-    trainer.sums = list(state["sums"])
-    trainer.history = list(state["history"])
-    perm = ckpt.arrays.get("trainer/perm")
-    trainer.perm = None if perm is None else np.array(perm)
+                      batch_size=state["batch_size"], **settings)
+    trainer.load_state_dict({**state, "perm": ckpt.arrays.get("trainer/perm")})
     return trainer
+
+
+# checkpoints written before a setting existed hold no value for it
+_SETTING_DEFAULTS = {"objective": "elbo", "k": 1, "binarize": "none",
+                     "lr_schedule": "constant", "schedule_epochs": None}
 
 
 def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = False,

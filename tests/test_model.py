@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from numpyvae import VAE
-from numpyvae.gradcheck import directional_check, gradcheck
-from numpyvae.model import loss_backward, loss_forward
+from numpyvae.gradcheck import compare_gradients, directional_check, gradcheck, numerical_vjp
+from numpyvae.model import (_mlp_backward, _mlp_forward, decoder_backward, decoder_forward,
+                            encoder_backward, encoder_forward, log_lik_backward,
+                            log_lik_forward, loss_backward, loss_forward)
+from numpyvae.testing import hidden_pre_activations
 
 N, D_X, D_Z = 5, 6, 3  # batch, input and latent sizes: small, so each check is ~20 ms
 RELU_MARGIN = 1e-3     # no relu pre-activation this close to its kink at 0
@@ -42,26 +45,6 @@ def make_batch(model, seed, n=N):
     return x.astype(model.dtype), eps.astype(model.dtype)
 
 
-def pre_activations(params, x, eps, config):
-    """Every hidden pre-activation of encoder and decoder, recomputed here."""
-    def mlp(h, prefix):
-        out = []
-        for i in range(len(config.hidden)):
-            a = h @ params[f"{prefix}{i}.W"] + params[f"{prefix}{i}.b"]
-            out.append(a.ravel())
-            h = np.maximum(a, 0.0)  # only called for relu
-        return h, out
-
-    h, enc = mlp(x, "enc")
-    mu = h @ params["mu.W"] + params["mu.b"]
-    if config.posterior == "diagonal":
-        std = np.exp(0.5 * (h @ params["log_var.W"] + params["log_var.b"]))
-    else:
-        std = config.delta
-    _, dec = mlp(mu + std * eps, "dec")
-    return np.concatenate(enc + dec) if enc else np.zeros(0)
-
-
 def away_from_kinks(likelihood, posterior, hidden, activation):
     """A model and batch with every relu pre-activation >= RELU_MARGIN from 0.
 
@@ -73,7 +56,7 @@ def away_from_kinks(likelihood, posterior, hidden, activation):
         x, eps = make_batch(model, seed)
         if activation != "relu":
             return model, x, eps
-        a = pre_activations(model.params, x, eps, model.config)
+        a = hidden_pre_activations(model, x, eps)
         if np.abs(a).min() > RELU_MARGIN:
             return model, x, eps
     raise AssertionError("no seed in 0..49 keeps the relu pre-activations away from 0")
@@ -118,7 +101,7 @@ def test_loss_gradients_other_activations(activation):
 
 def test_relu_case_really_is_away_from_kinks():
     model, x, eps = away_from_kinks("bernoulli", "diagonal", (7, 5), "relu")
-    a = pre_activations(model.params, x, eps, model.config)
+    a = hidden_pre_activations(model, x, eps)
     assert a.size == N * 2 * (7 + 5)
     assert np.abs(a).min() > RELU_MARGIN
     assert (a < 0).any() and (a > 0).any()  # both sides of the kink are exercised
@@ -277,3 +260,78 @@ def test_a_planted_error_of_one_in_a_thousand_is_caught(name):
     report = check_loss_gradients(model, x, eps, 1.0, grads)
     assert not report.passed
     assert [c.name for c in report.inputs if not c.passed] == [name]
+
+
+# ------------------------------------------ the chain's pieces, one by one
+# Each piece is a function v -> out; its backward, given a random upstream
+# gradient dout, must equal numerical_vjp(piece, v, dout) in float64.
+
+def _close(name, analytic, f, v, dout):
+    numerical = numerical_vjp(f, v, dout)
+    f_value = float(np.sum(dout * f(v)))
+    check = compare_gradients(name, analytic, numerical, f_value)
+    assert check.passed, check
+
+
+@pytest.fixture
+def setup():
+    rng = np.random.default_rng(0)
+    model = VAE(6, 3, hidden=(5, 4), activation="tanh", dtype="float64", rng=0)
+    for b in (k for k in model.params if k.endswith(".b")):
+        model.params[b][...] = rng.uniform(0.1, 0.5, model.params[b].shape)
+    return model, rng
+
+
+def test_mlp_backward(setup):
+    model, rng = setup
+    z = rng.standard_normal((4, 3))
+    h, caches = _mlp_forward(model.params, z, "dec", 2, "tanh")
+    dh = rng.standard_normal(h.shape)
+    grads = {}
+    dz = _mlp_backward(dh, caches, "tanh", grads)
+    _close("z", dz, lambda v: _mlp_forward(model.params, v, "dec", 2, "tanh")[0], z, dh)
+    _close("dec1.W", grads["dec1.W"],
+           lambda v: _mlp_forward(dict(model.params, **{"dec1.W": v}), z, "dec", 2, "tanh")[0],
+           model.params["dec1.W"].copy(), dh)
+
+
+def test_decoder_backward(setup):
+    model, rng = setup
+    z = rng.standard_normal((4, 3))
+    out, cache = decoder_forward(model.params, z, model.config)
+    dout = rng.standard_normal(out.shape)
+    grads = {}
+    dz = decoder_backward(dout, cache, model.config, grads)
+    _close("z", dz, lambda v: decoder_forward(model.params, v, model.config)[0], z, dout)
+    _close("out.W", grads["out.W"],
+           lambda v: decoder_forward(dict(model.params, **{"out.W": v}), z, model.config)[0],
+           model.params["out.W"].copy(), dout)
+
+
+def test_encoder_backward(setup):
+    model, rng = setup
+    x = rng.random((4, 6))
+    mu, log_var, cache = encoder_forward(model.params, x, model.config)
+    dmu, dlog_var = rng.standard_normal(mu.shape), rng.standard_normal(log_var.shape)
+    grads = {}
+    dx = encoder_backward(dmu, dlog_var, cache, model.config, grads)
+
+    def both(params, v):
+        mu, log_var, _ = encoder_forward(params, v, model.config)
+        return np.hstack([mu, log_var])
+
+    upstream = np.hstack([dmu, dlog_var])
+    _close("x", dx, lambda v: both(model.params, v), x, upstream)
+    _close("enc0.W", grads["enc0.W"], lambda v: both(dict(model.params, **{"enc0.W": v}), x),
+           model.params["enc0.W"].copy(), upstream)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_log_lik_backward(setup, likelihood):
+    _, rng = setup
+    model = VAE(6, 3, hidden=(), likelihood=likelihood, dtype="float64", rng=3)
+    x, out = rng.random((4, 6)), rng.standard_normal((4, 6))
+    dlog_lik = rng.standard_normal(4)
+    _, cache = log_lik_forward(x, out, model.config)
+    dout = log_lik_backward(dlog_lik, cache, model.config)
+    _close("out", dout, lambda v: log_lik_forward(x, v, model.config)[0], out, dlog_lik)

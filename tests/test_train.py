@@ -16,7 +16,7 @@ import pytest
 from scipy.special import xlogy
 
 import numpyvae
-import numpyvae.train as train_module
+from numpyvae import fused_step
 from numpyvae import SGD, Adam, Trainer, TrainingDiverged, VAE, fit, load_checkpoint, save
 from numpyvae.datasets import load_digits
 from numpyvae.train import HISTORY_KEYS, evaluate, train, trainer_from_checkpoint
@@ -250,7 +250,7 @@ def test_ctrl_c_inside_a_step_checkpoints_a_completed_step(tmp_path, small, refe
     a whole step, never a half-advanced generator or optimizer."""
     x, x_val = small
     path = tmp_path / "ckpt.npz"
-    real_backward, calls = train_module.loss_backward, []
+    real_backward, calls = fused_step.loss_backward, []
 
     def loss_backward(cache):
         calls.append(1)
@@ -258,7 +258,7 @@ def test_ctrl_c_inside_a_step_checkpoints_a_completed_step(tmp_path, small, refe
             os.kill(os.getpid(), signal.SIGINT)
         return real_backward(cache)
 
-    monkeypatch.setattr(train_module, "loss_backward", loss_backward)
+    monkeypatch.setattr(fused_step, "loss_backward", loss_backward)
     first = new_trainer()
     with pytest.raises(KeyboardInterrupt):
         train(first, x, 3, x_val=x_val, checkpoint_path=path)
@@ -276,14 +276,14 @@ def test_ctrl_c_at_any_moment_resumes_bit_identically(tmp_path, digits, monkeypa
     x, x_val = digits[0][0][:BATCH * 60], digits[1][0][:20]
     path = tmp_path / "ckpt.npz"
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-    real_backward = train_module.loss_backward
+    real_backward = fused_step.loss_backward
 
     def loss_backward(cache):  # start the clock once training has begun
         if not timer.is_alive() and not timer.finished.is_set():
             timer.start()
         return real_backward(cache)
 
-    monkeypatch.setattr(train_module, "loss_backward", loss_backward)
+    monkeypatch.setattr(fused_step, "loss_backward", loss_backward)
     first = new_trainer()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -367,7 +367,7 @@ def test_the_point_mass_autoencoder_trains_and_checkpoints(tmp_path, small):
 
 def nan_gradient_at(call, name="out.W"):
     """A loss_backward whose `call`-th result has a NaN in grads[name]."""
-    real, calls = train_module.loss_backward, []
+    real, calls = fused_step.loss_backward, []
 
     def loss_backward(cache):
         grads = real(cache)
@@ -382,7 +382,7 @@ def nan_gradient_at(call, name="out.W"):
 
 def inf_loss_at(call):
     """A loss_forward whose `call`-th loss is inf."""
-    real, calls = train_module.loss_forward, []
+    real, calls = fused_step.loss_forward, []
 
     def loss_forward(*args):
         loss, terms, cache = real(*args)
@@ -401,7 +401,7 @@ def test_divergence_names_epoch_step_quantity_and_checkpoint(tmp_path, small, re
                                                              quantity):
     x, _ = small  # no x_val: every call of the patched function is a training step
     path = tmp_path / "ckpt.npz"
-    monkeypatch.setattr(train_module, name, patch)
+    monkeypatch.setattr(fused_step, name, patch)
     trainer = new_trainer()
     with pytest.raises(TrainingDiverged,
                        match=f"epoch 3, step 2: {quantity} is not finite.*"
@@ -419,7 +419,7 @@ def test_divergence_names_epoch_step_quantity_and_checkpoint(tmp_path, small, re
 
 def test_divergence_without_a_checkpoint_says_so(small, monkeypatch):
     x, _ = small
-    monkeypatch.setattr(train_module, "loss_backward", nan_gradient_at(1, "mu.b"))
+    monkeypatch.setattr(fused_step, "loss_backward", nan_gradient_at(1, "mu.b"))
     model = VAE(64, 2, hidden=(8,), rng=0)
     with pytest.raises(TrainingDiverged,
                        match="epoch 1, step 1: gradient of mu.b .*no checkpoint"):
@@ -430,7 +430,7 @@ def gradients_set_at(call, name, values, in_place):
     """A loss_backward whose `call`-th result has grads[name]'s first
     entries set to `values`, written into the workspace's packed buffer
     (in_place) or into a copy (the grads then no longer tile one buffer)."""
-    real, calls = train_module.loss_backward, []
+    real, calls = fused_step.loss_backward, []
 
     def loss_backward(cache):
         grads = real(cache)
@@ -454,7 +454,7 @@ def test_every_bad_gradient_stops_before_the_update(small, monkeypatch, kind, in
     values = {"nan": [np.nan], "inf": [-np.inf],
               "square-overflows": [4 * root_max],  # g^2 alone overflows
               "sum-overflows": [0.8 * root_max, -0.8 * root_max]}[kind]  # only the sum does
-    monkeypatch.setattr(train_module, "loss_backward",
+    monkeypatch.setattr(fused_step, "loss_backward",
                         gradients_set_at(2, "dec0.b", values, in_place))
     expected = ("gradient of dec0.b is not finite" if kind in ("nan", "inf") else
                 rf"the sum of squared gradients of dec0.b \({dtype} overflow; "
