@@ -1,9 +1,11 @@
 """Estimators of log p_theta(x).
 
 The notes write p_theta(x) = E_{z~r}[p_theta(x|z)], an integral with no
-closed form; these functions estimate its logarithm. Every estimator
-works in log space through `log_mean_exp`, so tiny likelihoods (MNIST's
-are near exp(-100)) never underflow.
+closed form; these functions estimate its logarithm. The sampled
+estimators work in log space: each keeps a running logsumexp of its
+log-weights over chunks of samples and subtracts log k at the end (the
+log-mean-exp of `log_mean_exp`, computed a chunk at a time), so tiny
+likelihoods (MNIST's are near exp(-100)) never underflow.
 
 * `naive_log_likelihood`: the notes' plain Monte-Carlo average over z
   drawn from the prior, under a log; biased low by Jensen's inequality.
@@ -54,14 +56,26 @@ def log_mean_exp(a: Array, axis: int = 0) -> Array:
     Notes
     -----
     log_mean_exp(a) = logsumexp(a) - log(m), and logsumexp subtracts the
-    maximum before exponentiating. Output dtype equals input dtype.
+    maximum before exponentiating. Float input keeps its dtype; integer
+    or boolean input is computed in float64.
+
+    Raises
+    ------
+    TypeError
+        For complex or non-numeric input.
 
     Examples
     --------
     >>> float(log_mean_exp(np.array([-1000.0, -1000.0])))
     -1000.0
+    >>> float(log_mean_exp([1, 3]))  # log((e + e^3) / 2), not truncated
+    2.433780830483027
     """
     a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        a = a.astype(np.float64)
+    elif a.dtype.kind != "f":
+        raise TypeError(f"a: expected real numbers, got an array of dtype {a.dtype}")
     m = a.shape[axis]
     if m == 0:
         raise ValueError(f"a: expected at least one entry along axis {axis}, got shape {a.shape}")
@@ -185,7 +199,7 @@ def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = No
     Notes
     -----
     log p_hat(x) = log (1/m) sum_i p(x|z_i),   z_i ~ r(z) = N(0, I),
-    computed as log_mean_exp_i log p(x|z_i). The average of p(x|z_i) is
+    computed in log space as logsumexp_i log p(x|z_i) - log m. The average of p(x|z_i) is
     unbiased for p(x), but its log is not: by Jensen's inequality
     E[log p_hat(x)] <= log p(x), the gap shrinking as m grows.
 

@@ -25,6 +25,17 @@ def test_matches_the_naive_formula_for_moderate_values(m, d, seed):
                                **TOL)
 
 
+def test_integer_input_is_not_truncated():
+    """log((e + e^3) / 2) = 2.31..., not the integer 2."""
+    out = log_mean_exp([1, 3])
+    assert out.dtype == np.float64
+    assert float(out) == pytest.approx(math.log((math.e + math.e ** 3) / 2), rel=1e-15)
+    assert float(log_mean_exp(np.array([True, False]))) == pytest.approx(
+        math.log((math.e + 1) / 2), rel=1e-15)
+    with pytest.raises(TypeError, match="a: expected real numbers"):
+        log_mean_exp(np.array([1 + 1j]))
+
+
 def test_known_values():
     np.testing.assert_allclose(log_mean_exp(np.array([0.0, math.log(3.0)])), math.log(2.0),
                                **TOL)
