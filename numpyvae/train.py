@@ -5,7 +5,7 @@ equal to the reference.
 
 Maximising the notes' bound over (theta, phi) is done by stochastic
 gradient descent on loss = mean[-log p(x|z) + beta * KL], with x drawn
-from the data and z = mu + sigma * eps, eps ~ N(0, I) (so (x, z) come
+from the data and z = mu + std * eps, eps ~ N(0, I) (so (x, z) come
 from p(x) q_phi(z|x)). All randomness -- the order of the data and every
 eps -- comes from one `numpy.random.Generator`, whose state is part of
 the trainer's state: a run saved after any step and resumed gives the

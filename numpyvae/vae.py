@@ -175,7 +175,7 @@ class VAE:
         ----------
         x : ndarray, shape (n, input_dim)
         eps : ndarray, shape (n, latent_dim)
-            Standard-normal noise; z = mu + sigma * eps. Fixed eps makes
+            Standard-normal noise; z = mu + std * eps. Fixed eps makes
             the loss deterministic.
         beta : float
             KL weight, >= 0.
