@@ -13,6 +13,7 @@ decoder means mu_theta(z). `clone`, `Pipeline`, `GridSearchCV` and
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 
 import numpy as np
@@ -21,7 +22,8 @@ from scipy import sparse
 
 from ._validation import as_data, check_int, describe
 from .checkpoint import load_checkpoint, save
-from .estimators import elbo, iwae_bound
+from .iwae import iwae_loss_forward
+from .model import loss_forward
 from .optim import Adam
 from .train import Trainer, train, trainer_from_checkpoint
 from .vae import VAE
@@ -172,6 +174,10 @@ class VAEEstimator:
     history_ : list of dict
         One row per epoch trained (see `numpyvae.fit`).
     n_features_in_ : int
+    mean_, scale_ : ndarray, shape (n_features_in_,)
+        For likelihood="gaussian": each feature's mean and standard
+        deviation at the first `fit` (a constant feature gets scale 1).
+        The VAE sees (X - mean_) / scale_; None for "bernoulli".
 
     Notes
     -----
@@ -180,6 +186,18 @@ class VAEEstimator:
     integer arrays, so that uint8 images are not fed unscaled), then to
     `dtype`, so outputs are `dtype` whatever the input's float type.
     For likelihood="bernoulli", X must lie in [0, 1].
+
+    With likelihood="gaussian" the features are standardized before they
+    reach the VAE, as a user of scikit-learn's regressors expects raw
+    features to work: `sigma` is then in units of each feature's
+    standard deviation, `inverse_transform` and `sample` return data in
+    the original units, and `score_samples` is log p(x) of the original
+    units: the bound for the standardized row minus sum_j log scale_j
+    (the change of variables x = mean_ + scale_ * u).
+
+    `score_samples` draws each example's noise from a generator seeded
+    by `random_state` and the example's own values, so an example's
+    score does not depend on the other rows of X or on its position.
 
     Examples
     --------
@@ -262,12 +280,25 @@ class VAEEstimator:
         return as_data(a, "X", dtype, n_features, unit_interval=bernoulli)
 
     def _X(self, X) -> Array:
-        """Validated X for a fitted model."""
+        """Validated X for a fitted model, in the model's units."""
         self._check_is_fitted()
-        return self._validate_X(X, self.model_.dtype, self.n_features_in_)
+        return self._to_model(self._validate_X(X, self.model_.dtype, self.n_features_in_))
+
+    def _to_model(self, x: Array) -> Array:
+        """(x - mean_) / scale_ for the Gaussian likelihood, else x."""
+        if self.mean_ is None:
+            return x
+        return ((x - self.mean_) / self.scale_).astype(x.dtype, copy=False)
+
+    def _from_model(self, u: Array) -> Array:
+        """mean_ + scale_ * u for the Gaussian likelihood, else u."""
+        if self.mean_ is None:
+            return u
+        return (self.mean_ + self.scale_ * u).astype(u.dtype, copy=False)
 
     def _start(self, X) -> Array:
-        """Validate X, build a new model and trainer; returns validated X."""
+        """Validate X, build a new model and trainer; returns X in the
+        model's units and dtype."""
         x = self._validate_X(X, np.float64, None)  # the dtype is checked by VAE below
         model = VAE(x.shape[1], self.latent_dim, self.hidden, self.activation, self.likelihood,
                     self.sigma, self.posterior, self.delta, self.dtype,
@@ -276,8 +307,12 @@ class VAEEstimator:
         trainer = Trainer(model, Adam(lr=self.learning_rate), beta=self.beta,
                           batch_size=batch_size, rng=stream(self.random_state, TRAIN_STREAM))
         self.model_, self.trainer_, self.n_features_in_ = model, trainer, x.shape[1]
+        self.mean_ = self.scale_ = None
+        if self.likelihood == "gaussian":
+            std = x.std(axis=0)
+            self.mean_, self.scale_ = x.mean(axis=0), np.where(std > 0, std, 1.0)
         self.history_ = []
-        return x.astype(model.dtype, copy=False)
+        return self._to_model(x).astype(model.dtype, copy=False)
 
     def _train(self, x: Array, epochs: int) -> None:
         """Train until `trainer_` has completed `epochs` epochs."""
@@ -321,21 +356,44 @@ class VAEEstimator:
         self._check_is_fitted()
         z = as_real_array(Z, "Z")
         check_features(z, "Z", None, False)
-        return self.model_.decode(as_data(z, "Z", self.model_.dtype, self.model_.config.latent_dim))
+        z = as_data(z, "Z", self.model_.dtype, self.model_.config.latent_dim)
+        return self._from_model(self.model_.decode(z))
 
     def score_samples(self, X) -> Array:
         """Per-example lower bound on log p(x) in nats, shape (n,).
 
         The ELBO with one z ~ q(z|x) (score_k = 1), or the importance-
-        weighted bound with score_k samples; the noise comes from
-        random_state, so repeated calls agree.
+        weighted bound with score_k samples. Each example's noise comes
+        from random_state and the example itself, so repeated calls
+        agree and a row scores the same alone as inside any X.
         """
         x = self._X(X)
         k = check_int(self.score_k, "score_k", 1)
-        rng = stream(self.random_state, SCORE_STREAM)
-        if k == 1:
-            return elbo(self.model_, x, rng)
-        return iwae_bound(self.model_, x, k, rng)
+        eps = self._example_noise(x, k)  # (k, n, d_z)
+        model, scores = self.model_, np.empty(x.shape[0], dtype=x.dtype)
+        rows = max(1, 2**16 // k)  # examples per block: k * rows decoder rows
+        for lo in range(0, x.shape[0], rows):
+            xb, eb = x[lo:lo + rows], eps[:, lo:lo + rows]
+            if k == 1:
+                _, terms, _ = loss_forward(model.params, xb, eb[0], model.config, 0.0)
+                scores[lo:lo + rows] = terms["log_lik"] - terms["kl"]
+            else:
+                scores[lo:lo + rows] = iwae_loss_forward(model.params, xb, eb,
+                                                         model.config)[1]["iwae"]
+        if self.scale_ is not None:  # log p(x) = log p(u) - sum_j log scale_j
+            scores -= x.dtype.type(np.sum(np.log(self.scale_)))
+        return scores
+
+    def _example_noise(self, x: Array, k: int) -> Array:
+        """eps, shape (k, n, latent_dim): row i from a generator seeded by
+        random_state, the score stream and the SHA-256 of x[i]'s bytes."""
+        seed, d_z = _entropy(self.random_state), self.model_.config.latent_dim
+        eps = np.empty((k, x.shape[0], d_z), dtype=x.dtype)
+        for i, row in enumerate(x):
+            words = np.frombuffer(hashlib.sha256(row.tobytes()).digest()[:16], np.uint32)
+            rng = np.random.default_rng([seed, SCORE_STREAM, *words.tolist()])
+            eps[:, i] = rng.standard_normal((k, d_z), dtype=x.dtype)
+        return eps
 
     def score(self, X, y=None) -> float:
         """Mean of `score_samples` (nats per example; higher is better)."""
@@ -345,7 +403,8 @@ class VAEEstimator:
         """Decoded means of n_samples draws z ~ N(0, I), shape (n, d)."""
         self._check_is_fitted()
         n = check_int(n_samples, "n_samples", 1)
-        return self.model_.sample(n, rng=stream(self.random_state, SAMPLE_STREAM))
+        return self._from_model(self.model_.sample(n, rng=stream(self.random_state,
+                                                                  SAMPLE_STREAM)))
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the latent features: vaeestimator0, vaeestimator1, ..."""
@@ -362,7 +421,10 @@ class VAEEstimator:
             raise TypeError("random_state: a Generator cannot be saved; use an int seed")
         params["hidden"] = list(params["hidden"])
         params["dtype"] = np.dtype(params["dtype"]).name
-        return save(self.model_, path, trainer=self.trainer_, extra={"VAEEstimator": params})
+        scaling = None if self.mean_ is None else {"mean": self.mean_.tolist(),
+                                                   "scale": self.scale_.tolist()}
+        return save(self.model_, path, trainer=self.trainer_,
+                    extra={"VAEEstimator": params, "scaling": scaling})
 
     @classmethod
     def load(cls, path) -> "VAEEstimator":
@@ -374,5 +436,12 @@ class VAEEstimator:
         est = cls(**dict(params, hidden=tuple(params["hidden"])))
         est.model_, est.trainer_ = ckpt.model, trainer_from_checkpoint(ckpt)
         est.n_features_in_ = ckpt.model.config.input_dim
+        est.mean_ = est.scale_ = None
+        scaling = ckpt.meta["extra"].get("scaling")
+        if (scaling is None) != (est.likelihood == "bernoulli"):
+            raise ValueError(f"{path}: expected feature scaling exactly for the Gaussian "
+                             "likelihood; this checkpoint's extra does not match")
+        if scaling is not None:
+            est.mean_, est.scale_ = np.array(scaling["mean"]), np.array(scaling["scale"])
         est.history_ = list(est.trainer_.history)
         return est
