@@ -216,7 +216,7 @@ def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = No
     (2,)
     """
     model = _check_model(model)
-    x = model._x(x)
+    x = model.as_input(x)
     m = check_int(m, "m", 1)
     return _log_mean_weight(model, x, m, as_generator(rng), "prior",
                             _optional_size(chunk_size, "chunk_size"),
@@ -252,7 +252,7 @@ def elbo(model: VAE, x, rng) -> Array:
     True
     """
     model = _check_model(model)
-    x = model._x(x)
+    x = model.as_input(x)
     _check_width(model, "elbo")
     rng = as_generator(rng)
     terms = model.elbo_terms(x, rng)
@@ -313,7 +313,7 @@ def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
     array([0., 0.])
     """
     model = _check_model(model)
-    x = model._x(x)
+    x = model.as_input(x)
     k = check_int(k, "k", 1)
     _check_width(model, "iwae_bound")
     return _log_mean_weight(model, x, k, as_generator(rng), "posterior",
@@ -368,7 +368,7 @@ def exact_log_likelihood(model: VAE, x) -> Array:
             "model: exact_log_likelihood needs the linear-Gaussian VAE (hidden=() and "
             "likelihood='gaussian'), whose p(x) is Gaussian; got hidden="
             f"{c.hidden} and likelihood={c.likelihood!r}, for which p(x) has no closed form")
-    x = model._x(x)
+    x = model.as_input(x)
     W = model.params["out.W"].astype(np.float64)  # (d_z, d_x)
     diff = x.astype(np.float64) - model.params["out.b"].astype(np.float64)  # (n, d_x)
     cov = W.T @ W + c.sigma ** 2 * np.eye(c.input_dim)  # (d_x, d_x)

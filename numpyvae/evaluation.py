@@ -40,7 +40,7 @@ def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
     >>> var.shape
     (3,)
     """
-    x = model._x(x)
+    x = model.as_input(x)
     mus = [model.encode(x[i:i + batch_size])[0].astype(np.float64)
            for i in range(0, x.shape[0], batch_size)]
     variances = np.concatenate(mus).var(axis=0)
@@ -73,7 +73,7 @@ def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500
         ``gap`` (IWAE - ELBO), ``bits_per_dim``, ``active_units``, ``k``,
         ``n``, ``seconds``; nats per example.
     """
-    x = model._x(x)
+    x = model.as_input(x)
     k = check_int(k, "k", 1)
     batch_size = check_int(batch_size, "batch_size", 1)
     rng = as_generator(rng)

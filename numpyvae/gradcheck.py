@@ -307,7 +307,7 @@ def check_model(model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
                               {k: v.astype(analytic_dtype) for k, v in model.params.items()})
         _, grads = low.loss_and_grads(x.astype(analytic_dtype), eps.astype(analytic_dtype),
                                       beta)
-    x, eps = model._x(x), model._z(eps, "eps")
+    x, eps = model.as_input(x), model.as_latent(eps, "eps")
 
     def loss(*arrays):
         return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, describe
 from . import fused_step
 from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
@@ -94,7 +94,7 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
     >>> bool(np.isclose(scores["elbo"], scores["recon"] - scores["kl"]))
     True
     """
-    x = model._x(x, "x_val")
+    x = model.as_input(x, "x_val")
     log_lik_sum = kl_sum = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
@@ -149,7 +149,7 @@ class Trainer:
             raise TypeError(f"model: expected a numpyvae.VAE, got {type(model).__name__}")
         self.model = model
         self.optimizer = Adam() if optimizer is None else optimizer
-        self.beta = model._check_beta(beta)
+        self.beta = model.check_beta(beta)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.rng = as_generator(rng)
         self.epoch = 0            # completed epochs
@@ -178,8 +178,17 @@ class Trainer:
                                                    self.base_lr)
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
-        """One optimizer step on batch `xb`; returns the loss and terms."""
+        """One optimizer step on batch `xb`; returns the loss and terms.
+
+        `xb` is checked for its type, dtype and shape only; its values
+        are trusted, as `train` validated the whole data set once (use
+        ``model.as_input(xb)`` to validate a batch of your own).
+        """
         params, config, ws = self.model.params, self.model.config, self.workspace
+        if not (isinstance(xb, np.ndarray) and xb.dtype == self.model.dtype and xb.ndim == 2
+                and xb.shape[1] == config.input_dim):
+            raise ValueError(f"xb: expected a {self.model.dtype} array of shape "
+                             f"(n, {config.input_dim}), got {describe(xb)}")
         if self.objective == "iwae":
             eps = self.rng.standard_normal((self.k, xb.shape[0], config.latent_dim),
                                            dtype=self.model.dtype)
@@ -361,9 +370,9 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     """
     from .checkpoint import save
     model = trainer.model
-    x_train = model._x(x_train, "x_train")
+    x_train = model.as_input(x_train, "x_train")
     if x_val is not None:
-        x_val = model._x(x_val, "x_val")
+        x_val = model.as_input(x_val, "x_val")
     epochs = check_int(epochs, "epochs", 1)
     if trainer.batch_size > x_train.shape[0]:
         raise ValueError(f"batch_size: expected at most the {x_train.shape[0]} training "

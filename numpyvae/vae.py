@@ -154,14 +154,26 @@ class VAE:
     def dtype(self) -> np.dtype:
         return np.dtype(self.config.dtype)
 
-    def _x(self, x, name="x") -> Array:
+    def as_input(self, x, name="x") -> Array:
+        """`x` validated for this model: a real float array of shape
+        (n, input_dim), finite, in [0, 1] for a Bernoulli decoder,
+        converted once to the model's dtype. Errors name `name`.
+
+        Examples
+        --------
+        >>> VAE(3, 2, hidden=(), rng=0).as_input([[0.0, 0.5, 1.0]]).dtype
+        dtype('float32')
+        """
         return as_data(x, name, self.dtype, self.config.input_dim,
                        unit_interval=self.config.likelihood == "bernoulli")
 
-    def _z(self, z, name="z") -> Array:
+    def as_latent(self, z, name="z") -> Array:
+        """`z` (or eps) validated like `as_input`, shape (n, latent_dim)."""
         return as_data(z, name, self.dtype, self.config.latent_dim)
 
-    def _check_beta(self, beta) -> float:
+    def check_beta(self, beta) -> float:
+        """beta as a float >= 0; refused (ValueError) when positive for a
+        delta = 0 posterior, whose KL is infinite."""
         beta = check_positive(beta, "beta", allow_zero=True)
         if beta > 0 and self.config.posterior == "fixed" and self.config.delta == 0:
             raise ValueError("beta: the KL of a delta=0 (point-mass) posterior is infinite; "
@@ -187,12 +199,12 @@ class VAE:
         grads : dict
             Same keys, shapes and dtypes as `params`.
         """
-        x = self._x(x)
-        eps = self._z(eps, "eps")
+        x = self.as_input(x)
+        eps = self.as_latent(eps, "eps")
         if eps.shape[0] != x.shape[0]:
             raise ValueError(f"eps: expected shape ({x.shape[0]}, {self.config.latent_dim}) "
                              f"like x's batch, got {eps.shape}")
-        beta = self._check_beta(beta)
+        beta = self.check_beta(beta)
         loss, _, cache = loss_forward(self.params, x, eps, self.config, beta)
         return loss, loss_backward(cache)
 
@@ -202,7 +214,7 @@ class VAE:
         For the fixed posterior, log_var is log(delta^2) everywhere
         (-inf for delta = 0).
         """
-        x = self._x(x)
+        x = self.as_input(x)
         mu, log_var, _ = encoder_forward(self.params, x, self.config)
         if log_var is None:
             delta = self.config.delta
@@ -212,7 +224,7 @@ class VAE:
 
     def decode(self, z) -> Array:
         """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean."""
-        z = self._z(z)
+        z = self.as_latent(z)
         out, _ = decoder_forward(self.params, z, self.config)
         return sigmoid(out) if self.config.likelihood == "bernoulli" else out
 
@@ -225,7 +237,7 @@ class VAE:
 
     def reconstruct(self, x, rng=None) -> Array:
         """decode(mu(x)) when rng is None, else decode of a sampled z."""
-        x = self._x(x)
+        x = self.as_input(x)
         if rng is None:
             return self.decode(self.encode(x)[0])
         return self.decode(self._sample_z(x, as_generator(rng)))
@@ -247,7 +259,7 @@ class VAE:
 
     def elbo_terms(self, x, rng=None) -> dict[str, Array]:
         """Per-example ``log_lik`` and ``kl`` of one reparameterized sample."""
-        x = self._x(x)
+        x = self.as_input(x)
         rng = self.rng if rng is None else as_generator(rng)
         eps = draw_eps(rng, (x.shape[0], self.config.latent_dim), self.dtype)
         _, terms, _ = loss_forward(self.params, x, eps, self.config, 0.0)
@@ -262,7 +274,7 @@ class VAE:
         is m itself. The untrained decoder then already outputs the
         mean-pixel baseline instead of probabilities near 1/2.
         """
-        x = self._x(x_train, "x_train")
+        x = self.as_input(x_train, "x_train")
         m = x.mean(axis=0, dtype=np.float64)
         if self.config.likelihood == "bernoulli":
             m = np.clip(m, 1e-3, 1.0 - 1e-3)
