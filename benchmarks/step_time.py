@@ -67,11 +67,22 @@ import time
 from pathlib import Path
 
 
+MODELS = {  # the two benchmark models: protocol 1 and protocols 2-3 of docs/results.md
+    "pytorch-examples": {"hidden": (400,), "d_z": 20, "activation": "relu", "epsilon": 1e-8,
+                         "batch": [32, 128, 1024], "epoch_batch": 128, "binarize": "none"},
+    "iwae": {"hidden": (200, 200), "d_z": 50, "activation": "tanh", "epsilon": 1e-4,
+             "batch": [20], "epoch_batch": 20, "binarize": "dynamic"},
+}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 1024],
-                   help="batch sizes (default 32 128 1024)")
+    p.add_argument("--model", choices=sorted(MODELS), default="pytorch-examples",
+                   help="pytorch-examples: 784-400-20 relu, Adam eps 1e-8 (default); "
+                        "iwae: the IWAE paper's 784-200-200-50 tanh, Adam eps 1e-4")
+    p.add_argument("--batch", type=int, nargs="+",
+                   help="batch sizes (default 32 128 1024; 20 for --model iwae)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="BLAS/torch threads for every library (default: all cores)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
@@ -96,6 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--child", choices=["epoch", "iwae"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch is None:
+        args.batch = MODELS[args.model]["batch"]
     if args.cpu_time and args.threads != 1:
         p.error("--cpu-time measures one thread: use it with --threads 1")
     return args
@@ -119,8 +132,21 @@ from numpyvae.optim import Adam  # noqa: E402
 from numpyvae.train import Trainer, train  # noqa: E402
 from numpyvae.train import _first_nonfinite as first_nonfinite  # noqa: E402
 
-D_X, D_H, D_Z = 784, 400, 20  # the pytorch/examples model
-LR = 1e-3
+SPEC = MODELS[ARGS.model]
+D_X, HIDDEN, D_Z, ACTIVATION = 784, SPEC["hidden"], SPEC["d_z"], SPEC["activation"]
+LR, ADAM_EPSILON = 1e-3, SPEC["epsilon"]
+N_PARAMS = sum(a * b + b for a, b in zip([D_X, *HIDDEN], [*HIDDEN, 2 * D_Z])) + sum(
+    a * b + b for a, b in zip([D_Z, *HIDDEN[::-1]], [*HIDDEN[::-1], D_X]))
+ARCH = "-".join(str(d) for d in (D_X, *HIDDEN, D_Z)) + f" {ACTIVATION}"
+
+
+def new_model() -> VAE:
+    return VAE(D_X, D_Z, hidden=HIDDEN, activation=ACTIVATION, rng=0)
+
+
+def new_trainer(n: int, rng: int = 1, binarize: str = "none") -> Trainer:
+    return Trainer(new_model(), Adam(lr=LR, epsilon=ADAM_EPSILON), batch_size=n, rng=rng,
+                   binarize=binarize)
 
 
 def pin_threads() -> None:
@@ -138,48 +164,45 @@ def fixed_batch(n: int) -> np.ndarray:
 # ------------------------------------------------------------ contenders
 
 def numpyvae_step(n: int):
-    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
-    trainer = Trainer(model, Adam(lr=LR), batch_size=n, rng=1)
+    trainer = new_trainer(n)
     x = fixed_batch(n)
     return lambda: trainer.train_step(x)
+
+
+def dense_layers() -> list[tuple[int, int]]:
+    """(d_in, d_out) of every dense layer, in forward order; the two
+    encoder heads are one (d_h, 2 d_z) product, as numpyvae computes them."""
+    enc, dec = [D_X, *HIDDEN, 2 * D_Z], [D_Z, *HIDDEN[::-1], D_X]
+    return list(zip(enc[:-1], enc[1:])) + list(zip(dec[:-1], dec[1:]))
 
 
 def floor_products(n: int):
     """(forward, backward): callables doing exactly the step's matrix products.
 
-    The shapes and transposes are those of numpyvae's loss_forward and
-    loss_backward for the benchmark model: forward x W0, h [W_mu | W_lv],
-    z W_dec, h_dec W_out; backward h_dec^T dout, dout W_out^T, z^T da_dec,
-    da_dec W_dec^T, h^T [dmu | dlog_var], [dmu | dlog_var] [W_mu | W_lv]^T,
-    x^T da_enc. The bias sums (vector products with ones) are left out.
+    The shapes and transposes are those of numpyvae's fused step: forward
+    h_i W_i for every dense layer (the heads as one product h [W_mu | W_lv]);
+    backward h_i^T dh_{i+1} for every layer and dh_{i+1} W_i^T for every
+    layer but the first (the gradient wrt x is never formed). The bias
+    sums (vector products with ones) are left out.
     """
     rng = np.random.default_rng(0)
 
     def a(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
 
-    x, W0, W_heads = a(n, D_X), a(D_X, D_H), a(D_H, 2 * D_Z)
-    W_dec, W_out = a(D_Z, D_H), a(D_H, D_X)
-    h, heads, z, h_dec, out = a(n, D_H), a(n, 2 * D_Z), a(n, D_Z), a(n, D_H), a(n, D_X)
-    dout, dh_dec, dz, dh = a(n, D_X), a(n, D_H), a(n, D_Z), a(n, D_H)
-    dW0, dW_heads, dW_dec, dW_out = a(D_X, D_H), a(D_H, 2 * D_Z), a(D_Z, D_H), a(D_H, D_X)
-    dheads = a(n, 2 * D_Z)
+    layers = [(a(n, d_in), a(d_in, d_out), a(n, d_out), a(n, d_out), a(d_in, d_out),
+               a(n, d_in)) for d_in, d_out in dense_layers()]  # h, W, out, dout, dW, dh
     mm = np.matmul
 
     def forward():
-        mm(x, W0, out=h)
-        mm(h, W_heads, out=heads)
-        mm(z, W_dec, out=h_dec)
-        mm(h_dec, W_out, out=out)
+        for h, W, out, _, _, _ in layers:
+            mm(h, W, out=out)
 
     def backward():
-        mm(h_dec.T, dout, out=dW_out)
-        mm(dout, W_out.T, out=dh_dec)
-        mm(z.T, dh_dec, out=dW_dec)
-        mm(dh_dec, W_dec.T, out=dz)
-        mm(h.T, dheads, out=dW_heads)
-        mm(dheads, W_heads.T, out=dh)
-        mm(x.T, dh, out=dW0)
+        for i, (h, W, _, dout, dW, dh) in reversed(list(enumerate(layers))):
+            mm(h.T, dout, out=dW)
+            if i > 0:
+                mm(dout, W.T, out=dh)
 
     return forward, backward
 
@@ -201,24 +224,32 @@ def torch_step(n: int, fused: bool, compiled: bool = False):
 
     torch.manual_seed(0)
 
-    class TorchVAE(nn.Module):  # pytorch/examples vae/main.py, same layer names
+    act = F.relu if ACTIVATION == "relu" else torch.tanh
+
+    class TorchVAE(nn.Module):  # pytorch/examples vae/main.py, any depth
         def __init__(self):
             super().__init__()
-            self.fc1, self.fc21 = nn.Linear(D_X, D_H), nn.Linear(D_H, D_Z)
-            self.fc22, self.fc3 = nn.Linear(D_H, D_Z), nn.Linear(D_Z, D_H)
-            self.fc4 = nn.Linear(D_H, D_X)
+            enc, dec = [D_X, *HIDDEN], [D_Z, *HIDDEN[::-1]]
+            self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
+            self.fc21, self.fc22 = nn.Linear(enc[-1], D_Z), nn.Linear(enc[-1], D_Z)
+            self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
+            self.out = nn.Linear(dec[-1], D_X)
 
         def forward(self, x):
-            h = F.relu(self.fc1(x))
+            h = x
+            for layer in self.enc:
+                h = act(layer(h))
             mu, log_var = self.fc21(h), self.fc22(h)
-            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-            logits = self.fc4(F.relu(self.fc3(z)))
+            h = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            for layer in self.dec:
+                h = act(layer(h))
+            logits = self.out(h)
             bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
             return (bce + kl) / x.shape[0]
 
     model = TorchVAE()
-    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=fused)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, eps=ADAM_EPSILON, fused=fused)
     loss_fn = torch.compile(model) if compiled else model
     x = torch.from_numpy(fixed_batch(n))
 
@@ -327,7 +358,8 @@ def _add_ratios(rows: list) -> None:
 
 def print_step_table(rows: list) -> None:
     what = "CPU time of the calling thread" if ARGS.cpu_time else "wall time"
-    print(f"\nPer-step {what}, float32, 784-400-20-400-784 (median of interleaved steps)")
+    print(f"\nPer-step {what}, float32, {ARCH}, Adam epsilon {ADAM_EPSILON:g} "
+          "(median of interleaved steps)")
     head = (f"{'batch':>5}  {'contender':<20} {'ms/step':>8} {'IQR ms':>13} "
             f"{'examples/s':>11} {'/torch fused':>12} {'/torch dflt':>11} {'/floor':>7}")
     print(head)
@@ -353,8 +385,8 @@ def breakdown(n: int) -> dict:
     floor's forward and backward products. Elementwise time is a
     difference: phase time minus its products.
     """
-    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
-    trainer = Trainer(model, Adam(lr=LR), batch_size=n, rng=1)
+    trainer = new_trainer(n)
+    model = trainer.model
     x = fixed_batch(n)
     trainer.train_step(x)  # makes the workspace and Adam's moments
     eps = np.random.default_rng(0).standard_normal((n, D_Z), dtype=np.float32)
@@ -397,8 +429,8 @@ def adam_threads() -> list[dict]:
     right after the forward's matrix products (whose OpenBLAS worker
     threads then busy-wait)."""
     from concurrent.futures import ThreadPoolExecutor
-    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
-    trainer = Trainer(model, Adam(lr=LR), batch_size=128, rng=1)
+    trainer = new_trainer(128)
+    model = trainer.model
     x = fixed_batch(128)
     trainer.train_step(x)
     eps = np.zeros((128, D_Z), np.float32)
@@ -445,7 +477,7 @@ def adam_threads() -> list[dict]:
 
 
 def print_adam_threads(rows: list) -> None:
-    print("\nAdam's 12 passes over all 652,824 parameters (ms of wall time), batch 128")
+    print(f"\nAdam's 12 passes over all {N_PARAMS:,} parameters (ms of wall time), batch 128")
     for r in rows:
         print(f"  {r['case']:<34} 1 thread {r['1 thread']:6.3f}   "
               f"2 threads {r['2 threads']:6.3f}")
@@ -473,7 +505,8 @@ def child_epoch() -> dict:
     import tracemalloc
     (x, _), _ = load_mnist_arrays(mnist_path())
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    trainer = Trainer(VAE(D_X, D_Z, hidden=(D_H,), rng=0), Adam(lr=LR), batch_size=128, rng=0)
+    batch = SPEC["epoch_batch"]
+    trainer = new_trainer(batch, rng=0, binarize=SPEC["binarize"])
     faults = []
 
     def count_faults(_):
@@ -492,9 +525,10 @@ def child_epoch() -> dict:
         peaks.append(peak - current)
         tracemalloc.reset_peak()
     tracemalloc.start()
-    trainer.run_epoch(x[:128 * 60], on_step=trace)  # 60 steps under tracemalloc
+    trainer.run_epoch(x[:batch * 60], on_step=trace)  # 60 steps under tracemalloc
     tracemalloc.stop()
-    return {"images": int(x.shape[0]), "batch": 128, "epoch_s": seconds,
+    return {"images": int(x.shape[0]), "batch": batch, "binarize": SPEC["binarize"],
+            "epoch_s": seconds,
             "maxrss_MiB": rss_peak / 1024, "maxrss_after_loading_data_MiB": rss_data / 1024,
             "step_alloc_peak_KiB_median": float(np.median(peaks[10:])) / 1024,
             "step_alloc_peak_KiB_max": float(np.max(peaks[10:])) / 1024,
@@ -507,7 +541,7 @@ def child_iwae() -> dict:
     _, (x_test, _) = load_mnist_arrays(mnist_path())
     x = x_test[:ARGS.iwae_n]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = VAE(D_X, D_Z, hidden=(D_H,), rng=0)
+    model = new_model()
     t0 = time.perf_counter()
     bound = iwae_bound(model, x, ARGS.iwae_k, np.random.default_rng(0))
     seconds = time.perf_counter() - t0
@@ -520,6 +554,7 @@ def child_iwae() -> dict:
 def run_child(kind: str, notes: list) -> dict | None:
     """Run this script with --child KIND in a fresh process; its JSON result."""
     cmd = [sys.executable, __file__, "--child", kind, "--threads", str(ARGS.threads),
+           "--model", ARGS.model,
            "--mnist", str(mnist_path()), "--iwae-k", str(ARGS.iwae_k),
            "--iwae-n", str(ARGS.iwae_n)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -531,7 +566,7 @@ def run_child(kind: str, notes: list) -> dict | None:
 
 def print_epoch(e: dict) -> None:
     print(f"\nOne epoch of numpyvae.train on MNIST ({e['images']:,} images, batch "
-          f"{e['batch']}), fresh process")
+          f"{e['batch']}, binarize {e.get('binarize', 'none')}), fresh process")
     print(f"  wall time                      {e['epoch_s']:8.2f} s "
           f"({e['images'] / e['epoch_s']:,.0f} images/s)")
     print(f"  peak resident memory (maxrss)  {e['maxrss_MiB']:8.1f} MiB "
@@ -638,6 +673,7 @@ def main() -> None:
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps(
             {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
+             "model": {"name": ARGS.model, "architecture": ARCH, "adam_epsilon": ADAM_EPSILON, "parameters": N_PARAMS},
              "machine": info, "steps": rows, "breakdown": parts, "adam_threads": threads,
              "epoch": epoch,
              "iwae": iwae, "notes": notes}, indent=2))
