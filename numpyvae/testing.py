@@ -15,6 +15,7 @@ the assertions work without it. Example: docs/gradient-checking.md.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -28,7 +29,8 @@ from .vae import LIKELIHOODS, POSTERIORS, VAE
 Array = NDArray[np.floating]
 
 __all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "assert_vjp_close",
-           "batches", "make_batch", "make_layer_arrays", "vae_configs", "vae_models"]
+           "batches", "make_batch", "make_layer_arrays", "relu_margin", "vae_configs",
+           "vae_models"]
 
 KINK_MARGIN = 1e-3  # no relu input closer than this to 0 (100 finite-difference steps)
 MAX_TRIES = 100     # redraws allowed to move every relu input off its kink
@@ -196,6 +198,36 @@ def _relu_inputs(model: VAE, x: Array, eps: Array) -> Array:
     mu, log_var = model.encode(x)  # (n, d_z) each
     hidden(mu + np.exp(0.5 * log_var) * eps, "dec")
     return np.concatenate(found) if found else np.zeros(0)
+
+
+def relu_margin(model: VAE, x: Array, eps: Array) -> float:
+    """Smallest |pre-activation| of any hidden unit, encoder and decoder.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (n, input_dim)
+    eps : ndarray, shape (n, latent_dim) or (k, n, latent_dim)
+        The decoder is evaluated at z = mu + std * eps for every slab.
+
+    Returns
+    -------
+    float
+        inf when the model has no hidden layer. A check whose steps move
+        no pre-activation by more than this stays off relu's kink.
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
+    >>> relu_margin(model, np.zeros((1, 3)), np.zeros((1, 2)))
+    inf
+    """
+    if eps.ndim == 3:  # (k, n, d_z): repeat x once per slab
+        k, n, d_z = eps.shape
+        x = np.broadcast_to(x, (k, *x.shape)).reshape(k * n, -1)
+        eps = eps.reshape(k * n, d_z)
+    found = _relu_inputs(model, x, eps)
+    return float(np.abs(found).min()) if found.size else math.inf
 
 
 def make_batch(model: VAE, rng: np.random.Generator, n: int,

@@ -19,7 +19,7 @@ from numpyvae.model import loss_backward, loss_forward
 from numpyvae.kl import kl_backward, kl_forward
 from numpyvae.testing import (KINK_MARGIN, arrays_for_layer, assert_grad_close,
                               assert_vjp_close, batches, make_batch, make_layer_arrays,
-                              vae_configs, vae_models)
+                              relu_margin, vae_configs, vae_models)
 
 
 def cube(v):
