@@ -146,6 +146,34 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     assert kl_fixed_backward(dkl, cache).dtype == dtype
 
 
+@pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
+def test_kl_fixed_agrees_in_float32_and_float64_away_from_delta_1(delta):
+    # log(delta^2), not log(delta): only visible at delta != 1.
+    rng = np.random.default_rng(4)
+    mu, dkl = rng.uniform(-2.0, 2.0, (3, 4)), rng.standard_normal(3)
+    kl64, cache64 = kl_fixed_forward(mu, delta)
+    kl32, cache32 = kl_fixed_forward(mu.astype(np.float32), delta)
+    assert kl32.dtype == np.float32
+    np.testing.assert_allclose(kl32, kl64, rtol=1e-6)
+    np.testing.assert_allclose(kl_fixed_backward(dkl.astype(np.float32), cache32),
+                               kl_fixed_backward(dkl, cache64), rtol=1e-6)
+    const = 0.5 * 4 * (delta ** 2 - math.log(delta ** 2) - 1.0)
+    np.testing.assert_allclose(kl64 - 0.5 * (mu * mu).sum(axis=1), const, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_agrees_with_float64_away_from_log_var_0(dtype):
+    rng = np.random.default_rng(5)
+    mu, log_var = posterior(rng, 3, 4)
+    dkl = rng.standard_normal(3)
+    kl, cache = kl_forward(mu.astype(dtype), log_var.astype(dtype))
+    grads = kl_backward(dkl.astype(dtype), cache)
+    kl64, cache64 = kl_forward(mu, log_var)
+    np.testing.assert_allclose(kl, kl64, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    for g, g64 in zip(grads, kl_backward(dkl, cache64)):
+        np.testing.assert_allclose(g, g64, rtol=1e-5, atol=1e-6)
+
+
 # -------------------------------------------------------------- bad input
 
 def test_wrong_shapes_name_the_argument():

@@ -117,6 +117,35 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     assert gaussian_log_lik_backward(dlog_lik, cache).dtype == dtype
 
 
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+def test_gaussian_agrees_in_float32_and_float64_away_from_sigma_1(sigma):
+    # sigma^2 where sigma would do, or the reverse, only shows at sigma != 1.
+    rng = np.random.default_rng(2)
+    x, recon = rng.uniform(-2.0, 2.0, (3, 4)), rng.uniform(-2.0, 2.0, (3, 4))
+    dlog_lik = rng.standard_normal(3)
+    ll64, cache64 = gaussian_log_lik_forward(x, recon, sigma)
+    ll32, cache32 = gaussian_log_lik_forward(x.astype(np.float32), recon.astype(np.float32),
+                                             sigma)
+    assert ll32.dtype == np.float32
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-5)
+    d64 = gaussian_log_lik_backward(dlog_lik, cache64)
+    d32 = gaussian_log_lik_backward(dlog_lik.astype(np.float32), cache32)
+    np.testing.assert_allclose(d32, d64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d64, dlog_lik[:, None] * (x - recon) / sigma ** 2, rtol=1e-12)
+
+
+def test_bernoulli_agrees_in_float32_and_float64():
+    rng = np.random.default_rng(3)
+    x, logits = rng.uniform(0.0, 1.0, (3, 4)), rng.uniform(-6.0, 6.0, (3, 4))
+    dlog_lik = rng.standard_normal(3)
+    ll64, cache64 = bernoulli_log_lik_forward(x, logits)
+    ll32, cache32 = bernoulli_log_lik_forward(x.astype(np.float32), logits.astype(np.float32))
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-5)
+    np.testing.assert_allclose(bernoulli_log_lik_backward(dlog_lik.astype(np.float32), cache32),
+                               bernoulli_log_lik_backward(dlog_lik, cache64), rtol=1e-5,
+                               atol=1e-6)
+
+
 # ---------------------------------------------------------------- bad input
 
 def run_bernoulli(x, out):

@@ -152,6 +152,30 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     assert reparameterize_fixed_backward(dz, cache).dtype == dtype
 
 
+@pytest.mark.parametrize("delta", [0.0, 0.4, 1.0, 2.2])
+def test_fixed_sampler_agrees_in_float32_and_float64_away_from_delta_1(delta):
+    mu, _, eps = encoder_outputs(np.random.default_rng(3), 3, 4)
+    z64, _ = reparameterize_fixed_forward(mu, delta, eps)
+    z32, _ = reparameterize_fixed_forward(mu.astype(np.float32), delta,
+                                          eps.astype(np.float32))
+    assert z32.dtype == np.float32
+    np.testing.assert_allclose(z32, z64, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(z64 - mu, delta * eps, atol=1e-15)  # delta, not delta^2
+
+
+@given(n=batch, d_z=features, seed=seeds)
+def test_diagonal_sampler_agrees_in_float32_and_float64(n, d_z, seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var, eps = encoder_outputs(rng, n, d_z)
+    dz = rng.standard_normal((n, d_z))
+    z64, cache64 = reparameterize_forward(mu, log_var, eps)
+    z32, cache32 = reparameterize_forward(*(a.astype(np.float32) for a in (mu, log_var, eps)))
+    np.testing.assert_allclose(z32, z64, rtol=1e-5, atol=1e-5)
+    for g32, g64 in zip(reparameterize_backward(dz.astype(np.float32), cache32),
+                        reparameterize_backward(dz, cache64)):
+        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-5)
+
+
 # -------------------------------------------------------------- bad input
 
 def test_wrong_shapes_name_the_argument():

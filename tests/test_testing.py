@@ -129,15 +129,16 @@ def test_batches_fit_their_model(data):
 
 @given(st.data())
 def test_every_drawn_model_passes_the_whole_gradient_check(data):
-    model = data.draw(vae_models())
+    model = data.draw(vae_models())  # sigma and delta drawn around 1, not at it
     x, eps = data.draw(batches(model, max_batch=3))
+    beta = data.draw(st.sampled_from([0.0, 0.3, 1.0, 2.5]))
     names = list(model.params)
 
     def loss(*arrays):
-        return loss_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
+        return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
 
     def grads(*arrays):
-        _, _, cache = loss_forward(dict(zip(names, arrays)), x, eps, model.config)
+        _, _, cache = loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)
         g = loss_backward(cache)
         return [g[k] for k in names]
 
@@ -157,6 +158,17 @@ def test_batches_for_relu_models_stay_off_the_kink():
         a2 = z @ p["dec0.W"] + p["dec0.b"]
         a3 = np.maximum(a2, 0.0) @ p["dec1.W"] + p["dec1.b"]
         assert min(np.abs(a2).min(), np.abs(a3).min()) >= KINK_MARGIN
+
+
+def test_relu_margin_covers_every_slab_of_iwae_noise():
+    model = VAE(4, 2, hidden=(5,), activation="relu", dtype="float64", rng=2)
+    x = np.random.default_rng(0).random((3, 4))
+    eps = np.random.default_rng(1).standard_normal((2, 3, 2))
+    per_slab = [relu_margin(model, x, e) for e in eps]
+    assert relu_margin(model, x, eps) == min(per_slab) > 0
+    h = x @ model.params["enc0.W"] + model.params["enc0.b"]
+    assert min(per_slab) <= np.abs(h).min()
+    assert relu_margin(VAE(4, 2, hidden=(), rng=0), x, eps) == math.inf
 
 
 def test_make_batch_reports_a_dead_relu_unit():
