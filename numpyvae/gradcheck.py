@@ -409,9 +409,12 @@ def random_directions(inputs, rng: np.random.Generator) -> list[np.ndarray]:
 
     Examples
     --------
-    >>> u = random_directions([np.zeros(3), np.zeros((2, 2))], np.random.default_rng(0))
-    >>> [a.shape for a in u], round(float(sum((a * a).sum() for a in u)), 12)
-    ([(3,), (2, 2)], 1.0)
+    >>> rng = np.random.default_rng(0)
+    >>> u = random_directions([np.zeros(3), np.zeros((2, 2))], rng)
+    >>> [a.shape for a in u]
+    [(3,), (2, 2)]
+    >>> round(float(sum((a * a).sum() for a in u)), 12)
+    1.0
     """
     u = [rng.standard_normal(np.shape(x)) for x in inputs]
     norm = math.sqrt(sum(float((a * a).sum()) for a in u)) or 1.0
@@ -585,7 +588,8 @@ def check_vjp_jvp(forward: Callable, inputs, backward: Callable,
     --------
     >>> from numpyvae.layers import dense_backward, dense_forward
     >>> rng = np.random.default_rng(0)
-    >>> x, W, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 4)), np.zeros(4)
+    >>> x, W = rng.standard_normal((2, 3)), rng.standard_normal((3, 4))
+    >>> b = np.zeros(4)
     >>> check_vjp_jvp(dense_forward, [x, W, b], dense_backward).passed
     True
     """
@@ -655,7 +659,8 @@ def check_model_directional(model, x: np.ndarray, eps: np.ndarray, beta: float =
     Examples
     --------
     >>> from numpyvae import VAE
-    >>> model = VAE(3, 2, hidden=(4,), activation="tanh", dtype="float64", rng=0)
+    >>> model = VAE(3, 2, hidden=(4,), activation="tanh", dtype="float64",
+    ...             rng=0)
     >>> rng = np.random.default_rng(0)
     >>> x, eps = rng.random((2, 3)), rng.standard_normal((2, 2))
     >>> check_model_directional(model, x, eps).passed
