@@ -121,3 +121,9 @@ def test_table_and_command(capsys):
         assert line.split()[-1] == "yes" and line.split()[-2] == "pass"
     assert main(["gradcheck", "--bugs"]) == 0
     assert capsys.readouterr().out.strip() == table
+
+
+def test_the_table_in_the_docs_is_the_commands_output():
+    from pathlib import Path
+    page = Path(__file__).resolve().parent.parent / "docs" / "gradient-checking.md"
+    assert format_table(run_zoo()) in page.read_text()
