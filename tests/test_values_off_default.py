@@ -41,7 +41,7 @@ def one_sgd_step(beta, lr=0.1):
     """Parameters after one full-batch SGD step of a Trainer with `beta`."""
     model, x = model_and_batch(dict(likelihood="gaussian", sigma=0.6), n=6)
     trainer = Trainer(model, SGD(lr=lr), beta=beta, batch_size=6, rng=3)
-    history = train(trainer, x, epochs=1, log=lambda row: None)
+    history = train(trainer, x, epochs=1)  # prints nothing without progress
     return {k: v.copy() for k, v in model.params.items()}, history[0], x
 
 
