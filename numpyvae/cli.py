@@ -120,7 +120,9 @@ def _add_gradcheck(sub) -> None:
     p = sub.add_parser("gradcheck", help="finite-difference check of every VAE gradient",
                        description="Build a small VAE for each likelihood x posterior x "
                        "depth, check every parameter's gradient against central "
-                       "differences in float64, print a table; exit 1 on any failure.")
+                       "differences in float64, print a table; exit 1 on any failure. "
+                       "--directional checks along random directions instead (any size, "
+                       "ELBO and IWAE); --bugs prints the bug zoo's table.")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="dtype of the analytic gradient (the finite differences are "
                    "always float64; float32 shows its round-off and fails the default gate)")
@@ -129,6 +131,17 @@ def _add_gradcheck(sub) -> None:
     p.add_argument("--threshold", type=float, default=1e-7,
                    help="gate on the normwise relative error (default 1e-7)")
     p.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+    p.add_argument("--directional", action="store_true",
+                   help="check the ELBO and IWAE gradients along random unit directions "
+                   "(Richardson-extrapolated differences): a few evaluations at any size")
+    p.add_argument("--model-size", choices=("small", "mnist"), default="small",
+                   help="with --directional: 'small' (7-6-5-3) or 'mnist' (the "
+                   "784-400-20 relu model of pytorch/examples, 652,824 parameters)")
+    p.add_argument("--directions", type=_int_at_least(1), default=3,
+                   help="with --directional: random directions per check (default 3)")
+    p.add_argument("--bugs", action="store_true",
+                   help="plant classic backprop bugs in copies of the kernels and print "
+                   "whether the element-wise and the directional checks catch each")
 
 
 def _add_evaluate(sub) -> None:
@@ -246,25 +259,56 @@ GRADCHECK_CONFIGS = [(lik, post, hidden) for lik in ("bernoulli", "gaussian")
 
 
 def _gradcheck(args) -> int:
-    from .gradcheck import check_model
+    from .gradcheck import check_model, check_model_directional
+    if args.bugs:
+        from .bugzoo import format_table, run_zoo
+        rows = run_zoo(seed=args.seed)
+        print(format_table(rows))
+        return 0 if all(row.caught for row in rows) else 1
     if not args.h > 0 or not args.threshold > 0:
         raise ValueError(f"--h and --threshold: expected numbers > 0, got {args.h} and "
                          f"{args.threshold}")
-    failures = 0
+    failures = total = 0
     for likelihood, posterior, hidden in GRADCHECK_CONFIGS:
         rng = np.random.default_rng(args.seed)
+        sigma = 0.7 if likelihood == "gaussian" else None  # away from 1 on purpose:
+        delta = 0.6 if posterior == "fixed" else None      # sigma-for-sigma^2 shows
+        if args.directional:
+            if args.model_size == "mnist" and hidden == ():
+                continue  # one architecture: the pytorch/examples one
+            from .testing import KINK_MARGIN, relu_margin
+            big = args.model_size == "mnist"
+            d_x, d_z, hidden = (784, 20, (400,)) if big else (7, 3, hidden)
+            model = VAE(d_x, d_z, hidden=hidden, activation="relu" if big else "tanh",
+                        likelihood=likelihood, sigma=sigma, posterior=posterior,
+                        delta=delta, dtype="float64", rng=rng)
+            for objective, shape in (("elbo", (3, d_z)), ("iwae", (2, 3, d_z))):
+                for _ in range(100):  # rows in [0, 1]; relu inputs off the kink
+                    x, eps = rng.random((3, d_x)), rng.standard_normal(shape)
+                    if relu_margin(model, x, eps) >= KINK_MARGIN:
+                        break
+                beta = args.beta if objective == "elbo" else 1.0
+                report = check_model_directional(model, x, eps, beta, objective, rng=rng,
+                                                 n_directions=args.directions)
+                failures, total = failures + (not report.passed), total + 1
+                print(f"\n{likelihood} likelihood, {posterior} posterior, hidden="
+                      f"{list(hidden)}, {objective}, loss={report.f_value:.6g}, "
+                      f"max relative error {report.max_error:.2e}")
+                print(report)
+            continue
         model = VAE(7, 3, hidden=hidden, activation="tanh", likelihood=likelihood,
-                    posterior=posterior, dtype="float64", rng=rng)
+                    sigma=sigma, posterior=posterior, delta=delta, dtype="float64", rng=rng)
         x, eps = rng.random((5, 7)), rng.standard_normal((5, 3))
         report = check_model(model, x, eps, beta=args.beta, analytic_dtype=args.dtype,
                              fd_step=args.h, normwise_tol=args.threshold)
         failures += sum(not c.passed for c in report.inputs)
+        total += 1
         print(f"\n{likelihood} likelihood, {posterior} posterior, hidden={list(hidden)}, "
               f"loss={report.f_value:.6g}")
         print(report)
-    total = len(GRADCHECK_CONFIGS)
+    what = "checks" if args.directional else "arrays"
     print(f"\n{'all' if not failures else 'NOT all'} gradients pass "
-          f"({failures} failing arrays over {total} configurations)")
+          f"({failures} failing {what} over {total} configurations)")
     return 1 if failures else 0
 
 

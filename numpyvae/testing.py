@@ -1,5 +1,6 @@
 """Tools for checking gradients of your own layers: hypothesis strategies
-and an assertion built on `numpyvae.gradcheck`.
+and assertions built on `numpyvae.gradcheck`: `assert_grad_close` for a
+scalar function, `assert_vjp_close` for a kernel with an array output.
 
 As in numpyvae's own tests, hypothesis draws shapes and a seed and the
 arrays come from ``numpy.random.default_rng(seed)``: failing examples are
@@ -9,11 +10,12 @@ averages the two one-sided slopes, which no correct gradient equals.
 
 hypothesis is an optional test dependency (``pip install hypothesis`` or
 ``numpyvae[test]``), imported only inside the strategy functions, so
-`assert_grad_close` works without it. Example: docs/gradient-checking.md.
+the assertions work without it. Example: docs/gradient-checking.md.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -27,8 +29,9 @@ from .vae import LIKELIHOODS, POSTERIORS, VAE
 
 Array = NDArray[np.floating]
 
-__all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "batches",
-           "hidden_pre_activations", "make_batch", "make_layer_arrays", "vae_configs",
+__all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "assert_vjp_close",
+           "batches", "hidden_pre_activations", "make_batch", "make_layer_arrays",
+           "relu_margin", "vae_configs",
            "vae_models"]
 
 KINK_MARGIN = 1e-3  # no relu input closer than this to 0 (100 finite-difference steps)
@@ -196,10 +199,41 @@ def hidden_pre_activations(model: VAE, x: Array, eps: Array) -> Array:
     >>> hidden_pre_activations(model, x, eps).shape  # 5 rows x (4 + 4) units
     (40,)
     """
+    x, eps = model.as_input(x), model.as_latent(eps, "eps")
     _, _, cache = loss_forward(model.params, x, eps, model.config, 0.0)
     layers = cache["enc"][0] + cache["dec"][0]  # (name, dense_cache, act_cache)
     found = [act_cache.ravel() for _, _, act_cache in layers]
     return np.concatenate(found) if found else np.zeros(0)
+
+
+def relu_margin(model: VAE, x: Array, eps: Array) -> float:
+    """Smallest |pre-activation| of any hidden unit, encoder and decoder.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (n, input_dim)
+    eps : ndarray, shape (n, latent_dim) or (k, n, latent_dim)
+        The decoder is evaluated at z = mu + std * eps for every slab.
+
+    Returns
+    -------
+    float
+        inf when the model has no hidden layer. A check whose steps move
+        no pre-activation by more than this stays off relu's kink.
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
+    >>> relu_margin(model, np.zeros((1, 3)), np.zeros((1, 2)))
+    inf
+    """
+    if eps.ndim == 3:  # (k, n, d_z): repeat x once per slab
+        k, n, d_z = eps.shape
+        x = np.broadcast_to(x, (k, *x.shape)).reshape(k * n, -1)
+        eps = eps.reshape(k * n, d_z)
+    found = hidden_pre_activations(model, x, eps)
+    return float(np.abs(found).min()) if found.size else math.inf
 
 
 def make_batch(model: VAE, rng: np.random.Generator, n: int,
@@ -332,6 +366,91 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
         raise ValueError(f"grad_f: expected {len(arrays)} gradients, one per array, "
                          f"got {len(grads)}")
     report = gradcheck(f, list(arrays), grads, names, fd_step=fd_step,
+                       normwise_tol=normwise_tol, abs_tol=atol, rel_tol=rtol)
+    if not report.passed:
+        lines = [_worst_entry(c, report.f_value, rtol, atol)
+                 for c in report.inputs if not c.passed]
+        raise AssertionError("\n".join(lines) + "\n\n" + str(report))
+
+
+def assert_vjp_close(forward: Callable, inputs, backward: Callable,
+                     rng: np.random.Generator | int = 0, names=None,
+                     rtol: float = REL_TOL, atol: float = ABS_TOL,
+                     normwise_tol: float = NORMWISE_TOL, fd_step: float = FD_STEP) -> None:
+    """Assert that `backward` is the vector-Jacobian product of `forward`.
+
+    For a kernel with an array output: a random upstream gradient dout
+    is drawn, ``backward(dout, cache)`` is judged against central
+    differences of sum(dout * out), entry by entry, for every input.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (out, cache)``, out an array (the numpyvae
+        kernel contract; wrap constant arguments in a lambda).
+    inputs : ndarray or sequence of ndarray, float64
+        The point of the check; not modified.
+    backward : callable
+        ``backward(dout, cache)`` -> the gradient wrt each input, one per
+        input in order (a single array when there is one input).
+    rng : numpy.random.Generator or int
+        Source of dout, N(0, 1) entries shaped like out (an int is a
+        seed).
+    names : sequence of str, optional
+        Input names for the message (default ``inputs[0], ...``).
+    rtol, atol, normwise_tol, fd_step : float
+        The gate of `assert_grad_close`, with f = sum(dout * out).
+
+    Raises
+    ------
+    AssertionError
+        On a mismatch; the message names the worst entry of every
+        failing input (index, analytic, numerical, relative error) and
+        ends with the `numpyvae.gradcheck.gradcheck` table.
+    TypeError
+        If an input is not float64.
+    ValueError
+        If `backward` does not return one gradient per input.
+
+    Notes
+    -----
+    f(x) = sum(dout * forward(x)),  df/dx = J^T dout = backward(dout)
+    numerical: (f(x + h e_i) - f(x - h e_i)) / (2 h) per entry i. A
+    random dout weighs every output differently, so an error that moves
+    gradient between outputs cannot cancel as it can with dout = 1.
+
+    Examples
+    --------
+    >>> from numpyvae.kl import kl_backward, kl_forward
+    >>> rng = np.random.default_rng(0)
+    >>> mu, log_var = rng.standard_normal((2, 3)), rng.random((2, 3))
+    >>> assert_vjp_close(kl_forward, [mu, log_var], kl_backward)
+    >>> def no_half(dkl, cache):  # dlog_var without its factor 0.5
+    ...     mu, var = cache
+    ...     return dkl[:, None] * mu, dkl[:, None] * (var - 1.0)
+    >>> assert_vjp_close(kl_forward, [mu, log_var], no_half,
+    ...                  names=["mu", "log_var"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    AssertionError: log_var: gradient differs ... worst entry log_var[...
+    """
+    inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    names = [f"inputs[{i}]" for i in range(len(inputs))] if names is None else list(names)
+    for name, x in zip(names, inputs):
+        _require_float64(x, name)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    out, cache = forward(*inputs)
+    dout = rng.standard_normal(np.shape(out))  # the random upstream gradient
+    grads = backward(dout, cache)
+    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
+    if len(grads) != len(inputs):
+        raise ValueError(f"backward: expected {len(inputs)} gradients, one per input, "
+                         f"got {len(grads)}")
+
+    def f(*arrays):
+        return float(np.sum(dout * forward(*arrays)[0]))
+
+    report = gradcheck(f, inputs, grads, names, fd_step=fd_step,
                        normwise_tol=normwise_tol, abs_tol=atol, rel_tol=rtol)
     if not report.passed:
         lines = [_worst_entry(c, report.f_value, rtol, atol)

@@ -57,3 +57,29 @@ def test_check_model_refuses_float32_models():
     with pytest.raises(TypeError, match="float64"):
         check_model(VAE(3, 1, hidden=()), np.zeros((1, 3), np.float32),
                     np.zeros((1, 1), np.float32))
+
+
+@pytest.mark.parametrize("size, hidden, configs", [("small", "hidden=[6, 5]", 8),
+                                                   ("mnist", "hidden=[400]", 4)])
+def test_directional_mode_checks_elbo_and_iwae_for_every_configuration(capsys, size,
+                                                                       hidden, configs):
+    # one direction keeps the MNIST size quick; tests/test_directional.py does 3
+    assert main(["gradcheck", "--directional", "--model-size", size, "--beta", "0.4",
+                 "--directions", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(", elbo, loss=") == out.count(", iwae, loss=") == configs
+    assert hidden in out and " NO" not in out
+    assert f"(0 failing checks over {2 * configs} configurations)" in out
+
+
+def test_directions_flag_sets_the_rows_per_check(capsys):
+    assert main(["gradcheck", "--directional", "--directions", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n4 ") == 16  # directions 0..4 in each of the 16 tables
+
+
+def test_bugs_mode_prints_the_zoo_and_every_bug_is_caught(capsys):
+    assert main(["gradcheck", "--bugs"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["bug", "what", "is"]
+    assert "kl-half" in out and "adam-bias" in out and " NO" not in out

@@ -176,10 +176,14 @@ def test_peak_memory_stays_within_the_budget(monkeypatch):
     assert peak <= 4 * 2**20
 
 
+@pytest.mark.parametrize("kw", [{}, dict(posterior="fixed", delta=0.6)],
+                         ids=["diagonal", "fixed-delta-0.6"])
 @pytest.mark.parametrize("estimator", ["naive", "elbo", "iwae"])
-def test_float32_and_float64_agree_and_keep_their_dtype(estimator):
-    model64 = match_posterior(linear_gaussian(seed=2))
-    model32 = linear_gaussian(seed=2, dtype="float32")
+def test_float32_and_float64_agree_and_keep_their_dtype(estimator, kw):
+    # sigma = 0.5 (and delta = 0.6): away from 1, where sigma-for-sigma^2
+    # and log-delta-for-2-log-delta slips would not show.
+    model64 = match_posterior(linear_gaussian(seed=2, **kw))
+    model32 = linear_gaussian(seed=2, dtype="float32", **kw)
     model32.params = {k: v.astype(np.float32) for k, v in model64.params.items()}
     x = sample_x(model64, 2000, seed=3)
     out = {}

@@ -10,8 +10,8 @@ from hypothesis import given, strategies as st
 from scipy.integrate import quad
 from scipy.stats import multivariate_normal, norm
 
-from numpyvae.gradcheck import compare_gradients, numerical_vjp
 from numpyvae.kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
+from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -19,14 +19,6 @@ batch = st.integers(1, 8)
 features = st.integers(1, 16)
 seeds = st.integers(0, 2**32 - 1)
 deltas = st.floats(0.1, 3.0)
-
-
-def assert_vjp_passes(name, forward, x, dout, analytic):
-    """Judge `analytic` against numerical_vjp of `forward` by the project gate."""
-    numerical = numerical_vjp(forward, x, dout)
-    f_value = float(np.sum(dout * forward(x)))  # f = sum(dout * forward(x))
-    check = compare_gradients(name, analytic, numerical, f_value)
-    assert check.passed, check
 
 
 def posterior(rng, n, d_z):
@@ -39,19 +31,15 @@ def posterior(rng, n, d_z):
 def test_kl_backward_matches_finite_differences(n, d_z, seed):
     rng = np.random.default_rng(seed)
     mu, log_var = posterior(rng, n, d_z)
-    dkl = rng.standard_normal(n)  # random upstream gradient
-    dmu, dlog_var = kl_backward(dkl, kl_forward(mu, log_var)[1])
-    assert_vjp_passes("mu", lambda v: kl_forward(v, log_var)[0], mu, dkl, dmu)
-    assert_vjp_passes("log_var", lambda v: kl_forward(mu, v)[0], log_var, dkl, dlog_var)
+    assert_vjp_close(kl_forward, [mu, log_var], kl_backward, rng, names=["mu", "log_var"])
 
 
 @given(n=batch, d_z=features, seed=seeds, delta=deltas)
 def test_kl_fixed_backward_matches_finite_differences(n, d_z, seed, delta):
     rng = np.random.default_rng(seed)
     mu = rng.uniform(-2.0, 2.0, (n, d_z))
-    dkl = rng.standard_normal(n)
-    dmu = kl_fixed_backward(dkl, kl_fixed_forward(mu, delta)[1])
-    assert_vjp_passes("mu", lambda v: kl_fixed_forward(v, delta)[0], mu, dkl, dmu)
+    assert_vjp_close(lambda v: kl_fixed_forward(v, delta), mu, kl_fixed_backward, rng,
+                     names=["mu"])
 
 
 # ------------------------------------------------------------ references
@@ -156,6 +144,34 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     kl, cache = kl_fixed_forward(mu, 0.5)
     assert kl.dtype == dtype
     assert kl_fixed_backward(dkl, cache).dtype == dtype
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
+def test_kl_fixed_agrees_in_float32_and_float64_away_from_delta_1(delta):
+    # log(delta^2), not log(delta): only visible at delta != 1.
+    rng = np.random.default_rng(4)
+    mu, dkl = rng.uniform(-2.0, 2.0, (3, 4)), rng.standard_normal(3)
+    kl64, cache64 = kl_fixed_forward(mu, delta)
+    kl32, cache32 = kl_fixed_forward(mu.astype(np.float32), delta)
+    assert kl32.dtype == np.float32
+    np.testing.assert_allclose(kl32, kl64, rtol=1e-6)
+    np.testing.assert_allclose(kl_fixed_backward(dkl.astype(np.float32), cache32),
+                               kl_fixed_backward(dkl, cache64), rtol=1e-6)
+    const = 0.5 * 4 * (delta ** 2 - math.log(delta ** 2) - 1.0)
+    np.testing.assert_allclose(kl64 - 0.5 * (mu * mu).sum(axis=1), const, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_agrees_with_float64_away_from_log_var_0(dtype):
+    rng = np.random.default_rng(5)
+    mu, log_var = posterior(rng, 3, 4)
+    dkl = rng.standard_normal(3)
+    kl, cache = kl_forward(mu.astype(dtype), log_var.astype(dtype))
+    grads = kl_backward(dkl.astype(dtype), cache)
+    kl64, cache64 = kl_forward(mu, log_var)
+    np.testing.assert_allclose(kl, kl64, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    for g, g64 in zip(grads, kl_backward(dkl, cache64)):
+        np.testing.assert_allclose(g, g64, rtol=1e-5, atol=1e-6)
 
 
 # -------------------------------------------------------------- bad input

@@ -10,11 +10,11 @@ from hypothesis import given, strategies as st
 from scipy.special import expit
 from scipy.stats import bernoulli, norm
 
-from numpyvae.gradcheck import compare_gradients, numerical_vjp
 from numpyvae.likelihoods import (bernoulli_log_lik_backward,
                                   bernoulli_log_lik_forward,
                                   gaussian_log_lik_backward,
                                   gaussian_log_lik_forward)
+from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -24,14 +24,6 @@ seeds = st.integers(0, 2**32 - 1)
 sigmas = st.floats(0.3, 3.0)
 
 
-def assert_vjp_passes(name, forward, x, dout, analytic):
-    """Judge `analytic` against numerical_vjp of `forward` by the project gate."""
-    numerical = numerical_vjp(forward, x, dout)
-    f_value = float(np.sum(dout * forward(x)))  # f = sum(dout * forward(x))
-    check = compare_gradients(name, analytic, numerical, f_value)
-    assert check.passed, check
-
-
 # ---------------------------------------------------------------- Bernoulli
 
 @given(n=batch, d=features, seed=seeds)
@@ -39,10 +31,8 @@ def test_bernoulli_backward_matches_finite_differences(n, d, seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, (n, d))  # grey levels allowed
     logits = rng.uniform(-6.0, 6.0, (n, d))
-    dlog_lik = rng.standard_normal(n)  # random upstream gradient
-    dlogits = bernoulli_log_lik_backward(dlog_lik, bernoulli_log_lik_forward(x, logits)[1])
-    forward = lambda v: bernoulli_log_lik_forward(x, v)[0]  # noqa: E731
-    assert_vjp_passes("logits", forward, logits, dlog_lik, dlogits)
+    assert_vjp_close(lambda v: bernoulli_log_lik_forward(x, v), logits,
+                     bernoulli_log_lik_backward, rng, names=["logits"])
 
 
 @given(n=batch, d=features, seed=seeds)
@@ -90,10 +80,8 @@ def test_gaussian_backward_matches_finite_differences(n, d, seed, sigma):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2.0, 2.0, (n, d))
     recon = rng.uniform(-2.0, 2.0, (n, d))
-    dlog_lik = rng.standard_normal(n)  # random upstream gradient
-    drecon = gaussian_log_lik_backward(dlog_lik, gaussian_log_lik_forward(x, recon, sigma)[1])
-    forward = lambda v: gaussian_log_lik_forward(x, v, sigma)[0]  # noqa: E731
-    assert_vjp_passes("recon", forward, recon, dlog_lik, drecon)
+    assert_vjp_close(lambda v: gaussian_log_lik_forward(x, v, sigma), recon,
+                     gaussian_log_lik_backward, rng, names=["recon"])
 
 
 @given(n=batch, d=features, seed=seeds, sigma=sigmas)
@@ -127,6 +115,35 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     log_lik, cache = gaussian_log_lik_forward(x, out, 0.5)
     assert log_lik.dtype == dtype
     assert gaussian_log_lik_backward(dlog_lik, cache).dtype == dtype
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+def test_gaussian_agrees_in_float32_and_float64_away_from_sigma_1(sigma):
+    # sigma^2 where sigma would do, or the reverse, only shows at sigma != 1.
+    rng = np.random.default_rng(2)
+    x, recon = rng.uniform(-2.0, 2.0, (3, 4)), rng.uniform(-2.0, 2.0, (3, 4))
+    dlog_lik = rng.standard_normal(3)
+    ll64, cache64 = gaussian_log_lik_forward(x, recon, sigma)
+    ll32, cache32 = gaussian_log_lik_forward(x.astype(np.float32), recon.astype(np.float32),
+                                             sigma)
+    assert ll32.dtype == np.float32
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-5)
+    d64 = gaussian_log_lik_backward(dlog_lik, cache64)
+    d32 = gaussian_log_lik_backward(dlog_lik.astype(np.float32), cache32)
+    np.testing.assert_allclose(d32, d64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d64, dlog_lik[:, None] * (x - recon) / sigma ** 2, rtol=1e-12)
+
+
+def test_bernoulli_agrees_in_float32_and_float64():
+    rng = np.random.default_rng(3)
+    x, logits = rng.uniform(0.0, 1.0, (3, 4)), rng.uniform(-6.0, 6.0, (3, 4))
+    dlog_lik = rng.standard_normal(3)
+    ll64, cache64 = bernoulli_log_lik_forward(x, logits)
+    ll32, cache32 = bernoulli_log_lik_forward(x.astype(np.float32), logits.astype(np.float32))
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-5)
+    np.testing.assert_allclose(bernoulli_log_lik_backward(dlog_lik.astype(np.float32), cache32),
+                               bernoulli_log_lik_backward(dlog_lik, cache64), rtol=1e-5,
+                               atol=1e-6)
 
 
 # ---------------------------------------------------------------- bad input

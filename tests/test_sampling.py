@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from numpyvae.gradcheck import compare_gradients, numerical_vjp
 from numpyvae.sampling import (draw_eps, reparameterize_backward,
                                reparameterize_fixed_backward,
                                reparameterize_fixed_forward,
                                reparameterize_forward, sample_prior)
+from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -20,14 +20,6 @@ batch = st.integers(1, 8)
 features = st.integers(1, 16)
 seeds = st.integers(0, 2**32 - 1)
 deltas = st.floats(0.0, 3.0)
-
-
-def assert_vjp_passes(name, forward, x, dout, analytic):
-    """Judge `analytic` against numerical_vjp of `forward` by the project gate."""
-    numerical = numerical_vjp(forward, x, dout)
-    f_value = float(np.sum(dout * forward(x)))  # f = sum(dout * forward(x))
-    check = compare_gradients(name, analytic, numerical, f_value)
-    assert check.passed, check
 
 
 def encoder_outputs(rng, n, d_z, dtype=np.float64):
@@ -43,21 +35,16 @@ def encoder_outputs(rng, n, d_z, dtype=np.float64):
 def test_reparameterize_backward_matches_finite_differences(n, d_z, seed):
     rng = np.random.default_rng(seed)
     mu, log_var, eps = encoder_outputs(rng, n, d_z)
-    dz = rng.standard_normal((n, d_z))  # random upstream gradient
-    dmu, dlog_var = reparameterize_backward(dz, reparameterize_forward(mu, log_var, eps)[1])
-    assert_vjp_passes("mu", lambda v: reparameterize_forward(v, log_var, eps)[0], mu, dz, dmu)
-    assert_vjp_passes("log_var", lambda v: reparameterize_forward(mu, v, eps)[0],
-                      log_var, dz, dlog_var)
+    assert_vjp_close(lambda m, lv: reparameterize_forward(m, lv, eps), [mu, log_var],
+                     reparameterize_backward, rng, names=["mu", "log_var"])
 
 
 @given(n=batch, d_z=features, seed=seeds, delta=deltas)
 def test_reparameterize_fixed_backward_matches_finite_differences(n, d_z, seed, delta):
     rng = np.random.default_rng(seed)
     mu, _, eps = encoder_outputs(rng, n, d_z)
-    dz = rng.standard_normal((n, d_z))
-    dmu = reparameterize_fixed_backward(dz, reparameterize_fixed_forward(mu, delta, eps)[1])
-    assert_vjp_passes("mu", lambda v: reparameterize_fixed_forward(v, delta, eps)[0],
-                      mu, dz, dmu)
+    assert_vjp_close(lambda m: reparameterize_fixed_forward(m, delta, eps), mu,
+                     reparameterize_fixed_backward, rng, names=["mu"])
 
 
 # --------------------------------------------------------------- moments
@@ -163,6 +150,30 @@ def test_dtype_is_preserved_forward_and_backward(dtype):
     z, cache = reparameterize_fixed_forward(mu, 0.5, eps)
     assert z.dtype == dtype
     assert reparameterize_fixed_backward(dz, cache).dtype == dtype
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.4, 1.0, 2.2])
+def test_fixed_sampler_agrees_in_float32_and_float64_away_from_delta_1(delta):
+    mu, _, eps = encoder_outputs(np.random.default_rng(3), 3, 4)
+    z64, _ = reparameterize_fixed_forward(mu, delta, eps)
+    z32, _ = reparameterize_fixed_forward(mu.astype(np.float32), delta,
+                                          eps.astype(np.float32))
+    assert z32.dtype == np.float32
+    np.testing.assert_allclose(z32, z64, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(z64 - mu, delta * eps, atol=1e-15)  # delta, not delta^2
+
+
+@given(n=batch, d_z=features, seed=seeds)
+def test_diagonal_sampler_agrees_in_float32_and_float64(n, d_z, seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var, eps = encoder_outputs(rng, n, d_z)
+    dz = rng.standard_normal((n, d_z))
+    z64, cache64 = reparameterize_forward(mu, log_var, eps)
+    z32, cache32 = reparameterize_forward(*(a.astype(np.float32) for a in (mu, log_var, eps)))
+    np.testing.assert_allclose(z32, z64, rtol=1e-5, atol=1e-5)
+    for g32, g64 in zip(reparameterize_backward(dz.astype(np.float32), cache32),
+                        reparameterize_backward(dz, cache64)):
+        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-5)
 
 
 # -------------------------------------------------------------- bad input

@@ -16,8 +16,10 @@ from numpyvae import VAE
 from numpyvae.activations import relu_backward, relu_forward
 from numpyvae.layers import dense_backward, dense_forward
 from numpyvae.model import loss_backward, loss_forward
-from numpyvae.testing import (KINK_MARGIN, arrays_for_layer, assert_grad_close, batches,
-                              make_batch, make_layer_arrays, vae_configs, vae_models)
+from numpyvae.kl import kl_backward, kl_forward
+from numpyvae.testing import (KINK_MARGIN, arrays_for_layer, assert_grad_close,
+                              assert_vjp_close, batches, make_batch, make_layer_arrays,
+                              relu_margin, vae_configs, vae_models)
 
 
 def cube(v):
@@ -127,15 +129,16 @@ def test_batches_fit_their_model(data):
 
 @given(st.data())
 def test_every_drawn_model_passes_the_whole_gradient_check(data):
-    model = data.draw(vae_models())
+    model = data.draw(vae_models())  # sigma and delta drawn around 1, not at it
     x, eps = data.draw(batches(model, max_batch=3))
+    beta = data.draw(st.sampled_from([0.0, 0.3, 1.0, 2.5]))
     names = list(model.params)
 
     def loss(*arrays):
-        return loss_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
+        return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
 
     def grads(*arrays):
-        _, _, cache = loss_forward(dict(zip(names, arrays)), x, eps, model.config)
+        _, _, cache = loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)
         g = loss_backward(cache)
         return [g[k] for k in names]
 
@@ -155,6 +158,17 @@ def test_batches_for_relu_models_stay_off_the_kink():
         a2 = z @ p["dec0.W"] + p["dec0.b"]
         a3 = np.maximum(a2, 0.0) @ p["dec1.W"] + p["dec1.b"]
         assert min(np.abs(a2).min(), np.abs(a3).min()) >= KINK_MARGIN
+
+
+def test_relu_margin_covers_every_slab_of_iwae_noise():
+    model = VAE(4, 2, hidden=(5,), activation="relu", dtype="float64", rng=2)
+    x = np.random.default_rng(0).random((3, 4))
+    eps = np.random.default_rng(1).standard_normal((2, 3, 2))
+    per_slab = [relu_margin(model, x, e) for e in eps]
+    assert relu_margin(model, x, eps) == min(per_slab) > 0
+    h = x @ model.params["enc0.W"] + model.params["enc0.b"]
+    assert min(per_slab) <= np.abs(h).min()
+    assert relu_margin(VAE(4, 2, hidden=(), rng=0), x, eps) == math.inf
 
 
 def test_make_batch_reports_a_dead_relu_unit():
@@ -238,6 +252,88 @@ def test_leaves_the_arrays_unchanged():
     before = x.copy()
     assert_grad_close(cube, lambda v: 3 * v ** 2, x)
     np.testing.assert_array_equal(x, before)
+
+
+# ------------------------------------------------------ assert_vjp_close
+
+def dense_relu_forward(x, W, b):
+    a, dense_cache = dense_forward(x, W, b)
+    h, relu_cache = relu_forward(a)
+    return h, (dense_cache, relu_cache)
+
+
+def dense_relu_backward(dh, cache):
+    dense_cache, relu_cache = cache
+    return dense_backward(relu_backward(dh, relu_cache), dense_cache)
+
+
+@given(arrays_for_layer(max_batch=4, max_features=6), st.integers(0, 2**32 - 1))
+def test_vjp_close_passes_every_drawn_layer(xWb, seed):
+    assert_vjp_close(dense_relu_forward, list(xWb), dense_relu_backward, seed)
+
+
+def test_vjp_close_catches_a_planted_error_and_names_input_and_entry():
+    x, W, b = make_layer_arrays(np.random.default_rng(0), 3, 4, 2)
+
+    def backward_dW_off(dh, cache):
+        dx, dW, db = dense_relu_backward(dh, cache)
+        dW = dW.copy()
+        dW[2, 1] *= 1.001  # one entry 0.1% off
+        return dx, dW, db
+
+    assert_vjp_close(dense_relu_forward, [x, W, b], dense_relu_backward)
+    with pytest.raises(AssertionError) as info:
+        assert_vjp_close(dense_relu_forward, [x, W, b], backward_dW_off,
+                         names=["x", "W", "b"])
+    message = str(info.value)
+    failing = [line for line in message.splitlines() if "differs" in line]
+    assert len(failing) == 1 and failing[0].startswith("W: gradient differs")
+    assert "worst entry W[2, 1]" in failing[0]
+    assert "NO" in message  # the gradcheck table follows
+
+
+def test_vjp_close_default_names_and_a_single_array():
+    mu = np.random.default_rng(1).standard_normal((2, 3))
+    log_var = np.zeros((2, 3))
+
+    def forward(m):
+        return kl_forward(m, log_var)
+
+    def wrong(dkl, cache):
+        return 2.0 * kl_backward(dkl, cache)[0]
+
+    assert_vjp_close(forward, mu, lambda dkl, cache: kl_backward(dkl, cache)[0])
+    with pytest.raises(AssertionError, match=r"^inputs\[0\]: gradient differs"):
+        assert_vjp_close(forward, mu, wrong)
+
+
+def test_vjp_close_draws_dout_from_the_generator():
+    # A backward that is right only for dout = 1 passes no random dout.
+    x = np.array([[0.5, -1.0, 2.0]])
+    forward = lambda v: (np.sin(v), v)  # noqa: E731
+    ones_only = lambda dout, v: np.cos(v)  # noqa: E731, forgot dout
+    for seed in (0, 1, np.random.default_rng(2)):
+        with pytest.raises(AssertionError):
+            assert_vjp_close(forward, x, ones_only, seed)
+    assert_vjp_close(forward, x, lambda dout, v: dout * np.cos(v), 3)
+
+
+def test_vjp_close_argument_errors():
+    x = np.ones((2, 2))
+    forward = lambda u, v: (u * v, (u, v))  # noqa: E731
+    with pytest.raises(ValueError, match="backward: expected 2 gradients, one per input"):
+        assert_vjp_close(forward, [x, x], lambda dout, cache: dout * cache[1])
+    with pytest.raises(TypeError, match=r"^v: finite differences need float64"):
+        assert_vjp_close(forward, [x, x.astype(np.float32)],
+                         lambda dout, c: (dout * c[1], dout * c[0]), names=["u", "v"])
+
+
+def test_vjp_close_leaves_the_inputs_unchanged():
+    x, W, b = make_layer_arrays(np.random.default_rng(4), 2, 3, 2)
+    before = [a.copy() for a in (x, W, b)]
+    assert_vjp_close(dense_relu_forward, [x, W, b], dense_relu_backward)
+    for a, c in zip((x, W, b), before):
+        np.testing.assert_array_equal(a, c)
 
 
 # ------------------------------------------------------ hypothesis is optional
