@@ -6,7 +6,8 @@ differences. See docs/math-to-code.md for where each equation lives.
 
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .estimator import NotFittedError, VAEEstimator
-from .gradcheck import gradcheck
+from . import gradcheck
+from .gradcheck import check_gradients
 from .optim import SGD, Adam
 from .train import Trainer, TrainingDiverged, fit
 from .vae import VAE
@@ -16,5 +17,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam", "CheckpointError", "NotFittedError", "SGD", "Trainer", "TrainingDiverged",
     "VAE", "VAEEstimator",
-    "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
+    "check_gradients", "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
 ]

@@ -5,7 +5,7 @@ numpyvae gets right. `run_zoo` judges each buggy copy, and the clean
 kernel beside it, with both checkers of `numpyvae.gradcheck`:
 
 * element-wise: central differences of f = sum(dout * out) entry by
-  entry (`gradcheck`), reported as the worst normwise relative error;
+  entry (`check_gradients`), reported as the worst normwise relative error;
 * directional: <v, J u> both ways along random u and v
   (`check_vjp_jvp`), reported as the worst relative error.
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from .activations import (relu_backward, relu_forward, sigmoid_backward,
                           sigmoid_forward, tanh_backward, tanh_forward)
-from .gradcheck import check_vjp_jvp, gradcheck
+from .gradcheck import check_vjp_jvp, check_gradients
 from .kl import kl_backward, kl_forward
 from .layers import dense_backward, dense_forward
 from .likelihoods import gaussian_log_lik_backward, gaussian_log_lik_forward
@@ -281,7 +281,7 @@ def _elementwise(forward, inputs, backward, rng) -> tuple[float, bool]:
     def f(*arrays):
         return float(np.sum(dout * forward(*arrays)[0]))
 
-    report = gradcheck(f, inputs, grads)
+    report = check_gradients(f, inputs, grads)
     return max(c.normwise_error for c in report.inputs), report.passed
 
 

@@ -52,7 +52,8 @@ FD_STEP = 1e-5
 NOISE_FLOOR = 1e-9  # ~100 * 2.2e-16 / FD_STEP: rounding noise of one difference, per |f|
 
 
-def _require_float64(x: np.ndarray, name: str) -> None:
+def require_float64(x: np.ndarray, name: str) -> None:
+    """TypeError unless `x` is a float64 ndarray (finite differences need it)."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
         got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
         raise TypeError(
@@ -87,7 +88,7 @@ def numerical_vjp(f: Callable, x: np.ndarray, dout, fd_step: float = FD_STEP) ->
     >>> numerical_vjp(lambda v: (v ** 2).sum(), np.array([1.0, 2.0]), 1.0)
     array([2., 4.])
     """
-    _require_float64(x, "x")
+    require_float64(x, "x")
     dx = np.zeros_like(x)
     xp = x.copy()
     for i in np.ndindex(x.shape):
@@ -128,7 +129,7 @@ def directional_check(f: Callable, x: np.ndarray, dx: np.ndarray, rng: np.random
     >>> abs(analytic - numerical) < 1e-8
     True
     """
-    _require_float64(x, "x")
+    require_float64(x, "x")
     u = rng.standard_normal(x.shape)
     u /= np.linalg.norm(u) or 1.0
     numerical = (float(f(x + fd_step * u)) - float(f(x - fd_step * u))) / (2.0 * fd_step)
@@ -158,12 +159,12 @@ class InputCheck:
 
 @dataclass
 class GradcheckReport:
-    """Per-input results of `gradcheck`; ``str(report)`` is a table.
+    """Per-input results of `check_gradients`; ``str(report)`` is a table.
 
     Examples
     --------
     >>> f = lambda v: float((v ** 2).sum())
-    >>> report = gradcheck(f, np.array([1.0, -1.0]), np.array([2.0, -2.0]), names=["v"])
+    >>> report = check_gradients(f, np.array([1.0, -1.0]), np.array([2.0, -2.0]), names=["v"])
     >>> report.passed, [c.name for c in report.inputs]
     (True, ['v'])
     >>> print(str(report).splitlines()[1].split()[:2])
@@ -223,7 +224,7 @@ def compare_gradients(name: str, analytic: np.ndarray, numerical: np.ndarray, f_
     return InputCheck(name, a.shape, normwise, max_abs, tuple(int(i) for i in worst), wa, wn, ok)
 
 
-def gradcheck(f: Callable, inputs, analytic, names: Sequence[str] | None = None,
+def check_gradients(f: Callable, inputs, analytic, names: Sequence[str] | None = None,
               fd_step: float = FD_STEP, normwise_tol: float = NORMWISE_TOL,
               abs_tol: float = ABS_TOL, rel_tol: float = REL_TOL,
               verbose: bool = False) -> GradcheckReport:
@@ -261,9 +262,9 @@ def gradcheck(f: Callable, inputs, analytic, names: Sequence[str] | None = None,
     Examples
     --------
     >>> x = np.array([1.0, -2.0])
-    >>> gradcheck(lambda v: float((v ** 3).sum()), x, 3 * x ** 2).passed
+    >>> check_gradients(lambda v: float((v ** 3).sum()), x, 3 * x ** 2).passed
     True
-    >>> gradcheck(lambda v: float((v ** 3).sum()), x, 2 * x ** 2).passed
+    >>> check_gradients(lambda v: float((v ** 3).sum()), x, 2 * x ** 2).passed
     False
     """
     single = isinstance(inputs, np.ndarray)
@@ -274,7 +275,7 @@ def gradcheck(f: Callable, inputs, analytic, names: Sequence[str] | None = None,
                          f"got {len(analytic)}")
     names = list(names) if names is not None else [f"x{i}" for i in range(len(inputs))]
     for name, x in zip(names, inputs):
-        _require_float64(x, name)
+        require_float64(x, name)
     f_value = float(f(*inputs))
     checks = []
     for i, (name, x, a) in enumerate(zip(names, inputs, analytic)):
@@ -328,7 +329,7 @@ def check_model(model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
     def loss(*arrays):
         return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
 
-    return gradcheck(loss, [model.params[k] for k in names],
+    return check_gradients(loss, [model.params[k] for k in names],
                      [grads[k].astype(np.float64) for k in names], names=names,
                      fd_step=fd_step, normwise_tol=normwise_tol, abs_tol=abs_tol,
                      rel_tol=rel_tol)
@@ -528,7 +529,7 @@ def check_directional(f: Callable, inputs, analytic, rng: np.random.Generator | 
         raise ValueError(f"analytic: expected {len(inputs)} gradients, one per input, "
                          f"got {len(analytic)}")
     for i, (x, g) in enumerate(zip(inputs, analytic)):
-        _require_float64(x, f"inputs[{i}]")
+        require_float64(x, f"inputs[{i}]")
         if np.shape(g) != x.shape:
             raise ValueError(f"analytic[{i}]: expected shape {x.shape}, got {np.shape(g)}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -595,7 +596,7 @@ def check_vjp_jvp(forward: Callable, inputs, backward: Callable,
     """
     inputs = _as_list(inputs)
     for i, x in enumerate(inputs):
-        _require_float64(x, f"inputs[{i}]")
+        require_float64(x, f"inputs[{i}]")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out, cache = forward(*inputs)
     report = DirectionalReport(float(np.sum(out)), [], [], [])
@@ -671,8 +672,8 @@ def check_model_directional(model, x: np.ndarray, eps: np.ndarray, beta: float =
     from .iwae import iwae_loss_backward, iwae_loss_forward
     if model.dtype != np.float64:
         raise TypeError(f"model: finite differences need a float64 model, got {model.dtype}")
-    _require_float64(x, "x")
-    _require_float64(eps, "eps")
+    require_float64(x, "x")
+    require_float64(eps, "eps")
     names = list(model.params)
     probe = copy.copy(model)  # same config, parameters swapped in per call
 

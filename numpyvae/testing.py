@@ -22,7 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .activations import ACTIVATIONS
-from .gradcheck import ABS_TOL, FD_STEP, NORMWISE_TOL, REL_TOL, _require_float64, gradcheck
+from .gradcheck import (ABS_TOL, FD_STEP, NORMWISE_TOL, REL_TOL, check_gradients,
+                        require_float64)
 from .layers import dense_forward
 from .model import loss_forward
 from .vae import LIKELIHOODS, POSTERIORS, VAE
@@ -328,7 +329,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
     AssertionError
         On a mismatch; the message names the worst entry (index,
         analytic, numerical, relative error) of every failing array and
-        ends with the `numpyvae.gradcheck.gradcheck` table.
+        ends with the `numpyvae.gradcheck.check_gradients` table.
     TypeError
         If an array is not float64 (float32 rounding, about 1e-7 |f| / h,
         is far above the tolerance), or `f` does not return a scalar.
@@ -337,7 +338,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
 
     Notes
     -----
-    Built on `numpyvae.gradcheck.gradcheck`: (f(v + h e_i) - f(v - h e_i))
+    Built on `numpyvae.gradcheck.check_gradients`: (f(v + h e_i) - f(v - h e_i))
     / (2 h) per entry i, 2 calls of f per entry; keep the arrays small.
 
     Examples
@@ -355,7 +356,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
         raise TypeError("arrays: expected at least one array to differentiate, got none")
     names = [f"arrays[{i}]" for i in range(len(arrays))]
     for name, a in zip(names, arrays):
-        _require_float64(a, name)
+        require_float64(a, name)
     f_value = f(*arrays)
     if np.ndim(f_value) != 0:
         raise TypeError(f"f: expected a scalar, got an array of shape {np.shape(f_value)}; "
@@ -365,7 +366,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
     if len(grads) != len(arrays):
         raise ValueError(f"grad_f: expected {len(arrays)} gradients, one per array, "
                          f"got {len(grads)}")
-    report = gradcheck(f, list(arrays), grads, names, fd_step=fd_step,
+    report = check_gradients(f, list(arrays), grads, names, fd_step=fd_step,
                        normwise_tol=normwise_tol, abs_tol=atol, rel_tol=rtol)
     if not report.passed:
         lines = [_worst_entry(c, report.f_value, rtol, atol)
@@ -406,7 +407,7 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
     AssertionError
         On a mismatch; the message names the worst entry of every
         failing input (index, analytic, numerical, relative error) and
-        ends with the `numpyvae.gradcheck.gradcheck` table.
+        ends with the `numpyvae.gradcheck.check_gradients` table.
     TypeError
         If an input is not float64.
     ValueError
@@ -437,7 +438,7 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
     inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     names = [f"inputs[{i}]" for i in range(len(inputs))] if names is None else list(names)
     for name, x in zip(names, inputs):
-        _require_float64(x, name)
+        require_float64(x, name)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out, cache = forward(*inputs)
     dout = rng.standard_normal(np.shape(out))  # the random upstream gradient
@@ -450,7 +451,7 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
     def f(*arrays):
         return float(np.sum(dout * forward(*arrays)[0]))
 
-    report = gradcheck(f, inputs, grads, names, fd_step=fd_step,
+    report = check_gradients(f, inputs, grads, names, fd_step=fd_step,
                        normwise_tol=normwise_tol, abs_tol=atol, rel_tol=rtol)
     if not report.passed:
         lines = [_worst_entry(c, report.f_value, rtol, atol)

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 from numpyvae.activations import sigmoid
 from numpyvae.gradcheck import (DIRECTIONAL_RTOL, check_directional, check_vjp_jvp,
-                                compare_gradients, directional_check, gradcheck,
+                                compare_gradients, directional_check, check_gradients,
                                 numerical_gradient, numerical_vjp, random_directions,
                                 richardson_derivative)
 from numpyvae.kl import kl_backward, kl_forward
@@ -219,14 +219,14 @@ def test_check_vjp_jvp_argument_errors():
 def test_float32_inputs_are_refused():
     x32 = np.ones(3, dtype=np.float32)
     with pytest.raises(TypeError, match="float64"):
-        gradcheck(cubic, x32, 3 * x32 ** 2)
+        check_gradients(cubic, x32, 3 * x32 ** 2)
     with pytest.raises(TypeError, match="float64"):
         numerical_vjp(np.sin, x32, np.ones(3))
     with pytest.raises(TypeError, match="float64"):
         directional_check(cubic, x32, 3 * x32 ** 2, np.random.default_rng(0))
     x64 = np.ones(3)
     with pytest.raises(TypeError, match="^W:.*float64"):
-        gradcheck(lambda a, b: float((a * b).sum()), [x64, x32], [x32, x64], names=["x", "W"])
+        check_gradients(lambda a, b: float((a * b).sum()), [x64, x32], [x32, x64], names=["x", "W"])
 
 
 # ------------------------------------------------------------------- report
@@ -239,7 +239,7 @@ def test_report_str_is_a_table_naming_each_input():
 
     dh = 1.0 - np.tanh(x @ W) ** 2
     dW_halved = 0.5 * np.outer(x, dh)  # deliberately wrong, to get a "NO" row
-    report = gradcheck(f, [x, W], [W @ dh, dW_halved], names=["x", "W"])
+    report = check_gradients(f, [x, W], [W @ dh, dW_halved], names=["x", "W"])
     lines = str(report).splitlines()
     assert len(lines) == 3  # header and one row per input
     assert lines[0].split()[0] == "input"
@@ -250,7 +250,7 @@ def test_report_str_is_a_table_naming_each_input():
 
 def test_report_default_names_and_f_value():
     x, y = np.array([1.0, 2.0]), np.array([3.0])
-    report = gradcheck(lambda a, b: float(a.sum() * b[0]), (x, y), (np.array([3.0, 3.0]),
+    report = check_gradients(lambda a, b: float(a.sum() * b[0]), (x, y), (np.array([3.0, 3.0]),
                                                                      np.array([3.0])))
     assert [c.name for c in report.inputs] == ["x0", "x1"]
     assert report.f_value == 9.0 and report.passed
@@ -260,13 +260,13 @@ def test_report_default_names_and_f_value():
 def test_gradcheck_needs_one_gradient_per_input():
     x = np.ones(2)
     with pytest.raises(ValueError, match="^analytic:"):
-        gradcheck(lambda a, b: float((a + b).sum()), [x, x], [x])
+        check_gradients(lambda a, b: float((a + b).sum()), [x, x], [x])
 
 
 def test_gradcheck_leaves_inputs_unchanged():
     x = np.array([1.0, -2.0])
     before = x.copy()
-    assert gradcheck(cubic, x, 3 * x ** 2).passed
+    assert check_gradients(cubic, x, 3 * x ** 2).passed
     np.testing.assert_array_equal(x, before)
 
 
@@ -326,9 +326,9 @@ def test_catches_kl_dlog_var_without_the_factor_half(n, d_z, seed):
         return float(np.sum(dkl * kl_forward(mu, log_var)[0]))
 
     dmu, dlog_var = kl_backward(dkl, kl_forward(mu, log_var)[1])
-    assert gradcheck(f, [mu, log_var], [dmu, dlog_var]).passed
+    assert check_gradients(f, [mu, log_var], [dmu, dlog_var]).passed
     buggy = dkl[:, None] * (np.exp(log_var) - 1.0)  # 0.5 dropped
-    report = gradcheck(f, [mu, log_var], [dmu, buggy], names=["mu", "log_var"])
+    report = check_gradients(f, [mu, log_var], [dmu, buggy], names=["mu", "log_var"])
     assert not report.passed
     assert report.inputs[0].passed and not report.inputs[1].passed  # blames log_var
 
@@ -343,9 +343,9 @@ def test_catches_a_sign_flip_in_the_bernoulli_gradient(n, d, seed):
         return float(np.sum(dlog_lik * bernoulli_log_lik_forward(x, logits)[0]))
 
     dlogits = bernoulli_log_lik_backward(dlog_lik, (x, logits))
-    assert gradcheck(f, logits, dlogits).passed
+    assert check_gradients(f, logits, dlogits).passed
     buggy = dlog_lik[:, None] * (sigmoid(logits) - x)  # sign flipped
-    assert not gradcheck(f, logits, buggy).passed
+    assert not check_gradients(f, logits, buggy).passed
 
 
 @given(n=batch, d=st.integers(2, 16), seed=seeds)
@@ -358,8 +358,8 @@ def test_catches_untransposed_W_in_dense_dx(n, d, seed):
         return float(np.sum(dh * dense_forward(x, W, b)[0]))
 
     dx, _, _ = dense_backward(dh, (x, W))
-    assert gradcheck(f, x, dx).passed
-    assert not gradcheck(f, x, dh @ W).passed  # W, not W^T
+    assert check_gradients(f, x, dx).passed
+    assert not check_gradients(f, x, dh @ W).passed  # W, not W^T
 
 
 @pytest.mark.parametrize("reduce", [lambda dh: dh[0], lambda dh: dh.mean(axis=0)],
@@ -374,8 +374,8 @@ def test_catches_a_missing_bias_sum(reduce, n, d, seed):
         return float(np.sum(dh * dense_forward(x, W, b)[0]))
 
     _, _, db = dense_backward(dh, (x, W))
-    assert gradcheck(f, b, db).passed
-    assert not gradcheck(f, b, reduce(dh)).passed
+    assert check_gradients(f, b, db).passed
+    assert not check_gradients(f, b, reduce(dh)).passed
 
 
 @given(n=batch, d_z=features, seed=seeds)
@@ -388,9 +388,9 @@ def test_catches_variance_used_as_std_in_the_reparameterization(n, d_z, seed):
         return float(np.sum(dz * reparameterize_forward(mu, log_var, eps)[0]))
 
     _, dlog_var = reparameterize_backward(dz, reparameterize_forward(mu, log_var, eps)[1])
-    assert gradcheck(f, log_var, dlog_var).passed
+    assert check_gradients(f, log_var, dlog_var).passed
     buggy = dz * eps * 0.5 * np.exp(log_var)  # exp(log_var) is the variance
-    assert not gradcheck(f, log_var, buggy).passed
+    assert not check_gradients(f, log_var, buggy).passed
 
 
 @given(n=batch, d=features, seed=seeds)
@@ -403,8 +403,8 @@ def test_catches_a_planted_error_of_one_tenth_of_a_percent(n, d, seed):
         return float(np.sum(dh * dense_forward(x, W, b)[0]))
 
     _, dW, _ = dense_backward(dh, (x, W))
-    assert gradcheck(f, W, dW).passed
-    assert not gradcheck(f, W, dW * 1.001).passed  # every entry 0.1% off
+    assert check_gradients(f, W, dW).passed
+    assert not check_gradients(f, W, dW * 1.001).passed  # every entry 0.1% off
     one_entry = dW.copy()
     one_entry[np.unravel_index(np.argmax(np.abs(dW)), dW.shape)] *= 1.001
-    assert not gradcheck(f, W, one_entry).passed  # only the largest entry 0.1% off
+    assert not check_gradients(f, W, one_entry).passed  # only the largest entry 0.1% off

@@ -7,7 +7,7 @@ import pytest
 
 from numpyvae import VAE
 from numpyvae.estimators import iwae_bound
-from numpyvae.gradcheck import gradcheck
+from numpyvae.gradcheck import check_gradients
 from numpyvae.iwae import iwae_loss_backward, iwae_loss_forward
 
 CONFIGS = list(itertools.product(["bernoulli", "gaussian"], ["diagonal", "fixed"],
@@ -30,7 +30,7 @@ def _check(model, x, eps, grads):
     def loss(*arrays):
         return iwae_loss_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
 
-    return gradcheck(loss, [model.params[n] for n in names], [grads[n] for n in names],
+    return check_gradients(loss, [model.params[n] for n in names], [grads[n] for n in names],
                      names=names)
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from numpyvae import VAE
-from numpyvae.gradcheck import compare_gradients, directional_check, gradcheck, numerical_vjp
+from numpyvae.gradcheck import compare_gradients, directional_check, check_gradients, numerical_vjp
 from numpyvae.model import (_mlp_backward, _mlp_forward, decoder_backward, decoder_forward,
                             encoder_backward, encoder_forward, log_lik_backward,
                             log_lik_forward, loss_backward, loss_forward)
@@ -69,7 +69,7 @@ def check_loss_gradients(model, x, eps, beta, grads):
     def f(*arrays):
         return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
 
-    return gradcheck(f, list(model.params.values()), [grads[k] for k in names], names)
+    return check_gradients(f, list(model.params.values()), [grads[k] for k in names], names)
 
 
 # ------------------------------------------------- every configuration

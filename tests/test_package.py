@@ -24,5 +24,16 @@ def test_importing_every_module_pulls_in_no_optional_package():
 
 def test_version_and_public_names():
     assert numpyvae.__version__.count(".") == 2
-    for name in ("VAE", "fit", "save", "load", "Adam", "SGD", "gradcheck", "VAEEstimator"):
+    for name in ("VAE", "fit", "save", "load", "Adam", "SGD", "gradcheck", "check_gradients",
+                 "VAEEstimator"):
         assert name in numpyvae.__all__ and hasattr(numpyvae, name)
+
+
+def test_gradcheck_is_one_thing_however_it_is_imported():
+    """The module, whether imported as a module or taken from the package;
+    its constants are reachable (the docs cite numpyvae.gradcheck.FD_STEP)."""
+    import numpyvae.gradcheck as as_module
+    from numpyvae import gradcheck as from_package
+    assert as_module is from_package is sys.modules["numpyvae.gradcheck"]
+    assert numpyvae.gradcheck.FD_STEP == 1e-5
+    assert numpyvae.check_gradients is as_module.check_gradients
