@@ -67,7 +67,7 @@ def test_sweep_writes_a_folder_per_run_and_the_summary(reference):
     rows = numbers(out)
     assert [row["run"] for row in rows] == NAMES
     assert list(rows[0]) == ["run", "beta", "latent_dim", "seed", "status", "val_elbo",
-                             "val_recon", "val_kl", "val_iwae", "error"]
+                             "val_log_lik", "val_kl", "val_iwae", "error"]
     for row, name in zip(rows, NAMES):
         metrics = runs.read_json(out / name / "metrics.json")
         assert row["status"] == "done" and row["error"] == ""
@@ -154,21 +154,21 @@ def test_an_interrupted_sweep_runs_only_the_missing_runs(spec, reference, tmp_pa
 def test_a_failed_run_records_its_error_and_the_others_complete(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text('[base]\nepochs = 1\nhidden = [8]\nbatch_size = 256\n'
-                    '[grid]\nlatent_dim = [0, 2]\n')
+                    '[grid]\nlr = [-1, 0.003]\n')  # of the right kind; Adam refuses it
     out = tmp_path / "sweep"
     assert main(["sweep", str(spec), "--out", str(out), "--no-plots"]) == 1
     failed, done = numbers(out)
     assert failed["status"] == "failed" and failed["val_elbo"] == ""
-    assert failed["error"].startswith("ValueError: latent_dim: expected")
-    assert "Traceback" in (out / "latent_dim=0" / "error.txt").read_text()
-    status = json.loads((out / "latent_dim=0" / "status.json").read_text())
+    assert failed["error"].startswith("ValueError: lr: expected")
+    assert "Traceback" in (out / "lr=-1.0" / "error.txt").read_text()
+    status = json.loads((out / "lr=-1.0" / "status.json").read_text())
     assert status["status"] == "failed" and status["error"] == failed["error"]
     assert done["status"] == "done" and math.isfinite(float(done["val_elbo"]))
-    assert not (out / "latent_dim=2" / "error.txt").exists()
-    assert "1 of 2 runs done; failed (see their error.txt): latent_dim=0" in capsys.readouterr().out
+    assert not (out / "lr=0.003" / "error.txt").exists()
+    assert "1 of 2 runs done; failed (see their error.txt): lr=-1.0" in capsys.readouterr().out
     # started again, the failed run is tried again and the finished one kept
     result = sweep.run_sweep(spec, out, pictures=False, log=quiet)
-    assert result["executed"] == ["latent_dim=0"]
+    assert result["executed"] == ["lr=-1.0"]
 
 
 def test_missing_joblib_is_one_line_and_jobs_1_needs_no_joblib(tmp_path, capsys, monkeypatch):
@@ -205,6 +205,11 @@ BAD_SPECS = [
     ("[grid]\nbeta = 1\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nbeta = []\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nlatent_dim = ['two']\n", "[grid] latent_dim item latent_dim: expected an integer"),
+    ("[grid]\nlatent_dim = [0, 2]\n", "[grid] latent_dim item latent_dim: expected an integer >= 1"),
+    ("[grid]\nlr = [nan, 0.003]\n", "[grid] lr item lr: expected a finite number, got nan"),
+    ("[grid]\nbeta = [1, inf]\n", "[grid] beta item beta: expected a finite number, got inf"),
+    ("[base]\nlr = -inf\n[grid]\nseed = [0]\n", "[base] lr: expected a finite number"),
+    ("[grid]\nactivation = ['relu', 'gelu']\n", "activation: expected one of ('relu',"),
     ("[grid]\nhidden = [16, 32]\n", "hidden: expected a list of layer widths"),
     ("[base]\nepochs = 2.5\n[grid]\nseed = [0]\n", "[base] epochs: expected an integer"),
     ("[base]\nbeta = 1\n[grid]\nbeta = [1, 2]\n", "beta is in both [base] and [grid]"),
