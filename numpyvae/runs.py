@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ._memory import available_memory, size_text
 from .model import VAEConfig
 from .optim import Adam
 from .settings import DEFAULTS, check_settings
@@ -238,6 +239,9 @@ def claim_folder(folder, overwrite: bool = False, name: str = "--out") -> None:
     True
     """
     folder = Path(folder)
+    pid = _pid_in(folder / LOCK_FILE)
+    if pid != os.getpid() and _alive(pid):  # a run being written says so first
+        raise _in_use(folder, pid, name)
     what = describe_run(folder)
     if what is None:
         return
@@ -418,31 +422,6 @@ def estimate_memory(settings: dict, input_dim: int, n_val: int = 1000) -> dict:
             "activations": 2 * itemsize * rows * per_row}
 
 
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: the system's available memory
-    (MemAvailable of /proc/meminfo, else the physical memory), or the
-    address-space limit (ulimit -v) when lower; None when unknown."""
-    sizes = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    sizes.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        with contextlib.suppress(ValueError, OSError, AttributeError):
-            sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    with contextlib.suppress(ImportError, OSError, ValueError):
-        import resource
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            sizes.append(soft)
-    return min(sizes) if sizes else None
-
-
-def _size(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:.3g} GiB" if n_bytes >= 2**28 else f"{n_bytes / 2**20:.3g} MiB"
-
-
 def check_memory(settings: dict, input_dim: int, available: int | None = None) -> int:
     """Refuse (ValueError, with the numbers) a run that needs more memory
     than is available (`available_memory` by default); returns its bytes.
@@ -459,9 +438,9 @@ def check_memory(settings: dict, input_dim: int, available: int | None = None) -
     if available is None:
         available = available_memory()
     if available is not None and need > available:
-        detail = ", ".join(f"{name} {_size(n)}" for name, n in parts.items())
+        detail = ", ".join(f"{name} {size_text(n)}" for name, n in parts.items())
         raise ValueError(f"--hidden, --latent-dim, --batch-size, --k: this run needs about "
-                         f"{_size(need)} ({detail}) but {_size(available)} is available; "
+                         f"{size_text(need)} ({detail}) but {size_text(available)} is available; "
                          "choose smaller sizes")
     return need
 
