@@ -41,7 +41,7 @@ from ._memory import available_memory, size_text
 from .model import VAEConfig
 from .optim import Adam
 from .settings import DEFAULTS, check_settings
-from .train import HISTORY_KEYS, Trainer, train
+from .train import HISTORY_KEYS, Trainer, TrainingDiverged, train
 from .vae import VAE
 
 try:
@@ -570,8 +570,13 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     out.mkdir(parents=True, exist_ok=True)
     remove_files(out, RECORDS)  # they describe the checkpoint as it was, not as it will be
     write_json(out / CONFIG_FILE, settings)
-    train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
-          checkpoint_path=out / CHECKPOINT_FILE, checkpoint_extra={"settings": settings})
+    try:
+        train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
+              checkpoint_path=out / CHECKPOINT_FILE, checkpoint_extra={"settings": settings})
+    except TrainingDiverged:
+        if not (out / CHECKPOINT_FILE).exists():  # nothing to continue: the folder is free
+            remove_files(out, (CONFIG_FILE,))
+        raise
     baseline = mean_pixel_baseline(x_train, x_test, settings["likelihood"], settings["sigma"])
     metrics = run_metrics(settings, trainer, baseline, len(x_train), len(x_test))
     write_history(out / HISTORY_FILE, trainer.history)

@@ -198,13 +198,14 @@ ABSURD = [["--hidden", "3000000000"], ["--latent-dim", "100000000000"],
           ["--objective", "iwae", "--k", "100000000"]]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM in /proc")
 @pytest.mark.parametrize("flags", ABSURD, ids=["hidden", "latent-dim", "iwae-k"])
 def test_absurd_sizes_are_refused_with_the_number_in_bounded_memory(tmp_path, flags):
-    script = ("import resource, sys\n"
+    script = ("import re, resource, sys\n"
               "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n"
               "from numpyvae.cli import main\n"
-              "code = main(sys.argv[1:])\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+              "code = main(sys.argv[1:])\n"  # then the peak resident KiB of this program
+              "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
               "sys.exit(code)\n")
     env = dict(os.environ, PYTHONPATH=str(Path(numpyvae.__file__).parents[1]),
                OPENBLAS_NUM_THREADS="1")
@@ -285,3 +286,28 @@ def test_an_old_run_folder_with_recon_names_still_resumes(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert "val_log_lik" in metrics and "val_recon" not in metrics
     assert runs.new_names({"val_recon": 1.0, "epoch": 2}) == {"val_log_lik": 1.0, "epoch": 2}
+
+
+# ------------------------------------------------ 6. divergence
+
+@pytest.mark.parametrize("lr", ["1", "10"])
+def test_divergence_before_a_checkpoint_says_so_and_frees_the_folder(tmp_path, capsys, lr):
+    out = tmp_path / "D"
+    code, err = train(capsys, "--lr", lr, "--epochs", "30", "--no-plots", "--out", str(out))
+    assert code == 2
+    line = err.splitlines()[-1]  # after the progress bar, if tqdm is installed
+    assert line.startswith("numpyvae: error: training diverged at epoch ")
+    assert ", step " in line and "no checkpoint was written" in line
+    assert "RuntimeWarning" not in err and "Traceback" not in err
+    assert runs.describe_run(out) is None  # the next run may start there
+
+
+# ------------------------------------------------ 4. latent_dim 1
+
+def test_latent_dim_1_draws_its_pictures(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "R"
+    assert train(capsys, "--epochs", "1", "--hidden", "16", "--batch-size", "128",
+                 "--latent-dim", "1", "--out", str(out))[0] == 0
+    assert (out / "latent.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "manifold.png").exists()  # latent_dim 2 only

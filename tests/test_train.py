@@ -426,6 +426,27 @@ def test_divergence_without_a_checkpoint_says_so(small, monkeypatch):
         fit(model, x, epochs=2, batch_size=BATCH)
 
 
+def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path, small, monkeypatch):
+    x, _ = small
+    monkeypatch.setattr(train_module, "loss_forward", inf_loss_at(3))
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(TrainingDiverged) as info:
+        train(new_trainer(), x, 5, checkpoint_path=path)
+    message = str(info.value)
+    assert "epoch 1, step 3" in message and "no checkpoint was written" in message
+    assert "last good checkpoint" not in message and not path.exists()
+
+
+def test_nan_met_inside_the_model_names_epoch_and_step_without_warnings(small):
+    x, _ = small
+    trainer = Trainer(VAE(64, 2, hidden=(8,), rng=0), Adam(lr=10.0), batch_size=BATCH, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning reaches the user
+        with pytest.raises(TrainingDiverged, match=r"training diverged at epoch \d+, step \d+: "
+                           r".*no checkpoint was being written"):
+            train(trainer, x, 30)
+
+
 def gradients_set_at(call, name, values, in_place):
     """A loss_backward whose `call`-th result has grads[name]'s first
     entries set to `values`, written into the workspace's packed buffer
