@@ -440,8 +440,8 @@ def check_memory(settings: dict, input_dim: int, available: int | None = None) -
     if available is not None and need > available:
         detail = ", ".join(f"{name} {size_text(n)}" for name, n in parts.items())
         raise ValueError(f"--hidden, --latent-dim, --batch-size, --k: this run needs about "
-                         f"{size_text(need)} ({detail}) but {size_text(available)} is available; "
-                         "choose smaller sizes")
+                         f"{size_text(need)} ({detail}) but {size_text(available)} is "
+                         "available; choose smaller sizes")
     return need
 
 
@@ -546,8 +546,10 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     The old metrics.json, history.csv and pictures are removed and
     config.json is written before training starts; metrics.json is
     written after history.csv, the pictures last. The settings are
-    stored in every checkpoint (``extra["settings"]``). A KeyboardInterrupt leaves the checkpoint of the last
-    completed step (see `numpyvae.train.train`) and propagates.
+    stored in every checkpoint (``extra["settings"]``). A
+    KeyboardInterrupt leaves the checkpoint of the last completed step
+    (see `numpyvae.train.train`) and propagates; a run that diverges
+    before its first checkpoint leaves no config.json behind.
 
     Examples
     --------

@@ -206,7 +206,7 @@ BAD_SPECS = [
     ("[grid]\nbeta = 1\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nbeta = []\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nlatent_dim = ['two']\n", "[grid] latent_dim item latent_dim: expected an integer"),
-    ("[grid]\nlatent_dim = [0, 2]\n", "[grid] latent_dim item latent_dim: expected an integer >= 1"),
+    ("[grid]\nlatent_dim = [0, 2]\n", "latent_dim item latent_dim: expected an integer >= 1"),
     ("[grid]\nlr = [nan, 0.003]\n", "[grid] lr item lr: expected a finite number, got nan"),
     ("[grid]\nbeta = [1, inf]\n", "[grid] beta item beta: expected a finite number, got inf"),
     ("[base]\nlr = -inf\n[grid]\nseed = [0]\n", "[base] lr: expected a finite number"),
