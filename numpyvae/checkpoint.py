@@ -29,7 +29,7 @@ import io
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -159,7 +159,7 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
     arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)
     arrays["meta.sha256"] = np.frombuffer(hashlib.sha256(blob).digest(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
@@ -171,6 +171,18 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
             os.remove(tmp)
         raise
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file beside `path`, opened for writing, with the mode every
+    other file gets (0666 less the umask; mkstemp's would be 0600)."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _encode_nonfinite(value):
@@ -209,19 +221,102 @@ def _write_npz(f, arrays: dict) -> None:
                 np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
 
 
+META_MAX_BYTES = 64 * 2**20  # meta.json: config, trainer state, history
+PERM_MAX_EXAMPLES = 2**24  # trainer/perm: the order of at most 16.8 million examples
+
+
+def _member_names(path: Path, zf: zipfile.ZipFile) -> dict:
+    """Array name -> ZipInfo of every member; anything but unique .npy is refused."""
+    members = {}
+    for info in zf.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or name[:-4] in members:
+            raise CheckpointError(f"{path}: unexpected archive member {name!r}")
+        members[name[:-4]] = info
+    return members
+
+
+def _header(path: Path, zf: zipfile.ZipFile, info, name: str) -> tuple:
+    """(shape, dtype, header bytes) of a member's .npy header, read alone."""
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise CheckpointError(f"{path}: {name} has .npy format version {version}; "
+                                  "expected 1.0 or 2.0")
+        offset = member.tell()
+    return shape, dtype, offset
+
+
+def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
+    """Most bytes each array may hold, from the model config in meta.json:
+    a parameter or an optimizer moment its parameter's number of entries
+    at 8 bytes (a wrong dtype is then refused by name, once read), Adam's
+    t one int64, trainer/perm `PERM_MAX_EXAMPLES` int64s; any other name
+    the largest parameter (refused by name once read). A model larger
+    than the memory available is refused here."""
+    from ._memory import available_memory, size_text
+    from .model import VAEConfig
+    meta = _read_meta(path, dict(meta_arrays))
+    try:
+        config = VAEConfig(**meta["config"])
+        itemsize = np.dtype(config.dtype).itemsize
+        sizes = {k: math.prod(s) * 8 for k, s in config.param_shapes().items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config in meta.json ({e})") from None
+    moments = sum(1 for name in members if name.startswith("optimizer/")
+                  and name.split("/", 1)[1].split(".", 1)[-1] in sizes)
+    need = sum(sizes.values()) * itemsize / 8 * (1 + min(moments, 2 * len(sizes))
+                                                 / max(len(sizes), 1))
+    available = available_memory()
+    if available is not None and need > available:
+        raise CheckpointError(f"{path}: its model needs {size_text(need)} but "
+                              f"{size_text(available)} is available")
+    budget = {f"params/{k}": n for k, n in sizes.items()}
+    for moment in ("m", "v", "velocity"):
+        budget.update({f"optimizer/{moment}.{k}": n for k, n in sizes.items()})
+    budget["optimizer/t"] = 8
+    budget["trainer/perm"] = 8 * PERM_MAX_EXAMPLES
+    largest = max(sizes.values(), default=0)
+    return {name: budget.get(name, largest) for name in members}
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info, name: str, budget: int):
+    """One array, read whole (so its CRC-32 is checked) with
+    ``allow_pickle=False``, after its declared size (the zip directory's
+    and its .npy header's) is checked against `budget` bytes of data."""
+    header_max = 65536 + 12
+    if info.file_size > budget + header_max:
+        raise CheckpointError(f"{path}: {name} declares {info.file_size} bytes, more than "
+                              f"the {budget} its model allows; refused before reading it")
+    shape, dtype, offset = _header(path, zf, info, name)
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > budget or offset + n_bytes != info.file_size:
+        raise CheckpointError(f"{path}: {name} declares shape {shape} of {dtype} "
+                              f"({n_bytes} bytes) in a member of {info.file_size} bytes; "
+                              f"its model allows {budget}")
+    return np.lib.format.read_array(io.BytesIO(zf.read(info)), allow_pickle=False)
+
+
 def _read_arrays(path: Path) -> dict:
-    """Every member of the archive, each read whole (so its CRC-32 is
-    checked) and parsed with ``allow_pickle=False``."""
+    """Every member of the archive: meta.json and meta.sha256 first (at
+    most `META_MAX_BYTES`), then each array within the budget its model
+    config allows (`_budget`), so that no member is inflated beyond the
+    size the checkpoint's model needs (a zip bomb is refused unread)."""
     arrays = {}
     try:
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                name = info.filename
-                if not name.endswith(".npy") or name[:-4] in arrays:
-                    raise CheckpointError(f"{path}: unexpected archive member {name!r}")
-                raw = zf.read(info)
-                arrays[name[:-4]] = np.lib.format.read_array(io.BytesIO(raw),
-                                                             allow_pickle=False)
+            members = _member_names(path, zf)
+            for name in ("meta.json", "meta.sha256"):
+                if name in members:
+                    arrays[name] = _read_member(path, zf, members[name], name, META_MAX_BYTES)
+            budget = _budget(path, arrays, members)
+            for name, info in members.items():
+                if name not in arrays:
+                    arrays[name] = _read_member(path, zf, info, name, budget[name])
     except CheckpointError:
         raise
     except FileNotFoundError:

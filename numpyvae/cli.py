@@ -1,6 +1,7 @@
 """The ``numpyvae`` command: argparse subcommands; the only reader of sys.argv.
 
-``numpyvae train`` trains a VAE and writes a run folder (see `runs`);
+``numpyvae train`` trains a VAE and writes a run folder (see `runs`),
+one flag per run setting of `numpyvae.settings`;
 ``numpyvae experiment NAME`` runs one of `numpyvae.experiments`;
 ``numpyvae sweep SPEC --out DIR`` trains one run per point of a grid
 (see `numpyvae.sweep`). Errors
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -20,18 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint
-from .train import trainer_from_checkpoint
-from .vae import LIKELIHOODS, VAE
+from .settings import DEFAULTS, SETTINGS, Setting
+from .vae import VAE
 
-# Measured with ``numpyvae train`` on 2 cores: see docs/main-job.md.
-DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
-            "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
-            "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32",
-            "binarize": "none", "objective": "elbo", "k": 1, "lr_schedule": "constant",
-            "adam_epsilon": 1e-8, "init_output_bias": True, "init": "he"}
-DEFAULT_OUT = "runs/digits"
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
 
@@ -62,46 +56,51 @@ def _hidden(text: str) -> list[int]:
     return widths
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _default_text(setting: Setting) -> str:
+    if setting.kind == "widths":
+        return ",".join(map(str, setting.default)) or "''"
+    if setting.kind == "bool":
+        return "on" if setting.default else "off"
+    return str(setting.default)
+
+
+def _add_setting(p, setting: Setting) -> None:
+    """One flag of `numpyvae train`, from its `Setting`."""
+    text = f"{setting.help} (default {_default_text(setting)})"
+    if setting.kind == "bool":
+        p.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=None,
+                       help=text)
+    elif setting.kind == "int":
+        p.add_argument(setting.flag, type=_int_at_least(setting.minimum), help=text)
+    elif setting.kind == "float":
+        p.add_argument(setting.flag, type=_finite_float, help=text)
+    elif setting.kind == "widths":
+        p.add_argument(setting.flag, type=_hidden, help=text)
+    else:
+        p.add_argument(setting.flag, choices=setting.choices, help=text)
+
+
 def _add_train(sub) -> None:
-    d = DEFAULTS
     p = sub.add_parser("train", help="train a VAE and write numbers, checkpoint and pictures",
                        description="Train a VAE and write metrics.json, history.csv, "
                        "checkpoint.npz, config.json and PNG pictures into --out.")
-    p.add_argument("--data", help=f"'digits' (embedded 8x8), 'mnist' (from $NUMPYVAE_DATA "
-                   f"or the cache) or a path to an .npz file (default {d['data']})")
-    p.add_argument("--epochs", type=_int_at_least(1),
-                   help=f"total epochs, also when resuming (default {d['epochs']})")
-    p.add_argument("--latent-dim", type=_int_at_least(1),
-                   help=f"size of z (default {d['latent_dim']})")
-    p.add_argument("--hidden", type=_hidden,
-                   help="comma-separated hidden widths, e.g. 128 or 256,128; '' for linear "
-                   "(default 128)")
-    p.add_argument("--activation", choices=ACTIVATIONS, help="default relu")
-    p.add_argument("--likelihood", choices=LIKELIHOODS, help="decoder; default bernoulli")
-    p.add_argument("--sigma", type=float, help="the gaussian decoder's fixed std (default 1)")
-    p.add_argument("--beta", type=float, help=f"KL weight (default {d['beta']})")
-    p.add_argument("--batch-size", type=_int_at_least(1),
-                   help=f"default {d['batch_size']}")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
-    p.add_argument("--seed", type=_int_at_least(0), help=f"default {d['seed']}")
-    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    p.add_argument("--binarize", choices=("none", "dynamic", "static"),
-                   help="grey levels (none, default), a fresh Bernoulli draw of every batch "
-                   "(dynamic) or one fixed draw (static)")
-    p.add_argument("--objective", choices=("elbo", "iwae"),
-                   help="negative ELBO (default) or the IWAE bound with --k samples")
-    p.add_argument("--k", type=_int_at_least(1), help="IWAE samples per example (default 1)")
-    p.add_argument("--lr-schedule", choices=("constant", "iwae"),
-                   help="constant (default) or the IWAE paper's 3^i-epoch stages, "
-                   "compressed into --epochs")
-    p.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (default 1e-8)")
-    p.add_argument("--init-output-bias", action=argparse.BooleanOptionalAction,
-                   default=None, help="start the decoder's output bias at the training "
-                   "mean pixel (default on: measured in docs/results.md)")
-    p.add_argument("--init", choices=("he", "lecun"),
-                   help="weight initialisation: he (He before relu, Glorot elsewhere; "
-                   "default) or lecun (U(+-1/sqrt(fan_in)), PyTorch's nn.Linear scale)")
-    p.add_argument("--out", help=f"run folder (default {DEFAULT_OUT}, or DIR with --resume)")
+    for setting in SETTINGS:
+        _add_setting(p, setting)
+    p.add_argument("--out", help="run folder (default runs/<data>: runs/digits, "
+                   "runs/mnist, runs/<file name>; DIR with --resume); a folder that "
+                   "holds a run is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out: its files are removed first")
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from DIR/checkpoint.npz to --epochs in total")
@@ -197,40 +196,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args, resume: Path | None) -> dict:
-    """DEFAULTS, overridden by the resumed run's config.json, then by flags.
-
-    A resumed run keeps its settings: a flag other than --epochs that
-    disagrees with them is an error.
-    """
-    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    settings = dict(DEFAULTS)
-    if resume is not None:
-        config_path = resume / runs.CONFIG_FILE
-        if not config_path.is_file():
-            raise FileNotFoundError(f"--resume: no {runs.CONFIG_FILE} in {resume}; expected "
-                                    "a run folder written by numpyvae train")
-        saved = runs.read_json(config_path)
-        settings.update({k: saved[k] for k in DEFAULTS if k in saved})
-        for key, value in given.items():
-            if key != "epochs" and value != settings[key]:
-                flag = "--" + key.replace("_", "-")
-                raise ValueError(f"{flag}: the run in {resume} has {settings[key]!r}, got "
-                                 f"{value!r}; a resumed run keeps its settings, leave "
-                                 f"{flag} out")
-    settings.update(given)
-    return settings
+def _flags(args) -> dict:
+    """The settings given as flags, by name."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None}
 
 
 def _train(args) -> int:
-    resume = None if args.resume is None else Path(args.resume)
-    out = Path(args.out) if args.out is not None else (resume or Path(DEFAULT_OUT))
-    settings = _settings(args, resume)
+    """A new run in --out (refused where a run lives, unless --overwrite),
+    or with --resume the run in DIR continued; each holding its folder."""
+    if args.resume is not None:
+        return _resume(args)
+    settings = dict(DEFAULTS, **_flags(args))
+    out = runs.check_out(args.out, settings["data"])
+    if not args.overwrite:
+        runs.claim_folder(out)  # early, before loading data; again below, holding the folder
     data = runs.load_run_data(settings)
-    if resume is not None:
-        trainer = trainer_from_checkpoint(load_checkpoint(resume / runs.CHECKPOINT_FILE))
-    else:
+    runs.check_memory(settings, data[0][0].shape[1])
+    with runs.lock_folder(out):
+        runs.claim_folder(out, overwrite=args.overwrite)
         trainer = runs.new_trainer(settings, data[0][0])
+        return _run(args, settings, out, data, trainer)
+
+
+def _resume(args) -> int:
+    folder = runs.check_out(args.resume, "", "--resume")
+    if not (folder / runs.CHECKPOINT_FILE).is_file():
+        raise FileNotFoundError(f"--resume: no {runs.CHECKPOINT_FILE} in {folder}; expected "
+                                "a run folder written by numpyvae train")
+    if args.out is not None and Path(args.out).resolve() != folder.resolve():
+        raise ValueError(f"--out: a resumed run stays in its folder {folder}, got --out "
+                         f"{args.out}; leave --out out")
+    if args.overwrite:
+        raise ValueError("--overwrite: not used with --resume, which continues the run")
+    with runs.lock_folder(folder, "--resume"):
+        ckpt = load_checkpoint(folder / runs.CHECKPOINT_FILE)
+        trainer = runs.resume_trainer(ckpt)
+        settings = runs.resume_settings(folder, ckpt, trainer, _flags(args))
+        data = runs.load_run_data(settings)
+        return _run(args, settings, folder, data, trainer)
+
+
+def _run(args, settings: dict, out: Path, data, trainer) -> int:
     try:
         metrics, written, pictures_skipped = runs.train_run(
             settings, out, data, trainer, pictures=not args.no_plots, progress=True)
@@ -315,15 +321,15 @@ def _gradcheck(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate_model
     run = Path(args.run_dir)
-    settings = runs.read_json(run / runs.CONFIG_FILE)
+    settings = runs.read_settings(run / runs.CONFIG_FILE)
+    metrics_path = run / runs.METRICS_FILE  # read (and refused) before the long computation
+    metrics = runs.new_names(runs.read_json(metrics_path)) if metrics_path.is_file() else {}
     model = load_checkpoint(run / runs.CHECKPOINT_FILE).model
     _, (x_test, _) = runs.load_run_data({**settings, "dtype": model.config.dtype})
     if args.limit is not None:
         x_test = x_test[:args.limit]
     result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
                             batch_size=args.batch_size, log=lambda line: print(line, flush=True))
-    metrics_path = run / runs.METRICS_FILE
-    metrics = runs.read_json(metrics_path) if metrics_path.is_file() else {}
     metrics.update({f"eval_{key}": value for key, value in result.items()})
     runs.write_json(metrics_path, metrics)
     print(json.dumps(result, indent=2, allow_nan=False))
@@ -390,4 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, TypeError, OSError) as e:
         print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # beyond the estimate of runs.check_memory
+        print(f"numpyvae: error: out of memory ({e or 'an allocation failed'}); choose "
+              "smaller sizes", file=sys.stderr)
         return 2

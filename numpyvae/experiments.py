@@ -610,7 +610,7 @@ def run_beta_sweep(out_dir, seed: int = 0, *, betas=(0.25, 0.5, 1.0, 2.0, 4.0, 8
             beta=beta, rng=rng)
         scores = evaluate(model, x_eval, np.random.default_rng([seed, 1]))
         rates.append(scores["kl"])
-        distortions.append(-scores["recon"])
+        distortions.append(-scores["log_lik"])
     results = {"beta": list(betas), "rate": rates, "distortion": distortions,
                "elbo": [-(r + d) for r, d in zip(rates, distortions)]}
     checks = {"rate_falls": all(b <= a + tol for a, b in zip(rates, rates[1:]))

@@ -218,8 +218,9 @@ def pca_2d(z: Array) -> tuple[Array, Array]:
 def plot_latent(mu: Array, labels, path) -> Path:
     """Latent means of q(z|x) coloured by label (`labels` may be None).
 
-    With latent_dim 2 the means themselves are drawn; otherwise their
-    2-d PCA projection (`pca_2d`).
+    With latent_dim 2 the means themselves are drawn; with latent_dim 1,
+    each mean against its row of the test split; otherwise their 2-d PCA
+    projection (`pca_2d`).
 
     Examples
     --------
@@ -229,12 +230,17 @@ def plot_latent(mu: Array, labels, path) -> Path:
     >>> mu, labels = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
     >>> plot_latent(mu, labels, Path(tempfile.mkdtemp()) / "latent.png").name
     'latent.png'
+    >>> plot_latent(mu[:, :1], labels, Path(tempfile.mkdtemp()) / "latent.png").name
+    'latent.png'
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
     if mu.shape[1] == 2:
         xy, names = mu, ("z_1", "z_2")
         title = "latent means mu(x) of the test split"
+    elif mu.shape[1] == 1:
+        xy, names = np.column_stack([np.arange(len(mu)), mu[:, 0]]), ("test example", "z_1")
+        title = "latent means mu(x) of the test split (latent_dim 1)"
     else:
         xy, explained = pca_2d(mu)
         names = tuple(f"PC {k + 1} ({100 * explained[k]:.0f}% of variance)" for k in range(2))

@@ -2,13 +2,23 @@
 
 A run folder holds
 
-* ``config.json``: the run's settings, written before training starts
-  (``numpyvae train --resume`` reads them back);
+* ``config.json``: the run's settings (`numpyvae.settings`), written
+  before training starts;
 * ``checkpoint.npz``: model, optimizer and trainer state, rewritten
-  after every epoch (`numpyvae.save` with ``trainer=``);
+  after every epoch (`numpyvae.save` with ``trainer=``), with the run's
+  settings stored inside it (``extra["settings"]``);
 * ``history.csv``: one row per epoch, columns `numpyvae.train.HISTORY_KEYS`;
 * ``metrics.json``: settings, final numbers and the mean-pixel baseline;
-* the pictures listed in `PICTURES` (PNG, need matplotlib).
+* the pictures listed in `PICTURES` (PNG, need matplotlib);
+* ``.lock`` while a process writes the folder (its pid inside).
+
+A folder belongs to one run. `lock_folder` keeps a second writer out;
+`claim_folder` refuses to start a new run where one lives, unless asked
+to replace it (then the old run's files go first); `resume_settings`
+makes sure config.json says what the checkpoint holds. config.json,
+history.csv, metrics.json and the pictures always describe the model in
+the checkpoint: the three records are removed before a run trains
+further and written again when it stops.
 
 `train_run` writes one such folder from a settings dict; ``numpyvae
 train`` and ``numpyvae sweep`` (one call per grid point) both use it.
@@ -16,17 +26,28 @@ train`` and ``numpyvae sweep`` (one call per grid point) both use it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ._memory import available_memory, size_text
+from .model import VAEConfig
 from .optim import Adam
-from .train import HISTORY_KEYS, Trainer, train
+from .settings import DEFAULTS, check_settings
+from .train import HISTORY_KEYS, Trainer, TrainingDiverged, train
 from .vae import VAE
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: a lock file created exclusively, its pid checked
+    fcntl = None
 
 Array = NDArray[np.floating]
 
@@ -34,9 +55,202 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+STATUS_FILE = "status.json"  # a sweep's record of the run
+ERROR_FILE = "error.txt"  # a sweep's record of a failed run
+LOCK_FILE = ".lock"
 PICTURES = {"reconstructions": "reconstructions.png", "samples": "samples.png",
             "loss_curves": "loss_curves.png", "latent": "latent.png",
             "manifold": "manifold.png", "interpolations": "interpolations.png"}
+RECORDS = (METRICS_FILE, HISTORY_FILE, *PICTURES.values())
+RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, *RECORDS, STATUS_FILE, ERROR_FILE)
+OLD_NAMES = {"train_recon": "train_log_lik", "val_recon": "val_log_lik"}
+
+
+def default_out(data: str) -> Path:
+    """The run folder when --out is not given: runs/ and the data's name.
+
+    Examples
+    --------
+    >>> str(default_out("digits")), str(default_out("mnist")), str(default_out("a/b.npz"))
+    ('runs/digits', 'runs/mnist', 'runs/b')
+    """
+    return Path("runs") / (data if data in ("digits", "mnist") else Path(data).stem)
+
+
+def check_out(text: str | None, data: str, name: str = "--out") -> Path:
+    """The run folder named by `text` (`default_out` when None); '' is refused.
+
+    Examples
+    --------
+    >>> str(check_out(None, "mnist")), str(check_out("mine", "digits"))
+    ('runs/mnist', 'mine')
+    >>> check_out("", "digits")
+    Traceback (most recent call last):
+        ...
+    ValueError: --out: expected a folder, got '' (use . for the current folder)
+    """
+    if text is None:
+        return default_out(data)
+    if not text.strip():
+        raise ValueError(f"{name}: expected a folder, got {text!r} (use . for the current "
+                         "folder)")
+    return Path(text)
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _in_use(folder: Path, pid: int | None, name: str) -> ValueError:
+    owner = f"process {pid}" if pid is not None else "another process"
+    return ValueError(f"{name}: {folder} is in use by {owner}, which is writing a run there; "
+                      f"wait for it to finish, or use another folder")
+
+
+def _lock_fd(path: Path, name: str) -> int:
+    """An open descriptor of the lock file `path`, held exclusively."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(path.parent, _pid_in(path), name) from None
+        try:  # the owner before us may have removed the file between open and flock
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _lock_fd_portable(path: Path, name: str) -> int:
+    """Without fcntl: create the file exclusively; a dead owner's file is stale."""
+    while True:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            pid = _pid_in(path)
+            if _alive(pid):
+                raise _in_use(path.parent, pid, name) from None
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def lock_folder(folder, name: str = "--out"):
+    """Hold `folder` (created if missing) for this process while in the block.
+
+    The lock is ``folder/.lock`` with this process's pid inside, held with
+    ``flock`` (released by the system when the process dies, however it
+    dies). A lock left by a process that died (its pid inside) is stale
+    and taken over; a live one is a ValueError naming its pid. The file is
+    removed when the block ends.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with lock_folder(folder):
+    ...     int((folder / LOCK_FILE).read_text()) == os.getpid()
+    True
+    >>> (folder / LOCK_FILE).exists()
+    False
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = _lock_fd(path, name) if fcntl is not None else _lock_fd_portable(path, name)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield folder
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def describe_run(folder) -> str | None:
+    """What run `folder` holds ("a finished run of 3 epochs", ...), or None.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> describe_run(folder) is None
+    True
+    >>> _ = write_json(folder / METRICS_FILE, {"epochs": 3})
+    >>> describe_run(folder)
+    'a finished run of 3 epochs'
+    """
+    folder = Path(folder)
+    if (folder / METRICS_FILE).is_file():
+        try:
+            return f"a finished run of {int(read_json(folder / METRICS_FILE)['epochs'])} epochs"
+        except (ValueError, KeyError, TypeError):
+            return "a finished run"
+    if (folder / CHECKPOINT_FILE).is_file():
+        return "an unfinished run"
+    if any((folder / name).is_file() for name in RUN_FILES):
+        return "the files of a run"
+    return None
+
+
+def remove_files(folder, names) -> None:
+    """Remove the files `names` of `folder` (and half-written checkpoints)."""
+    folder = Path(folder)
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    for tmp in folder.glob(f".{CHECKPOINT_FILE}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def claim_folder(folder, overwrite: bool = False, name: str = "--out") -> None:
+    """Make `folder` the home of a new run: refuse it when it holds a run,
+    unless `overwrite`, which removes that run's files (`RUN_FILES`).
+
+    Call it holding the folder (`lock_folder`). Other files are kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = write_json(folder / METRICS_FILE, {"epochs": 3})
+    >>> claim_folder(folder)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: --out: ... already holds a finished run of 3 epochs; continue it with ...
+    >>> claim_folder(folder, overwrite=True)
+    >>> describe_run(folder) is None
+    True
+    """
+    folder = Path(folder)
+    pid = _pid_in(folder / LOCK_FILE)
+    if pid != os.getpid() and _alive(pid):  # a run being written says so first
+        raise _in_use(folder, pid, name)
+    what = describe_run(folder)
+    if what is None:
+        return
+    if not overwrite:
+        quoted = shlex.quote(str(folder))
+        raise ValueError(f"{name}: {folder} already holds {what}; continue it with "
+                         f"--resume {quoted}, start the new run in another folder with "
+                         f"{name}, or replace it with --overwrite")
+    remove_files(folder, RUN_FILES)
 
 
 def load_data(spec: str, dtype: str, name: str = "--data"):
@@ -78,13 +292,13 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
 
     Examples
     --------
-    >>> from numpyvae.cli import DEFAULTS
     >>> settings = dict(DEFAULTS, hidden=[8], latent_dim=3)
     >>> x_train = np.random.default_rng(0).random((20, 64)).astype("float32")
     >>> trainer = new_trainer(settings, x_train)
     >>> trainer.model.config.latent_dim, trainer.model.config.hidden
     (3, (8,))
     """
+    check_memory(settings, x_train.shape[1])
     init_rng, train_rng, _ = generators(settings["seed"])
     model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
                 activation=settings["activation"], likelihood=settings["likelihood"],
@@ -99,12 +313,143 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
                    lr_schedule=settings["lr_schedule"])
 
 
+def new_names(row: dict) -> dict:
+    """A record with the metric names of numpyvae before the rename
+    (``train_recon``, ``val_recon``) under today's (``*_log_lik``).
+
+    Examples
+    --------
+    >>> new_names({"epoch": 1, "val_recon": -20.0})
+    {'epoch': 1, 'val_log_lik': -20.0}
+    """
+    return {OLD_NAMES.get(key, key): value for key, value in row.items()}
+
+
+def resume_trainer(ckpt) -> Trainer:
+    """The trainer of checkpoint `ckpt`, its history under today's names."""
+    from .train import trainer_from_checkpoint
+    trainer = trainer_from_checkpoint(ckpt)
+    trainer.history = [new_names(row) for row in trainer.history]
+    return trainer
+
+
+def stored_settings(ckpt) -> dict | None:
+    """The run settings stored in checkpoint `ckpt` by `train_run`, or None
+    for a checkpoint written before they were stored."""
+    extra = ckpt.meta.get("extra")
+    settings = extra.get("settings") if isinstance(extra, dict) else None
+    return None if settings is None else check_settings(settings, "checkpoint settings")
+
+
+def _trainer_view(trainer: Trainer) -> dict:
+    """The settings a trainer itself holds, by setting name."""
+    config = trainer.model.config
+    return {"latent_dim": config.latent_dim, "hidden": list(config.hidden),
+            "activation": config.activation, "likelihood": config.likelihood,
+            "dtype": config.dtype, "beta": float(trainer.beta),
+            "batch_size": trainer.batch_size, "objective": trainer.objective,
+            "k": trainer.k, "lr_schedule": trainer.lr_schedule}
+
+
+def _differences(a: dict, b: dict, keys) -> list[str]:
+    return [f"{key} ({a[key]!r} against {b[key]!r})" for key in keys if a[key] != b[key]]
+
+
+def resume_settings(folder, ckpt, trainer: Trainer, flags: dict) -> dict:
+    """The settings of the run in `folder`, continued to flags["epochs"].
+
+    The checkpoint's stored settings are the run's (for an older
+    checkpoint, config.json checked against the model and trainer it
+    holds). config.json must say the same, apart from epochs; a flag other
+    than epochs must agree; epochs may not be fewer than those done.
+
+    Raises ValueError naming the file and the differing settings.
+    """
+    folder = Path(folder)
+    config = read_settings(folder / CONFIG_FILE)
+    truth = stored_settings(ckpt) or config
+    keys = [key for key in DEFAULTS if key != "epochs"]
+    differ = (_differences(config, truth, keys)
+              or _differences(_trainer_view(trainer), truth, _trainer_view(trainer)))
+    if differ:
+        raise ValueError(f"--resume: {folder / CONFIG_FILE} does not describe the model in "
+                         f"{folder / CHECKPOINT_FILE}: {', '.join(differ)}, config.json "
+                         "against checkpoint; restore config.json, or start a new run")
+    for key, value in flags.items():
+        if key != "epochs" and value != truth[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag}: the run in {folder} has {truth[key]!r}, got "
+                             f"{value!r}; a resumed run keeps its settings, leave {flag} out")
+    epochs = flags.get("epochs", config["epochs"])
+    if epochs < trainer.epoch:
+        raise ValueError(f"--epochs: the run in {folder} has done {trainer.epoch} epochs, "
+                         f"got {epochs}; --epochs counts all epochs, so expected at least "
+                         f"{trainer.epoch}")
+    return dict(truth, epochs=epochs)
+
+
+def read_settings(path) -> dict:
+    """A config.json's settings, checked (`numpyvae.settings.check_settings`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected the config.json of a run "
+                                "folder written by numpyvae train")
+    return check_settings(read_json(path), str(path))
+
+
+def estimate_memory(settings: dict, input_dim: int, n_val: int = 1000) -> dict:
+    """Bytes a run of `settings` needs beyond its data, by part.
+
+    parameters: the model's arrays; optimizer: their gradient and Adam's
+    two moments (3x); activations: the forward caches and their gradients
+    of one step, for batch_size x k rows (the IWAE decodes k samples of
+    each example) or the validation batch, whichever is larger.
+
+    Examples
+    --------
+    >>> parts = estimate_memory(dict(DEFAULTS, hidden=[10], latent_dim=2), 4)
+    >>> parts["parameters"] == 4 * (4 * 10 + 10 + 2 * (10 * 2 + 2) + 2 * 10 + 10 + 10 * 4 + 4)
+    True
+    >>> parts["optimizer"] == 3 * parts["parameters"]
+    True
+    """
+    config = VAEConfig(input_dim, settings["latent_dim"], tuple(settings["hidden"]))
+    itemsize = 8 if settings["dtype"] == "float64" else 4
+    n_params = sum(math.prod(shape) for shape in config.param_shapes().values())
+    rows = max(settings["batch_size"] * settings["k"], min(n_val, 1000))
+    per_row = 4 * sum(settings["hidden"]) + 6 * settings["latent_dim"] + 4 * input_dim
+    return {"parameters": itemsize * n_params, "optimizer": 3 * itemsize * n_params,
+            "activations": 2 * itemsize * rows * per_row}
+
+
+def check_memory(settings: dict, input_dim: int, available: int | None = None) -> int:
+    """Refuse (ValueError, with the numbers) a run that needs more memory
+    than is available (`available_memory` by default); returns its bytes.
+
+    Examples
+    --------
+    >>> check_memory(dict(DEFAULTS, hidden=[3_000_000_000]), 64)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: --hidden, --latent-dim, --batch-size, --k: this run needs about ... GiB ...
+    """
+    parts = estimate_memory(settings, input_dim)
+    need = sum(parts.values())
+    if available is None:
+        available = available_memory()
+    if available is not None and need > available:
+        detail = ", ".join(f"{name} {size_text(n)}" for name, n in parts.items())
+        raise ValueError(f"--hidden, --latent-dim, --batch-size, --k: this run needs about "
+                         f"{size_text(need)} ({detail}) but {size_text(available)} is "
+                         "available; choose smaller sizes")
+    return need
+
+
 def load_run_data(settings: dict, name: str = "--data"):
     """The run's data, loaded and binarized as its settings say.
 
     Examples
     --------
-    >>> from numpyvae.cli import DEFAULTS
     >>> (x_train, _), (x_test, _) = load_run_data(dict(DEFAULTS, binarize="static"))
     >>> np.unique(x_train).tolist(), np.unique(x_test).tolist()
     ([0.0, 1.0], [0.0, 1.0])
@@ -148,7 +493,6 @@ def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
 
     Examples
     --------
-    >>> from numpyvae.cli import DEFAULTS
     >>> settings = dict(DEFAULTS, hidden=[8], epochs=1, batch_size=10)
     >>> x = np.random.default_rng(0).random((20, 64)).astype("float32")
     >>> trainer = new_trainer(settings, x)
@@ -162,7 +506,7 @@ def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
             "epochs": trainer.epoch,
             "seconds": sum(row["seconds"] for row in trainer.history),
             "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
-            "val_recon": last["val_recon"], "val_kl": last["val_kl"],
+            "val_log_lik": last["val_log_lik"], "val_kl": last["val_kl"],
             "baseline_mean_pixel": baseline, "n_train": n_train, "n_test": n_test}
 
 
@@ -173,9 +517,8 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     Parameters
     ----------
     settings : dict
-        Every key of ``numpyvae.cli.DEFAULTS`` (data, epochs, latent_dim,
-        hidden, activation, likelihood, sigma, beta, batch_size, lr, seed,
-        dtype). All randomness comes from settings["seed"].
+        Every setting of `numpyvae.settings.SETTINGS`, checked. All
+        randomness comes from settings["seed"].
     out : str or Path
         The run folder, created if missing.
     data : tuple, optional
@@ -200,14 +543,17 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
 
     Notes
     -----
-    config.json is written before training starts, metrics.json after
-    history.csv. A KeyboardInterrupt leaves the checkpoint of the last
-    completed step (see `numpyvae.train.train`) and propagates.
+    The old metrics.json, history.csv and pictures are removed and
+    config.json is written before training starts; metrics.json is
+    written after history.csv, the pictures last. The settings are
+    stored in every checkpoint (``extra["settings"]``). A
+    KeyboardInterrupt leaves the checkpoint of the last completed step
+    (see `numpyvae.train.train`) and propagates; a run that diverges
+    before its first checkpoint leaves no config.json behind.
 
     Examples
     --------
     >>> import tempfile
-    >>> from numpyvae.cli import DEFAULTS
     >>> settings = dict(DEFAULTS, hidden=[8], epochs=1, batch_size=10)
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((20, 64)).astype("float32")
@@ -224,9 +570,15 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     if trainer is None:
         trainer = new_trainer(settings, x_train)
     out.mkdir(parents=True, exist_ok=True)
+    remove_files(out, RECORDS)  # they describe the checkpoint as it was, not as it will be
     write_json(out / CONFIG_FILE, settings)
-    train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
-          checkpoint_path=out / CHECKPOINT_FILE)
+    try:
+        train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
+              checkpoint_path=out / CHECKPOINT_FILE, checkpoint_extra={"settings": settings})
+    except TrainingDiverged:
+        if not (out / CHECKPOINT_FILE).exists():  # nothing to continue: the folder is free
+            remove_files(out, (CONFIG_FILE,))
+        raise
     baseline = mean_pixel_baseline(x_train, x_test, settings["likelihood"], settings["sigma"])
     metrics = run_metrics(settings, trainer, baseline, len(x_train), len(x_test))
     write_history(out / HISTORY_FILE, trainer.history)
@@ -275,7 +627,7 @@ def mean_pixel_baseline(x_train: Array, x_test: Array, likelihood: str = "bernou
 
 
 def write_json(path, obj: dict) -> Path:
-    """`obj` as indented JSON; NaN or inf is a ValueError.
+    """`obj` as indented JSON; NaN or inf is a ValueError naming the file.
 
     Examples
     --------
@@ -288,15 +640,22 @@ def write_json(path, obj: dict) -> Path:
     >>> write_json(path, {"val_elbo": float("nan")})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    ValueError: Out of range float values are not JSON compliant...
+    ValueError: .../metrics.json: Out of range float values are not JSON compliant...
     """
     path = Path(path)
-    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 
 def read_json(path) -> dict:
     """The dict stored as JSON in file `path` (as `write_json` writes it).
+
+    Raises ValueError naming the file for text that is not JSON, holds
+    NaN or inf, or is not an object.
 
     Examples
     --------
@@ -305,8 +664,24 @@ def read_json(path) -> dict:
     >>> path = write_json(Path(tempfile.mkdtemp()) / "config.json", {"seed": 0})
     >>> read_json(path)
     {'seed': 0}
+    >>> _ = path.write_text('{"lr": NaN}')
+    >>> read_json(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: .../config.json: holds NaN; expected finite numbers
     """
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    path = Path(path)
+
+    def refuse(constant):
+        raise ValueError(f"{path}: holds {constant}; expected finite numbers")
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def write_history(path, history: list[dict]) -> Path:

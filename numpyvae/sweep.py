@@ -16,8 +16,10 @@
     run_pictures = false    # each run's own pictures (need matplotlib)
     threads_per_run = 1     # BLAS threads inside each run
 
-[base] and [grid] take the settings of ``numpyvae train`` (the keys of
-`numpyvae.cli.DEFAULTS`); a setting given in neither keeps its default.
+[base] and [grid] take the settings of ``numpyvae train`` (the names of
+`numpyvae.settings.SETTINGS`), each checked for its kind and range when
+the spec is read (a NaN, an inf or a latent size of 0 stops the sweep
+before any run); a setting given in neither keeps its default.
 Each run trains with `numpyvae.runs.train_run` into ``DIR/<name>``, the
 name made of its grid values (``beta=0.5,latent_dim=2,seed=0``), and
 writes status.json last: a run whose status is done and whose
@@ -43,6 +45,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -51,20 +54,15 @@ import numpy as np
 
 from . import runs
 from ._validation import check_int
-from .cli import DEFAULTS
+from .settings import DEFAULTS, check_setting
 
 INSTALL_HINT = 'pip install "numpyvae[sweep]"'
 DASK_HINT = 'pip install "dask[distributed]"'
 OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
-INT_SETTINGS = ("epochs", "latent_dim", "batch_size", "seed", "k")
-FLOAT_SETTINGS = ("beta", "lr", "sigma", "adam_epsilon")
-TEXT_SETTINGS = ("data", "activation", "likelihood", "dtype", "binarize", "objective",
-                 "lr_schedule", "init")
-BOOL_SETTINGS = ("init_output_bias",)
-STATUS_FILE = "status.json"
-ERROR_FILE = "error.txt"
+STATUS_FILE = runs.STATUS_FILE
+ERROR_FILE = runs.ERROR_FILE
 SUMMARY_FILE = "summary.csv"
-NUMBERS = ("val_elbo", "val_recon", "val_kl", "val_iwae")
+NUMBERS = ("val_elbo", "val_log_lik", "val_kl", "val_iwae")
 PICTURES = {"rate_distortion": "rate_distortion.png", "elbo_vs_latent": "elbo_vs_latent.png"}
 
 
@@ -87,25 +85,6 @@ def _read_toml(path: Path) -> dict:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _setting(key: str, value, where: str):
-    """`value` checked for the type of setting `key` (numbers as floats)."""
-    if key in INT_SETTINGS and _is_int(value):
-        return value
-    if key in FLOAT_SETTINGS and (_is_int(value) or isinstance(value, float)):
-        return float(value)
-    if key in TEXT_SETTINGS and isinstance(value, str):
-        return value
-    if key == "hidden" and isinstance(value, list) and all(map(_is_int, value)):
-        return list(value)
-    if key in BOOL_SETTINGS and isinstance(value, bool):
-        return value
-    expected = ("an integer" if key in INT_SETTINGS else "a number" if key in FLOAT_SETTINGS
-                else "a string" if key in TEXT_SETTINGS
-                else "true or false" if key in BOOL_SETTINGS
-                else "a list of layer widths such as [128] ([] for linear)")
-    raise TypeError(f"{where} {key}: expected {expected}, got {value!r}")
 
 
 def _check_keys(table: dict, allowed, where: str) -> None:
@@ -152,12 +131,13 @@ def load_spec(path) -> dict:
     for key, value in base.items():
         if key in grid:
             raise ValueError(f"spec: {path}: {key} is in both [base] and [grid]; give it once")
-        settings[key] = _setting(key, value, f"spec: {path}: [base]")
+        settings[key] = check_setting(key, value, f"spec: {path}: [base]")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"spec: {path}: [grid] {key}: expected a non-empty list of values "
                              f"to cross, such as [0.5, 1, 2], got {values!r}")
-        grid[key] = [_setting(key, v, f"spec: {path}: [grid] {key} item") for v in values]
+        grid[key] = [check_setting(key, v, f"spec: {path}: [grid] {key} item")
+                     for v in values]
         if len(set(map(repr, grid[key]))) < len(values):
             raise ValueError(f"spec: {path}: [grid] {key}: a value is repeated in {values!r}")
     return {"base": {k: v for k, v in settings.items() if k not in grid}, "grid": grid,
@@ -230,7 +210,7 @@ def _blas_threads(threads: int):
 
 def _read_status(folder: Path) -> dict | None:
     try:
-        return runs.read_json(folder / STATUS_FILE)
+        return runs.new_names(runs.read_json(folder / STATUS_FILE))
     except (OSError, ValueError):
         return None
 
@@ -242,20 +222,32 @@ def _is_finished(folder: Path, settings: dict, iwae_k: int | None) -> bool:
             and (iwae_k is None or status.get("iwae_k") == iwae_k))
 
 
-def _train(settings: dict, folder: Path, run_pictures: bool) -> dict:
+def _train(settings: dict, folder: Path, run_pictures: bool, notes: list) -> dict:
     """metrics.json's numbers: read back if complete, else trained (continuing
-    from the folder's checkpoint, if any)."""
-    from .checkpoint import load_checkpoint
-    from .train import trainer_from_checkpoint
+    from the folder's checkpoint, if any). A checkpoint that cannot be read
+    (empty, corrupt) is removed and the run started again, with a line in
+    `notes`; one of other settings is an error."""
+    from .checkpoint import CheckpointError, load_checkpoint
     try:
-        metrics = runs.read_json(folder / runs.METRICS_FILE)
+        metrics = runs.new_names(runs.read_json(folder / runs.METRICS_FILE))
         if metrics["config"] == settings and metrics["epochs"] == settings["epochs"]:
             return metrics
     except (OSError, ValueError, KeyError):
         pass
     trainer = None
     if (folder / runs.CHECKPOINT_FILE).is_file():
-        trainer = trainer_from_checkpoint(load_checkpoint(folder / runs.CHECKPOINT_FILE))
+        try:
+            ckpt = load_checkpoint(folder / runs.CHECKPOINT_FILE)
+        except CheckpointError as e:
+            notes.append(f"started again from epoch 0: its checkpoint was unreadable ({e})")
+            runs.remove_files(folder, runs.RUN_FILES)
+        else:
+            stored = runs.stored_settings(ckpt)
+            if stored is not None and stored != settings:
+                key = next(k for k in settings if stored[k] != settings[k])
+                raise ValueError(f"{folder / runs.CHECKPOINT_FILE} holds a run with {key} = "
+                                 f"{stored[key]!r}, this spec gives {settings[key]!r}")
+            trainer = runs.resume_trainer(ckpt)
     data = runs.load_run_data(settings, name="data")
     return runs.train_run(settings, folder, data, trainer, pictures=run_pictures)[0]
 
@@ -272,12 +264,16 @@ def _iwae(settings: dict, folder: Path, k: int) -> float:
 
 
 def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: bool = False,
-            threads: int = 1) -> dict:
+            threads: int = 1, owner: int | None = None) -> dict:
     """Train one run into `folder` and write its status.json, which is returned.
 
-    Status: "done" with val_elbo, val_recon, val_kl (and val_iwae), or
+    Status: "done" with val_elbo, val_log_lik, val_kl (and val_iwae), or
     "failed" with the error (its traceback in error.txt); seconds is the
-    wall-clock time of this call. Only KeyboardInterrupt propagates.
+    wall-clock time of this call; notes lists what was done on the way
+    (a run started again). Only KeyboardInterrupt propagates. The folder
+    is held (`runs.lock_folder`) meanwhile. With `owner`, the pid of the
+    process that started this worker process, the worker ends itself as
+    soon as its owner is gone (`_die_with`).
 
     Examples
     --------
@@ -285,26 +281,49 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
     >>> settings = dict(DEFAULTS, epochs=1, hidden=[4], batch_size=256)
     >>> status = run_one(settings, tempfile.mkdtemp())
     >>> status["status"], status["error"], sorted(k for k in status if k[:4] == "val_")
-    ('done', None, ['val_elbo', 'val_kl', 'val_recon'])
+    ('done', None, ['val_elbo', 'val_kl', 'val_log_lik'])
     """
+    if owner is not None:
+        _die_with(owner)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STATUS_FILE).unlink(missing_ok=True)
     start = time.perf_counter()
-    status = {"status": "done", "settings": settings, "iwae_k": iwae_k, "error": None}
-    try:
-        with _blas_threads(threads):
-            metrics = _train(settings, folder, run_pictures)
-            status.update({key: metrics[key] for key in NUMBERS[:3]})
-            if iwae_k is not None:
-                status["val_iwae"] = _iwae(settings, folder, iwae_k)
-        (folder / ERROR_FILE).unlink(missing_ok=True)
-    except Exception as e:  # recorded; the other runs go on
-        status.update(status="failed", error=f"{type(e).__name__}: {e}")
-        (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
-    status["seconds"] = time.perf_counter() - start
-    runs.write_json(folder / STATUS_FILE, status)
+    with runs.lock_folder(folder, "run folder"):
+        (folder / STATUS_FILE).unlink(missing_ok=True)
+        status = {"status": "done", "settings": settings, "iwae_k": iwae_k, "error": None,
+                  "notes": []}
+        try:
+            with _blas_threads(threads):
+                metrics = _train(settings, folder, run_pictures, status["notes"])
+                status.update({key: metrics[key] for key in NUMBERS[:3]})
+                if iwae_k is not None:
+                    status["val_iwae"] = _iwae(settings, folder, iwae_k)
+            (folder / ERROR_FILE).unlink(missing_ok=True)
+        except Exception as e:  # recorded; the other runs go on
+            status.update(status="failed", error=f"{type(e).__name__}: {e}")
+            (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+        status["seconds"] = time.perf_counter() - start
+        runs.write_json(folder / STATUS_FILE, status)
     return status
+
+
+_WATCHED: list = []  # the owner this worker process already watches
+
+
+def _die_with(owner: int) -> None:
+    """In a worker process started by process `owner`: end this process
+    (os._exit) within 0.1 s of `owner`'s death, so that a killed sweep
+    leaves no worker training and writing. Does nothing in `owner` itself
+    or when this process already watches."""
+    if owner == os.getpid() or _WATCHED or os.getppid() != owner:
+        return
+    _WATCHED.append(owner)
+
+    def watch():
+        while os.getppid() == owner:
+            time.sleep(0.1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="numpyvae-owner-watch", daemon=True).start()
 
 
 def _require(module: str, hint: str):
@@ -322,11 +341,12 @@ def _execute(tasks: list, jobs: int, dask_scheduler: str | None, threads: int,
             yield run_one(*task)
         return
     joblib = _require("joblib", INSTALL_HINT)
-    calls = [joblib.delayed(run_one)(*task) for task in tasks]
-    if dask_scheduler is None:
+    if dask_scheduler is None:  # loky workers are this process's children
+        calls = [joblib.delayed(run_one)(*task, owner=os.getpid()) for task in tasks]
         with joblib.parallel_config(backend="loky", n_jobs=jobs, inner_max_num_threads=threads):
             yield from joblib.Parallel(return_as="generator", timeout=timeout)(calls)
         return
+    calls = [joblib.delayed(run_one)(*task) for task in tasks]
     distributed = _require("distributed", DASK_HINT)
     with distributed.Client(dask_scheduler, timeout=30):
         with joblib.parallel_config(backend="dask", n_jobs=-1, wait_for_workers_timeout=30):
@@ -393,7 +413,14 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
         _require("joblib", INSTALL_HINT)
     points = grid_points(spec)
     _check_folders(out, points)
-    out.mkdir(parents=True, exist_ok=True)
+    with runs.lock_folder(out, "--out"):  # one sweep at a time in a sweep folder
+        return _run_points(spec, spec_path, out, points, jobs, dask_scheduler, pictures,
+                           timeout, log)
+
+
+def _run_points(spec, spec_path, out: Path, points: list, jobs: int, dask_scheduler,
+                pictures: bool, timeout, log) -> dict:
+    """`run_sweep` once its spec is read and its folder held."""
     if Path(spec_path).resolve() != (out / "spec.toml").resolve():
         shutil.copyfile(spec_path, out / "spec.toml")
     k, threads = spec["options"]["iwae_k"], spec["options"]["threads_per_run"]
@@ -410,7 +437,8 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
                                                             threads, timeout), todo)):
         result = (f"val ELBO {status['val_elbo']:.2f}" if status["status"] == "done"
                   else f"FAILED, {status['error']}")
-        log(f"[{i + 1}/{len(todo)}] {name}: {result} ({status['seconds']:.1f} s)")
+        notes = "".join(f"; {note}" for note in status.get("notes", []))
+        log(f"[{i + 1}/{len(todo)}] {name}: {result} ({status['seconds']:.1f} s){notes}")
     rows = [_row(name, values, _read_status(out / name)) for name, values, _ in points]
     summary = write_summary(out / SUMMARY_FILE, rows, list(spec["grid"]), k is not None)
     return {"rows": rows, "executed": [name for name, _, _ in todo], "summary": summary,
@@ -434,11 +462,11 @@ def write_summary(path, rows: list[dict], grid_keys: list[str], iwae: bool) -> P
     --------
     >>> import tempfile
     >>> rows = [{"run": "beta=1.0", "beta": 1.0, "status": "done", "val_elbo": -30.5,
-    ...          "val_recon": -25.0, "val_kl": 5.5, "seconds": 2.0, "error": None}]
+    ...          "val_log_lik": -25.0, "val_kl": 5.5, "seconds": 2.0, "error": None}]
     >>> path = Path(tempfile.mkdtemp()) / "summary.csv"
     >>> path = write_summary(path, rows, ["beta"], False)
     >>> print(path.read_text())
-    run,beta,status,val_elbo,val_recon,val_kl,seconds,error
+    run,beta,status,val_elbo,val_log_lik,val_kl,seconds,error
     beta=1.0,1.0,done,-30.5,-25.0,5.5,2.0,
     """
     numbers = list(NUMBERS) if iwae else list(NUMBERS[:3])
@@ -471,7 +499,7 @@ def _over_seeds(rows: list[dict], x_key: str, y_key: str, sign: float = 1.0):
 
 
 def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
-    """Distortion (-val_recon) against rate (val_kl) of finished runs.
+    """Distortion (-val_log_lik) against rate (val_kl) of finished runs.
 
     One line per group of runs that differ only in beta and seed,
     through the means over seeds, each point labelled with its beta;
@@ -480,7 +508,7 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     Examples
     --------
     >>> import tempfile
-    >>> rows = [{"beta": b, "seed": 0, "val_kl": 8.0 / b, "val_recon": -20.0 - 4 * b}
+    >>> rows = [{"beta": b, "seed": 0, "val_kl": 8.0 / b, "val_log_lik": -20.0 - 4 * b}
     ...         for b in (0.5, 1.0, 2.0)]
     >>> path = Path(tempfile.mkdtemp()) / "rate_distortion.png"
     >>> plot_rate_distortion(rows, ["beta", "seed"], path).name
@@ -492,9 +520,9 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     points = []  # (rate, distortion, beta) of every line
     for label, group in _groups(rows, grid_keys, ("beta", "seed")):
         betas, rate, _, _ = _over_seeds(group, "beta", "val_kl")
-        _, distortion, _, _ = _over_seeds(group, "beta", "val_recon", -1.0)
+        _, distortion, _, _ = _over_seeds(group, "beta", "val_log_lik", -1.0)
         (line,) = ax.plot(rate, distortion, marker="o", label=label)
-        ax.scatter([r["val_kl"] for r in group], [-r["val_recon"] for r in group], s=10,
+        ax.scatter([r["val_kl"] for r in group], [-r["val_log_lik"] for r in group], s=10,
                    alpha=0.4, color=line.get_color())
         points += zip(rate, distortion, betas)
     for (x, y), betas in _merge_close(points).items():

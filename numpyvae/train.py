@@ -27,8 +27,8 @@ from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_recon", "train_kl",
-                "val_elbo", "val_recon", "val_kl", "seconds")
+HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_log_lik", "train_kl",
+                "val_elbo", "val_log_lik", "val_kl", "seconds")
 
 
 def _check_objective(objective: str, k: int, beta: float) -> tuple[str, int]:
@@ -80,18 +80,18 @@ def _first_nonfinite(loss: float, grads: dict) -> str | None:
 
 
 def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
-    """Mean ELBO, reconstruction term and KL over `x` with sampled z (nats).
+    """Mean ELBO, log-likelihood term and KL over `x` with sampled z (nats).
 
-    recon = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
-    kl = mean_i KL(q(.|x_i) || r); elbo = recon - kl.
+    log_lik = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
+    kl = mean_i KL(q(.|x_i) || r); elbo = log_lik - kl.
 
     Examples
     --------
     >>> x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
     >>> scores = evaluate(VAE(4, 2, hidden=(8,)), x, np.random.default_rng(1))
     >>> sorted(scores)
-    ['elbo', 'kl', 'recon']
-    >>> bool(np.isclose(scores["elbo"], scores["recon"] - scores["kl"]))
+    ['elbo', 'kl', 'log_lik']
+    >>> bool(np.isclose(scores["elbo"], scores["log_lik"] - scores["kl"]))
     True
     """
     x = model.as_input(x, "x_val")
@@ -103,7 +103,7 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
         log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
         kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
     n = x.shape[0]
-    return {"elbo": (log_lik_sum - kl_sum) / n, "recon": log_lik_sum / n, "kl": kl_sum / n}
+    return {"elbo": (log_lik_sum - kl_sum) / n, "log_lik": log_lik_sum / n, "kl": kl_sum / n}
 
 
 class Trainer:
@@ -281,11 +281,11 @@ class Trainer:
         """Close the epoch: record its history row and reset the position."""
         loss_sum, ll_sum, kl_sum, n_seen, seconds = self.sums
         row = {"epoch": self.epoch + 1, "train_loss": loss_sum / n_seen,
-               "train_elbo": (ll_sum - kl_sum) / n_seen, "train_recon": ll_sum / n_seen,
+               "train_elbo": (ll_sum - kl_sum) / n_seen, "train_log_lik": ll_sum / n_seen,
                "train_kl": kl_sum / n_seen}
         if x_val is not None:
             val = evaluate(self.model, x_val, self.rng)
-            row.update(val_elbo=val["elbo"], val_recon=val["recon"], val_kl=val["kl"])
+            row.update(val_elbo=val["elbo"], val_log_lik=val["log_lik"], val_kl=val["kl"])
         row["seconds"] = seconds
         self.history.append(row)
         self.epoch += 1
@@ -349,14 +349,18 @@ _SETTING_DEFAULTS = {"objective": "elbo", "k": 1, "binarize": "none",
 
 
 def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = False,
-          checkpoint_path=None, log=print) -> list[dict]:
+          checkpoint_path=None, log=print, checkpoint_extra: dict | None = None) -> list[dict]:
     """Run `trainer` until it has completed `epochs` epochs in total.
 
     With `checkpoint_path`, a checkpoint is written (atomically) after every
     epoch, and on KeyboardInterrupt one is written at the last completed
     step before the interrupt is re-raised (a Ctrl-C that arrives during a
-    step takes effect when that step is complete). A diverging step raises
-    `TrainingDiverged` naming the last good checkpoint.
+    step takes effect when that step is complete); `checkpoint_extra` is
+    stored in each (`numpyvae.save`'s ``extra``). A step or a validation
+    that meets NaN or inf raises `TrainingDiverged` naming the epoch, the
+    step and the last good checkpoint (or saying there is none yet);
+    numpy's floating-point warnings are silenced meanwhile, since the
+    checks report what they would.
 
     Examples
     --------
@@ -368,6 +372,8 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     >>> len(history), trainer.epoch, path.exists()
     (2, 2, True)
     """
+    from pathlib import Path
+
     from .checkpoint import save
     model = trainer.model
     x_train = model.as_input(x_train, "x_train")
@@ -379,32 +385,56 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
                          f"examples, got {trainer.batch_size}")
     if trainer.schedule_epochs is None:
         trainer.schedule_epochs = epochs
+    saved = checkpoint_path is not None and Path(checkpoint_path).exists()
     bar = _progress_bar(progress, epochs, trainer.epoch)
     pending: list = []  # a Ctrl-C that arrived during a step, raised after it
     previous_handler = _hold_sigint(pending)
+    where = ""
     try:
-        while trainer.epoch < epochs:
-            trainer.set_learning_rate()
-            trainer.run_epoch(x_train, on_step=lambda t: _raise_pending(pending))
-            row = trainer.end_epoch(x_val)
-            if checkpoint_path is not None:
-                save(model, checkpoint_path, trainer=trainer)
-            _report(bar, row, progress, epochs, log)
-            _raise_pending(pending)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while trainer.epoch < epochs:
+                trainer.set_learning_rate()
+                where = "step"
+                trainer.run_epoch(x_train, on_step=lambda t: _raise_pending(pending))
+                where = "validation"
+                row = trainer.end_epoch(x_val)
+                if checkpoint_path is not None:
+                    save(model, checkpoint_path, trainer=trainer, extra=checkpoint_extra)
+                    saved = True
+                where = ""
+                _report(bar, row, progress, epochs, log)
+                _raise_pending(pending)
     except KeyboardInterrupt:
         if checkpoint_path is not None:
-            save(model, checkpoint_path, trainer=trainer)
+            save(model, checkpoint_path, trainer=trainer, extra=checkpoint_extra)
         raise
-    except TrainingDiverged as e:
-        where = (f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path
-                 else "; no checkpoint was being written")
-        raise TrainingDiverged(f"{e}{where}") from None
+    except ValueError as e:  # TrainingDiverged, or a kernel's check met NaN or inf
+        if not where:
+            raise
+        raise TrainingDiverged(_diverged(e, trainer, where, checkpoint_path, saved)) from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
     return trainer.history
+
+
+def _diverged(e: ValueError, trainer: Trainer, where: str, checkpoint_path,
+              saved: bool) -> str:
+    """The message of a divergence: where, what, and the last good checkpoint."""
+    if isinstance(e, TrainingDiverged):
+        text = str(e)
+    elif where == "step":
+        text = (f"training diverged at epoch {trainer.epoch + 1}, step {trainer.step + 1}: "
+                f"{e}")
+    else:
+        text = f"training diverged in the validation after epoch {trainer.epoch + 1}: {e}"
+    if checkpoint_path is None:
+        return f"{text}; no checkpoint was being written"
+    if not saved:
+        return f"{text}; no checkpoint was written (none of its epochs was completed)"
+    return f"{text}; the last good checkpoint is {checkpoint_path}"
 
 
 def _hold_sigint(pending: list):
@@ -489,9 +519,9 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
     Returns
     -------
     list of dict
-        One row per epoch: ``epoch, train_loss, train_elbo, train_recon,
-        train_kl`` (+ ``val_elbo, val_recon, val_kl``), ``seconds``; nats
-        per example, recon = mean log p(x|z), elbo = recon - kl.
+        One row per epoch: ``epoch, train_loss, train_elbo, train_log_lik,
+        train_kl`` (+ ``val_elbo, val_log_lik, val_kl``), ``seconds``; nats
+        per example, log_lik = mean log p(x|z), elbo = log_lik - kl.
 
     Examples
     --------

@@ -5,6 +5,7 @@ checkpoint), and a table of corrupt files that must each be rejected with
 a CheckpointError naming the file."""
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -523,3 +525,59 @@ def test_checkpoints_hold_no_pickles(tmp_path):
     assert all(name.endswith(".npy") for name in names)
     arrays = read_raw(path)  # allow_pickle=False would refuse an object array
     assert all(a.dtype != object for a in arrays.values())
+
+
+# ------------------------------------------------------- zip bomb
+
+BOMB_SCRIPT = """
+import sys, tracemalloc
+from numpyvae import CheckpointError, load
+tracemalloc.start()
+for path in sys.argv[1:]:
+    tracemalloc.reset_peak()
+    try:
+        load(path)
+        print("loaded", 0)
+    except CheckpointError as e:
+        print("refused:", e.args[0].replace(" ", "_"), tracemalloc.get_traced_memory()[1])
+"""
+
+
+def _bomb(path, good: Path, name: str, n_bytes: int) -> None:
+    """`good`'s members, with `name` replaced (or joined) by n_bytes of
+    zeros (a valid .npy of that size), deflated."""
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", compresslevel=1) as dst:
+        for info in src.infolist():
+            if info.filename != f"{name}.npy":
+                dst.writestr(info, src.read(info))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (n_bytes // 4,)})
+        member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+        member.compress_type = zipfile.ZIP_DEFLATED
+        with dst.open(member, "w", force_zip64=True) as f:
+            f.write(header.getvalue())
+            chunk = bytes(2**24)
+            for _ in range(n_bytes // len(chunk)):
+                f.write(chunk)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
+    from numpyvae import VAE
+    from numpyvae.optim import Adam
+    good = save(VAE(64, 2, hidden=(16,)), tmp_path / "good.npz", optimizer=Adam())
+    names = ["params/enc0.W", "trainer/perm"]
+    bombs = [tmp_path / f"bomb{i}.npz" for i in range(len(names))]
+    for bomb, name in zip(bombs, names):
+        _bomb(bomb, good, name, 2**28)  # 256 MiB of zeros
+        assert bomb.stat().st_size < 2**20
+    env = dict(os.environ, PYTHONPATH=str(Path(numpyvae.__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, *map(str, bombs)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(names)
+    for line, bomb, name in zip(lines, bombs, names):
+        refused, message, peak = line.split()
+        assert refused == "refused:" and str(bomb) in message and name in message
+        assert int(peak) < 32 * 2**20  # bytes allocated at most, traced

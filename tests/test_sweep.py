@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_sweep_writes_a_folder_per_run_and_the_summary(reference):
     rows = numbers(out)
     assert [row["run"] for row in rows] == NAMES
     assert list(rows[0]) == ["run", "beta", "latent_dim", "seed", "status", "val_elbo",
-                             "val_recon", "val_kl", "val_iwae", "error"]
+                             "val_log_lik", "val_kl", "val_iwae", "error"]
     for row, name in zip(rows, NAMES):
         metrics = runs.read_json(out / name / "metrics.json")
         assert row["status"] == "done" and row["error"] == ""
@@ -154,21 +155,21 @@ def test_an_interrupted_sweep_runs_only_the_missing_runs(spec, reference, tmp_pa
 def test_a_failed_run_records_its_error_and_the_others_complete(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text('[base]\nepochs = 1\nhidden = [8]\nbatch_size = 256\n'
-                    '[grid]\nlatent_dim = [0, 2]\n')
+                    '[grid]\nlr = [-1, 0.003]\n')  # of the right kind; Adam refuses it
     out = tmp_path / "sweep"
     assert main(["sweep", str(spec), "--out", str(out), "--no-plots"]) == 1
     failed, done = numbers(out)
     assert failed["status"] == "failed" and failed["val_elbo"] == ""
-    assert failed["error"].startswith("ValueError: latent_dim: expected")
-    assert "Traceback" in (out / "latent_dim=0" / "error.txt").read_text()
-    status = json.loads((out / "latent_dim=0" / "status.json").read_text())
+    assert failed["error"].startswith("ValueError: lr: expected")
+    assert "Traceback" in (out / "lr=-1.0" / "error.txt").read_text()
+    status = json.loads((out / "lr=-1.0" / "status.json").read_text())
     assert status["status"] == "failed" and status["error"] == failed["error"]
     assert done["status"] == "done" and math.isfinite(float(done["val_elbo"]))
-    assert not (out / "latent_dim=2" / "error.txt").exists()
-    assert "1 of 2 runs done; failed (see their error.txt): latent_dim=0" in capsys.readouterr().out
+    assert not (out / "lr=0.003" / "error.txt").exists()
+    assert "1 of 2 runs done; failed (see their error.txt): lr=-1.0" in capsys.readouterr().out
     # started again, the failed run is tried again and the finished one kept
     result = sweep.run_sweep(spec, out, pictures=False, log=quiet)
-    assert result["executed"] == ["latent_dim=0"]
+    assert result["executed"] == ["lr=-1.0"]
 
 
 def test_missing_joblib_is_one_line_and_jobs_1_needs_no_joblib(tmp_path, capsys, monkeypatch):
@@ -205,6 +206,11 @@ BAD_SPECS = [
     ("[grid]\nbeta = 1\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nbeta = []\n", "[grid] beta: expected a non-empty list of values"),
     ("[grid]\nlatent_dim = ['two']\n", "[grid] latent_dim item latent_dim: expected an integer"),
+    ("[grid]\nlatent_dim = [0, 2]\n", "latent_dim item latent_dim: expected an integer >= 1"),
+    ("[grid]\nlr = [nan, 0.003]\n", "[grid] lr item lr: expected a finite number, got nan"),
+    ("[grid]\nbeta = [1, inf]\n", "[grid] beta item beta: expected a finite number, got inf"),
+    ("[base]\nlr = -inf\n[grid]\nseed = [0]\n", "[base] lr: expected a finite number"),
+    ("[grid]\nactivation = ['relu', 'gelu']\n", "activation: expected one of ('relu',"),
     ("[grid]\nhidden = [16, 32]\n", "hidden: expected a list of layer widths"),
     ("[base]\nepochs = 2.5\n[grid]\nseed = [0]\n", "[base] epochs: expected an integer"),
     ("[base]\nbeta = 1\n[grid]\nbeta = [1, 2]\n", "beta is in both [base] and [grid]"),
@@ -251,3 +257,112 @@ def test_pictures_of_a_sweep(reference, tmp_path):
     np.testing.assert_array_equal(low, [min(r["val_elbo"] for r in rows[:2]),
                                         min(r["val_elbo"] for r in rows[2:4])])
     assert np.all(low <= mean) and np.all(mean <= high)
+
+
+def test_a_run_with_pictures_and_latent_dim_1(tmp_path):
+    pytest.importorskip("matplotlib")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\nepochs = 1\nhidden = [8]\nbatch_size = 256\n'
+                    '[grid]\nlatent_dim = [1]\n[sweep]\nrun_pictures = true\n')
+    result = sweep.run_sweep(spec, tmp_path / "out", pictures=False, log=quiet)
+    assert result["rows"][0]["status"] == "done", result["rows"][0]["error"]
+    assert (tmp_path / "out" / "latent_dim=1" / "latent.png").is_file()
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not a checkpoint"], ids=["empty", "corrupt"])
+def test_a_run_with_an_unreadable_checkpoint_starts_again_saying_so(tmp_path, damage):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\nepochs = 1\nhidden = [8]\nbatch_size = 256\n[grid]\nseed = [3]\n')
+    out = tmp_path / "out"
+    sweep.run_sweep(spec, out, pictures=False, log=quiet)
+    run = out / "seed=3"
+    (run / "metrics.json").unlink()  # unfinished, as if stopped in its last epoch
+    (run / "checkpoint.npz").write_bytes(damage)
+    lines = []
+    result = sweep.run_sweep(spec, out, pictures=False, log=lines.append)
+    assert result["rows"][0]["status"] == "done"
+    assert any("seed=3: val ELBO" in line and "started again from epoch 0: its checkpoint "
+               "was unreadable" in line for line in lines), lines
+    status = json.loads((run / "status.json").read_text())
+    assert status["notes"] and "checkpoint.npz" in status["notes"][0]
+    assert runs.read_json(run / "metrics.json")["epochs"] == 1
+
+
+def test_an_old_sweep_folder_with_recon_names_still_summarises(reference, tmp_path, spec):
+    import shutil
+    out = tmp_path / "old"
+    shutil.copytree(reference[0], out)
+    for name in NAMES:  # status.json as numpyvae wrote it before the rename
+        status = json.loads((out / name / "status.json").read_text())
+        status["val_recon"] = status.pop("val_log_lik")
+        (out / name / "status.json").write_text(json.dumps(status))
+    result = sweep.run_sweep(spec, out, pictures=False, log=quiet)
+    assert result["executed"] == []
+    assert numbers(out) == numbers(reference[0])
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from numpyvae import sweep
+sweep.run_sweep(sys.argv[1], sys.argv[2], jobs=2, pictures=False)
+"""
+
+
+def _children(pid: int) -> set:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_killing_a_sweep_ends_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    pytest.importorskip("joblib")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\nepochs = 100000\nhidden = [8]\nbatch_size = 256\n'
+                    '[grid]\nseed = [0, 1]\n')
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(Path(sweep.__file__).parents[1]))
+    parent = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(spec), str(out)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):  # until both runs have written a checkpoint
+            if all((out / f"seed={s}" / "checkpoint.npz").is_file() for s in (0, 1)):
+                break
+            time.sleep(0.05)
+        workers = _children(parent.pid)
+        assert workers
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    for _ in range(100):  # each worker ends itself within 0.1 s of its owner's death
+        if not any(map(_running, workers)):
+            break
+        time.sleep(0.05)
+    assert not any(map(_running, workers))
+    before = _snapshot(out)
+    time.sleep(0.5)
+    assert _snapshot(out) == before  # nothing writes the run folders any more

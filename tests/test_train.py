@@ -82,8 +82,8 @@ def test_history_rows(digits_run):
     for row in history:
         assert tuple(row) == HISTORY_KEYS
         assert all(math.isfinite(v) for v in row.values())
-        assert row["train_elbo"] == pytest.approx(row["train_recon"] - row["train_kl"])
-        assert row["val_elbo"] == pytest.approx(row["val_recon"] - row["val_kl"])
+        assert row["train_elbo"] == pytest.approx(row["train_log_lik"] - row["train_kl"])
+        assert row["val_elbo"] == pytest.approx(row["val_log_lik"] - row["val_kl"])
         assert row["train_loss"] == pytest.approx(-row["train_elbo"], rel=1e-9)  # beta = 1
 
 
@@ -92,9 +92,9 @@ def test_evaluate_scores_the_elbo_of_one_sample(digits_run, digits):
     x = digits[1][0][:50]
     terms = model.elbo_terms(x, rng=7)
     result = evaluate(model, x, np.random.default_rng(7))
-    assert result["recon"] == pytest.approx(np.mean(terms["log_lik"], dtype=np.float64))
+    assert result["log_lik"] == pytest.approx(np.mean(terms["log_lik"], dtype=np.float64))
     assert result["kl"] == pytest.approx(np.mean(terms["kl"], dtype=np.float64))
-    assert result["elbo"] == pytest.approx(result["recon"] - result["kl"])
+    assert result["elbo"] == pytest.approx(result["log_lik"] - result["kl"])
 
 
 # ------------------------------------ small runs: seeds, stops, resumes
@@ -424,6 +424,27 @@ def test_divergence_without_a_checkpoint_says_so(small, monkeypatch):
     with pytest.raises(TrainingDiverged,
                        match="epoch 1, step 1: gradient of mu.b .*no checkpoint"):
         fit(model, x, epochs=2, batch_size=BATCH)
+
+
+def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path, small, monkeypatch):
+    x, _ = small
+    monkeypatch.setattr(fused_step, "loss_forward", inf_loss_at(3))
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(TrainingDiverged) as info:
+        train(new_trainer(), x, 5, checkpoint_path=path)
+    message = str(info.value)
+    assert "epoch 1, step 3" in message and "no checkpoint was written" in message
+    assert "last good checkpoint" not in message and not path.exists()
+
+
+def test_nan_met_inside_the_model_names_epoch_and_step_without_warnings(small):
+    x, _ = small
+    trainer = Trainer(VAE(64, 2, hidden=(8,), rng=0), Adam(lr=10.0), batch_size=BATCH, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning reaches the user
+        with pytest.raises(TrainingDiverged, match=r"training diverged at epoch \d+, step \d+: "
+                           r".*no checkpoint was being written"):
+            train(trainer, x, 30)
 
 
 def gradients_set_at(call, name, values, in_place):
