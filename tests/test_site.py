@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 KEY_PAGES = ["index.html", "tutorial.html", "derivations.html", "math-to-code.html",
              "experiments.html", "api/kl.html"]
-MATH_PAGES = ["tutorial.html", "derivations.html"]
+MATH_PAGES = ["tutorial.html", "derivations.html", "math-to-code.html"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
