@@ -39,7 +39,7 @@ extensions = [
 
 root_doc = "index"
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["tools", "examples", "_ext", "_build"]
+exclude_patterns = ["tools", "examples", "_ext", "_static", "_build"]
 templates_path: list[str] = []
 
 # Markdown: $...$ and $$...$$ math, "file.md#section" links to headings.
@@ -66,7 +66,8 @@ nitpick_ignore_regex = [("py:class", r".*")]
 
 html_theme = "furo"
 html_title = f"numpyvae {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["numpyvae.css"]
 html_show_sourcelink = False
 html_copy_source = False
 

@@ -134,7 +134,7 @@ def start_chromium(profile: Path):
     for arg in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1280,1600"]:
+                f"--user-data-dir={profile}", "--window-size=1600,1600"]:
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
@@ -244,10 +244,10 @@ def save_screenshots(site: Path, out: Path) -> None:
         driver = start_chromium(Path(profile))
         try:
             for page in KEY_PAGES:
-                driver.set_window_size(1280, 1600)
+                driver.set_window_size(1600, 1600)
                 page_state(driver, f"{url}/{page}")
                 height = driver.execute_script("return document.body.scrollHeight")
-                driver.set_window_size(1280, min(height, 8000))
+                driver.set_window_size(1600, min(height, 8000))
                 driver.save_screenshot(str(out / (page[:-5].replace("/", "_") + ".png")))
         finally:
             driver.quit()
