@@ -76,6 +76,17 @@ def test_a_wrong_output_in_a_page_fails(tmp_path, capsys):
     assert "Expected:\n    4\nGot:\n    3" in capsys.readouterr().out
 
 
+def test_every_public_module_has_an_api_page():
+    modules = {path.stem for path in (ROOT / "numpyvae").glob("*.py")
+               if not path.stem.startswith("_")}
+    pages = {path.stem for path in (DOCS / "api").glob("*.md")} - {"index"}
+    index = (DOCS / "api" / "index.md").read_text()
+    listed = set(re.findall(r"^(\w+)$", index, re.M))
+    assert modules - pages == set(), "add docs/api/<module>.md like docs/api/kl.md"
+    assert modules - listed == set(), "list the module in a toctree of docs/api/index.md"
+    assert pages - modules == set(), "an API page for a module that is gone"
+
+
 # --- the built site in a browser -------------------------------------------
 
 @pytest.fixture(scope="session")
