@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,10 @@ def site(tmp_path_factory) -> Path:
     from sphinx.cmd.build import build_main
 
     out = tmp_path_factory.mktemp("site")
-    status = build_main(["-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out)])
+    with warnings.catch_warnings():  # Sphinx's notices to extension authors
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        status = build_main(["-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out)])
     assert status == 0, "the site build failed or warned"
     return out
 
