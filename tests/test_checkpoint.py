@@ -581,3 +581,13 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
         refused, message, peak = line.split()
         assert refused == "refused:" and str(bomb) in message and name in message
         assert int(peak) < 32 * 2**20  # bytes allocated at most, traced
+
+
+def test_an_array_reshaped_with_the_same_bytes_has_another_checksum():
+    """The checksum covers dtype and shape too: a header edited to another
+    shape over the same bytes (an array whose shape the config does not
+    fix, such as trainer/perm) fails it."""
+    a = np.arange(12, dtype=np.int64)
+    assert array_sha256(a) != array_sha256(a.reshape(3, 4))
+    assert array_sha256(a) != array_sha256(a.view(np.float64))
+    assert array_sha256(a) == array_sha256(a.copy())
