@@ -95,6 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--breakdown", action="store_true",
                    help="print where numpyvae's step time goes, per phase")
+    p.add_argument("--variants", action="store_true",
+                   help="time whole steps of candidate designs against today's step "
+                        "(Adam in cache-sized chunks; a two-thread data-parallel step)")
     p.add_argument("--adam-threads", action="store_true",
                    help="time Adam's passes on one thread against two (a design check)")
     p.add_argument("--mnist", help="mnist.npz for the epoch table "
@@ -476,6 +479,108 @@ def adam_threads() -> list[dict]:
             for case in ("back to back", "right after the forward products")]
 
 
+CHUNK = 32768  # Adam's chunk: 5 float32 arrays of it (640 KiB) stay in L2
+ADAM_PASSES = fused_step._adam_passes  # the module's own, whatever is patched later
+
+
+def chunked_adam_passes(p, g, m, v, buf, beta1, beta2, lr_t, eps_t) -> None:
+    """fused_step._adam_passes over slices of CHUNK entries: all 12 passes
+    of a slice run while it is in cache, one trip to memory per array."""
+    for start in range(0, p.size, CHUNK):
+        sl = slice(start, start + CHUNK)
+        ADAM_PASSES(p[sl], g[sl], m[sl], v[sl], buf[sl], beta1, beta2, lr_t, eps_t)
+
+
+def data_parallel_step(n: int):
+    """A candidate step: two threads, each the fused forward and backward of
+    half the batch in its own workspace (BLAS at one thread each), then the
+    two halves' gradients averaged and Adam's passes run, each thread on
+    one half of the packed parameters. The same update as the one-thread
+    step, to rounding. Needs threadpoolctl (BLAS pinned to one thread)."""
+    import math as _math
+    from concurrent.futures import ThreadPoolExecutor
+    trainer = new_trainer(n)
+    model, opt, x = trainer.model, trainer.optimizer, fixed_batch(n)
+    trainer.train_step(x)  # packs the parameters and Adam's moments
+    ws = trainer.workspace
+    flats = [fused_step._packed(ws, key, arrays) for key, arrays in
+             (("params", model.params), ("adam.m", opt.m), ("adam.v", opt.v))]
+    half, P = n // 2, flats[0].size
+    workspaces, rows = ({}, {}), (slice(0, half), slice(half, n))
+    buf = np.empty_like(flats[0])
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def forward_backward(i, eps):
+        _, _, cache = loss_forward(model.params, x[rows[i]], eps[rows[i]], model.config, 1.0,
+                                   workspaces[i])
+        return fused_step._packed(workspaces[i], "grads", loss_backward(cache))
+
+    def combine_and_update(part, g0, g1, lr_t, eps_t):
+        sl = slice(0, P // 2) if part == 0 else slice(P // 2, P)
+        w0, w1 = np.float32(half / n), np.float32((n - half) / n)
+        g = np.multiply(g0[sl], w0, out=g0[sl])  # the batch mean from the halves' means
+        g1[sl] *= w1
+        g += g1[sl]
+        fused_step._adam_passes(flats[0][sl], g, flats[1][sl], flats[2][sl], buf[sl],
+                                opt.beta1, opt.beta2, lr_t, eps_t)
+
+    def step():
+        eps = trainer.rng.standard_normal((n, D_Z), dtype=np.float32)
+        other = pool.submit(forward_backward, 1, eps)
+        g0 = forward_backward(0, eps)
+        g1 = other.result()
+        opt.t += 1
+        c2 = _math.sqrt(1.0 - opt.beta2 ** opt.t)
+        lr_t, eps_t = opt.lr * c2 / (1.0 - opt.beta1 ** opt.t), opt.epsilon * c2
+        other = pool.submit(combine_and_update, 1, g0, g1, lr_t, eps_t)
+        combine_and_update(0, g0, g1, lr_t, eps_t)
+        other.result()
+    return step
+
+
+def variants() -> list[dict]:
+    """Whole steps per batch size: today's step (BLAS at --threads), today's
+    with Adam chunked, today's with BLAS at one thread, and the two-thread
+    data-parallel step (BLAS at one thread). Wall time."""
+    rows = []
+    for n in ARGS.batch:
+        today, chunked = numpyvae_step(n), numpyvae_step(n)
+        steps = {"today": today}
+        real = fused_step._adam_passes
+
+        def chunked_step(step=chunked):
+            fused_step._adam_passes = chunked_adam_passes
+            try:
+                step()
+            finally:
+                fused_step._adam_passes = real
+        steps["Adam chunked"] = chunked_step
+        if threadpoolctl is not None:
+            one_blas, parallel = numpyvae_step(n), data_parallel_step(n)
+
+            def pinned(step):
+                def run():
+                    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+                        step()
+                return run
+            steps["BLAS 1 thread"] = pinned(one_blas)
+            steps["data-parallel 2 threads"] = pinned(parallel)
+        t = time_interleaved(steps, ARGS.rounds, ARGS.pause)
+        ref = t["today"]["round_medians_s"]
+        for name, r in t.items():
+            ratio = statistics.median(a / b for a, b in zip(r["round_medians_s"], ref))
+            rows.append({"batch": n, "variant": name, "ms_per_step": 1e3 * r["median_s"],
+                         "vs_today": ratio})
+    return rows
+
+
+def print_variants(rows: list) -> None:
+    print("\nCandidate designs, whole steps (ms of wall time; ratio paired round by round)")
+    for r in rows:
+        print(f"  batch {r['batch']:>5}  {r['variant']:<26} {r['ms_per_step']:8.3f} ms  "
+              f"{r['vs_today']:5.2f} x today")
+
+
 def print_adam_threads(rows: list) -> None:
     print(f"\nAdam's 12 passes over all {N_PARAMS:,} parameters (ms of wall time), batch 128")
     for r in rows:
@@ -647,6 +752,7 @@ def main() -> None:
     rows = step_table(notes)
     parts = [breakdown(n) for n in ARGS.batch] if ARGS.breakdown else None
     threads = adam_threads() if ARGS.adam_threads else None
+    designs = variants() if ARGS.variants else None
     epoch = iwae = None
     if not ARGS.no_epoch or ARGS.iwae:
         if mnist_path() is None or not mnist_path().is_file():
@@ -664,6 +770,8 @@ def main() -> None:
         print_breakdown(parts)
     if threads:
         print_adam_threads(threads)
+    if designs:
+        print_variants(designs)
     if epoch:
         print_epoch(epoch)
     if iwae:
@@ -675,6 +783,7 @@ def main() -> None:
             {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
              "model": {"name": ARGS.model, "architecture": ARCH, "adam_epsilon": ADAM_EPSILON, "parameters": N_PARAMS},
              "machine": info, "steps": rows, "breakdown": parts, "adam_threads": threads,
+             "variants": designs,
              "epoch": epoch,
              "iwae": iwae, "notes": notes}, indent=2))
 
