@@ -174,7 +174,7 @@ class VAEEstimator:
     history_ : list of dict
         One row per epoch trained (see `numpyvae.fit`).
     n_features_in_ : int
-    mean_, scale_ : ndarray, shape (n_features_in_,)
+    mean_, scale_ : ndarray, one entry per feature
         For likelihood="gaussian": each feature's mean and standard
         deviation at the first `fit` (a constant feature gets scale 1).
         The VAE sees (X - mean_) / scale_; None for "bernoulli".
