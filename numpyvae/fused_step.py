@@ -29,6 +29,7 @@ Use one workspace per model and thread. `loss` and `terms` are fresh.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,10 +37,7 @@ from scipy.special import softmax
 
 from ._validation import check_finite
 from .activations import activation_backward, activation_forward
-from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
 from .model import VAEConfig
-from .sampling import (reparameterize_backward, reparameterize_fixed_backward,
-                       reparameterize_fixed_forward, reparameterize_forward)
 
 Array = NDArray[np.floating]
 
@@ -66,24 +64,17 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float,
     ws = workspace
     h, enc_layers = _hidden_forward(params, x, "enc", config, ws)
     mu, log_var, heads_W = _heads_forward(params, h, config, ws)
-    if config.posterior == "diagonal":
-        z, z_cache = reparameterize_forward(mu, log_var, eps)
-        kl, kl_cache = kl_forward(mu, log_var)
-    else:
-        z, z_cache = reparameterize_fixed_forward(mu, config.delta, eps)
-        if config.delta > 0:
-            kl, kl_cache = kl_fixed_forward(mu, config.delta)
-        else:  # a point mass: the KL is infinite and must carry weight 0
-            kl, kl_cache = np.full(x.shape[0], np.inf, dtype=x.dtype), None
+    z, kl, z_kl_cache = _sample_and_kl(mu, log_var, eps, config)
     h_dec, dec_layers = _hidden_forward(params, z, "dec", config, ws)
     out = _dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (n, d_x)
     log_lik, ll_cache = _log_lik_into(x, out, config, ws)
-    loss = -float(np.mean(log_lik, dtype=np.float64))
+    n = x.shape[0]
+    loss = -float(np.add.reduce(log_lik, dtype=np.float64)) / n
     if beta != 0:
-        loss += beta * float(np.mean(kl, dtype=np.float64))
-    cache = {"enc_layers": enc_layers, "h_enc": h, "heads_W": heads_W, "z_cache": z_cache,
-             "kl_cache": kl_cache, "dec_layers": dec_layers, "h_dec": h_dec,
-             "out_W": params["out.W"], "ll_cache": ll_cache, "n": x.shape[0],
+        loss += beta * float(np.add.reduce(kl, dtype=np.float64)) / n
+    cache = {"enc_layers": enc_layers, "h_enc": h, "heads_W": heads_W,
+             "z_kl_cache": z_kl_cache, "dec_layers": dec_layers, "h_dec": h_dec,
+             "out_W": params["out.W"], "ll_cache": ll_cache, "n": n,
              "beta": float(beta), "config": config, "workspace": ws}
     return loss, {"log_lik": log_lik, "kl": kl}, cache
 
@@ -100,18 +91,8 @@ def loss_backward(cache) -> dict[str, Array]:
     dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
                               need_dx=True)
     dz = _hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
-    dkl = np.full(n, beta / n, dtype=dtype)  # d loss / d kl_i
     dheads = _scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), dtype)
-    d_z = config.latent_dim
-    if config.posterior == "diagonal":
-        dmu, dlog_var = reparameterize_backward(dz, cache["z_cache"])
-        dmu_kl, dlog_var_kl = kl_backward(dkl, cache["kl_cache"])
-        np.add(dmu, dmu_kl, out=dheads[:, :d_z])
-        np.add(dlog_var, dlog_var_kl, out=dheads[:, d_z:])
-    else:
-        dheads[...] = reparameterize_fixed_backward(dz, cache["z_cache"])
-        if beta != 0:
-            dheads += kl_fixed_backward(dkl, cache["kl_cache"])
+    _sample_and_kl_backward(dz, beta / n, cache["z_kl_cache"], config, dheads)
     dh = _heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
                          need_dx=bool(config.hidden))
     _hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
@@ -237,6 +218,49 @@ def _adam_passes(p, g, m, v, buf, beta1: float, beta2: float, lr_t: float,
 # Each is a named piece of the reference's math, writing into workspace
 # buffers.
 
+def _sample_and_kl(mu: Array, log_var: Array | None, eps: Array, config: VAEConfig):
+    """z and the KL per example: `sampling.reparameterize_forward` and
+    `kl.kl_forward` (or their fixed-width forms), the same formulas
+    without the kernels' input checks. Returns ``(z, kl, cache)``."""
+    if config.posterior == "diagonal":
+        std = np.exp(0.5 * log_var)  # (n, d_z)
+        var = np.exp(log_var)
+        kl = 0.5 * (mu * mu + var - log_var - 1.0).sum(axis=1)
+        return mu + std * eps, kl, (mu, std, var, eps)
+    delta = config.delta
+    if delta > 0:
+        const = 0.5 * mu.shape[1] * (delta * delta - math.log(delta * delta) - 1.0)
+        kl = 0.5 * (mu * mu).sum(axis=1) + const
+    else:  # a point mass: the KL is infinite and must carry weight 0
+        kl = np.full(mu.shape[0], np.inf, dtype=mu.dtype)
+    return mu + delta * eps, kl, (mu,)
+
+
+def _sample_and_kl_backward(dz: Array, dkl: float, cache, config: VAEConfig,
+                            dheads: Array) -> None:
+    """[dmu | dlog_var] into `dheads`, for d loss / d kl_i = dkl (beta / n):
+        dmu = dz + dkl * mu
+        dlog_var = dz * eps * 0.5 * std + dkl * 0.5 * (var - 1)
+    (`reparameterize_backward` plus `kl_backward`; the fixed width has
+    only dmu, and no KL term when beta is 0)."""
+    dt = dz.dtype.type
+    d_z = dz.shape[1]
+    if config.posterior == "diagonal":
+        mu, std, var, eps = cache
+        np.multiply(mu, dt(dkl), out=dheads[:, :d_z])
+        dheads[:, :d_z] += dz
+        dlog_var = dheads[:, d_z:]
+        np.subtract(var, 1.0, out=dlog_var)
+        dlog_var *= dt(0.5 * dkl)
+        dlog_var += dz * eps * (0.5 * std)
+        return
+    (mu,) = cache
+    if dkl != 0:
+        np.multiply(mu, dt(dkl), out=dheads)
+        dheads += dz
+    else:
+        dheads[...] = dz
+
 def _packed(ws: dict, key: str, arrays: dict) -> Array:
     """The flat buffer whose views are the entries of `arrays`.
 
@@ -244,10 +268,10 @@ def _packed(ws: dict, key: str, arrays: dict) -> Array:
     values are copied into a new flat buffer and the dict's entries
     rebound to its views, in the dict's order.
     """
-    flat, views = ws.get(("packed", key), (None, {}))
-    if flat is not None and len(views) == len(arrays) and all(
-            arrays.get(k) is view for k, view in views.items()):
-        return flat  # already packed: the usual case, a few identity checks
+    flat, keys, values = ws.get(("packed", key), (None, (), ()))
+    if flat is not None and tuple(arrays) == keys and all(
+            map(operator.is_, arrays.values(), values)):
+        return flat  # already packed: the usual case, identity checks in C
     dtypes = {a.dtype for a in arrays.values()}
     flat = np.empty(sum(a.size for a in arrays.values()), dtypes.pop())
     views, start = {}, 0
@@ -256,7 +280,7 @@ def _packed(ws: dict, key: str, arrays: dict) -> Array:
         views[k][...] = a
         start += a.size
     arrays.update(views)
-    ws[("packed", key)] = (flat, views)
+    ws[("packed", key)] = (flat, tuple(views), tuple(views.values()))
     return flat
 
 
@@ -286,12 +310,14 @@ def _grad_arrays(ws: dict, config: VAEConfig, dtype) -> dict[str, Array]:
     packed "grads" entry of the workspace, which `adam_step` reads."""
     key = ("grads", config, np.dtype(dtype))
     views = ws.get(key)
-    if views is None or ws.get(("packed", "grads"), (None, None))[1] is not views:
+    packed = ws.get(("packed", "grads"))
+    if views is None or packed is None or packed[2] is not views[1]:
         shapes = config.param_shapes()
         flat = np.empty(sum(math.prod(s) for s in shapes.values()), dtype)
-        views = ws[key] = _views(flat, config)
-        ws[("packed", "grads")] = (flat, views)
-    return dict(views)  # a new dict of the same arrays: the caller may rebind names
+        tiles = _views(flat, config)
+        views = ws[key] = (tiles, tuple(tiles.values()))
+        ws[("packed", "grads")] = (flat, tuple(tiles), views[1])
+    return dict(views[0])  # a new dict of the same arrays: the caller may rebind names
 
 
 def _views(flat: Array, config: VAEConfig) -> dict[str, Array]:

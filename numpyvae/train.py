@@ -63,14 +63,14 @@ def _first_nonfinite(loss: float, grads: dict) -> str | None:
     it is finite exactly when every entry is finite and the sum does not
     overflow the dtype. A gradient that large counts as divergence too:
     once one g^2 overflows, Adam's v is infinite and freezes that weight
-    for good. One BLAS dot product per array (g.reshape(-1) is a view of a
-    contiguous array) is cheaper than a sum per array.
+    for good. One BLAS dot product per array (np.vdot flattens a
+    contiguous array without a copy) is cheaper than a sum per array.
     """
     if not math.isfinite(loss):
         return f"loss ({loss})"
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is the answer here
         for name, g in grads.items():
-            if math.isfinite(float(np.dot(g.reshape(-1), g.reshape(-1)))):
+            if math.isfinite(float(np.vdot(g, g))):
                 continue
             if not np.isfinite(g).all():
                 return f"gradient of {name}"
