@@ -211,3 +211,24 @@ def test_gaussian_refuses_sigma_that_is_not_a_number(sigma):
     x, recon = good_pair()
     with pytest.raises(TypeError, match="^sigma:"):
         gaussian_log_lik_forward(x, recon, sigma)
+
+
+@given(n=batch, d=features, seed=seeds)
+def test_gaussian_log_density_backward_matches_finite_differences(n, d, seed):
+    from numpyvae.likelihoods import (gaussian_log_density_backward,
+                                      gaussian_log_density_forward)
+    rng = np.random.default_rng(seed)
+    z, mu = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    log_var, dout = rng.uniform(-1.5, 1.5, (n, d)), rng.standard_normal(n)
+    log_density, cache = gaussian_log_density_forward(z, mu, log_var)
+    expected = norm.logpdf(z, mu, np.exp(0.5 * log_var)).sum(axis=1)
+    np.testing.assert_allclose(log_density, expected, rtol=1e-12, atol=1e-12)
+    dz, dmu, dlog_var = gaussian_log_density_backward(dout, cache)
+    f_z = lambda v: gaussian_log_density_forward(v, mu, log_var)[0]  # noqa: E731
+    f_mu = lambda v: gaussian_log_density_forward(z, v, log_var)[0]  # noqa: E731
+    f_lv = lambda v: gaussian_log_density_forward(z, mu, v)[0]  # noqa: E731
+    np.testing.assert_allclose(dz, numerical_vjp(f_z, z, dout), **TOL)
+    np.testing.assert_allclose(dmu, numerical_vjp(f_mu, mu, dout), **TOL)
+    np.testing.assert_allclose(dlog_var, numerical_vjp(f_lv, log_var, dout), **TOL)
+    planted = dlog_var * 1.001  # a 0.1% error must be seen
+    assert not np.allclose(planted, numerical_vjp(f_lv, log_var, dout), **TOL)
