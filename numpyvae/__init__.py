@@ -7,6 +7,7 @@ differences. See docs/math-to-code.md for where each equation lives.
 from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .estimator import NotFittedError, VAEEstimator
 from .gradcheck import gradcheck
+from .hierarchical_vae import HierarchicalVAE
 from .optim import SGD, Adam
 from .train import Trainer, TrainingDiverged, fit
 from .vae import VAE
@@ -14,7 +15,7 @@ from .vae import VAE
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "CheckpointError", "NotFittedError", "SGD", "Trainer", "TrainingDiverged",
+    "Adam", "CheckpointError", "HierarchicalVAE", "NotFittedError", "SGD", "Trainer", "TrainingDiverged",
     "VAE", "VAEEstimator",
     "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
 ]

@@ -1,0 +1,146 @@
+"""numpyvae.hierarchy: the two-stochastic-layer model's bounds and their
+hand-written gradients, checked by central differences in float64."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.special import expit
+from scipy.stats import norm
+
+from numpyvae import HierarchicalVAE
+from numpyvae.gradcheck import gradcheck
+from numpyvae.hierarchy import (log_weights_backward, log_weights_forward, loss_backward,
+                                loss_forward)
+
+# objective x k x (hidden, hidden2) x activation: every configuration of the model
+CONFIGS = [("elbo", 1), ("elbo", 3), ("iwae", 1), ("iwae", 4)]
+ARCHS = [((5, 4), (4, 3), "tanh"), ((), (), "tanh"), ((5,), (3,), "softplus")]
+
+
+def _setup(objective="iwae", k=3, hidden=(5, 4), hidden2=(4, 3), activation="tanh",
+           dtype="float64", seed=0):
+    model = HierarchicalVAE(6, (3, 2), hidden=hidden, hidden2=hidden2, activation=activation,
+                            dtype=dtype, rng=seed)
+    rng = np.random.default_rng(seed + 1)
+    for name in model.params:  # nonzero biases, so every term is exercised
+        model.params[name] = model.params[name] + 0.1 * rng.standard_normal(
+            model.params[name].shape).astype(dtype)
+    x = rng.random((4, 6)).astype(dtype)
+    eps1 = rng.standard_normal((k, 4, 3)).astype(dtype)
+    eps2 = rng.standard_normal((k, 4, 2)).astype(dtype)
+    return model, x, eps1, eps2
+
+
+def _check(model, x, eps1, eps2, objective, grads):
+    names = list(model.params)
+
+    def loss(*arrays):
+        return loss_forward(dict(zip(names, arrays)), x, eps1, eps2, model.config,
+                            objective)[0]
+
+    return gradcheck(loss, [model.params[n] for n in names], [grads[n] for n in names],
+                     names=names)
+
+
+@pytest.mark.parametrize("objective,k", CONFIGS)
+@pytest.mark.parametrize("hidden,hidden2,activation", ARCHS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_backward_matches_finite_differences(objective, k, hidden, hidden2, activation, seed):
+    model, x, eps1, eps2 = _setup(objective, k, hidden, hidden2, activation, seed=seed)
+    _, _, cache = loss_forward(model.params, x, eps1, eps2, model.config, objective)
+    report = _check(model, x, eps1, eps2, objective, loss_backward(cache))
+    assert report.passed, str(report)
+
+
+def test_log_weights_backward_is_the_vjp_of_log_w():
+    model, x, eps1, eps2 = _setup(k=2)
+    dlog_w = np.random.default_rng(5).standard_normal((2, 4))
+    _, _, cache = log_weights_forward(model.params, x, eps1, eps2, model.config)
+    grads = log_weights_backward(dlog_w, cache)
+    names = list(model.params)
+
+    def f(*arrays):
+        log_w = log_weights_forward(dict(zip(names, arrays)), x, eps1, eps2, model.config)[0]
+        return float(np.sum(dlog_w * log_w))
+
+    report = gradcheck(f, [model.params[n] for n in names], [grads[n] for n in names],
+                       names=names)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("name", ["q2.log_var.b", "q1.mu.W", "p1.h0.b"])
+def test_a_planted_error_is_caught(name):
+    model, x, eps1, eps2 = _setup()
+    _, _, cache = loss_forward(model.params, x, eps1, eps2, model.config, "iwae")
+    grads = loss_backward(cache)
+    grads[name] = grads[name] * 1.001  # a 0.1% error in one array
+    report = _check(model, x, eps1, eps2, "iwae", grads)
+    assert [c.name for c in report.inputs if not c.passed] == [name]
+
+
+def _dense(params, name, h):
+    return h @ params[f"{name}.W"] + params[f"{name}.b"]
+
+
+def test_log_w_of_a_hand_built_case():
+    """No hidden layers, identity activation: every density written out."""
+    model, x, eps1, eps2 = _setup(k=1, hidden=(), hidden2=())
+    p = model.params
+    log_w, terms, _ = log_weights_forward(p, x, eps1, eps2, model.config)
+    mu1, lv1 = _dense(p, "q1.mu", x), _dense(p, "q1.log_var", x)
+    z1 = mu1 + np.exp(0.5 * lv1) * eps1[0]
+    mu2, lv2 = _dense(p, "q2.mu", z1), _dense(p, "q2.log_var", z1)
+    z2 = mu2 + np.exp(0.5 * lv2) * eps2[0]
+    mu_p, lv_p = _dense(p, "p1.mu", z2), _dense(p, "p1.log_var", z2)
+    probs = expit(_dense(p, "out", z1))
+    log_px = (x * np.log(probs) + (1 - x) * np.log1p(-probs)).sum(1)
+
+    def log_n(z, mu, lv):
+        return norm.logpdf(z, mu, np.exp(0.5 * lv)).sum(1)
+
+    expected = (log_px + log_n(z1, mu_p, lv_p) + norm.logpdf(z2).sum(1)
+                - log_n(z1, mu1, lv1) - log_n(z2, mu2, lv2))
+    np.testing.assert_allclose(log_w[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(terms["log_lik"][0], log_px, rtol=1e-12)
+
+
+def test_log_q_at_the_reparameterized_sample_is_the_noise_density():
+    """log q(z1|x) = log N(eps1; 0, I) - 0.5 sum log_var1 at z1 = mu1 + std1 eps1."""
+    model, x, eps1, eps2 = _setup(k=1)
+    _, _, cache = log_weights_forward(model.params, x, eps1, eps2, model.config)
+    diff, inv_var = cache["log_q1"]
+    np.testing.assert_allclose(diff * np.sqrt(inv_var), eps1[0], rtol=1e-10)
+
+
+def test_iwae_is_above_the_elbo_of_the_same_samples():
+    model, x, eps1, eps2 = _setup(k=8)
+    loss_iwae, terms, cache = loss_forward(model.params, x, eps1, eps2, model.config, "iwae")
+    loss_elbo = loss_forward(model.params, x, eps1, eps2, model.config, "elbo")[0]
+    assert np.all(terms["iwae"] >= terms["elbo"] - 1e-12)
+    assert loss_iwae <= loss_elbo
+    np.testing.assert_allclose(terms["log_lik"] - terms["kl"], terms["elbo"], rtol=1e-12)
+    # with k = 1 the two objectives are one
+    one = [loss_forward(model.params, x, eps1[:1], eps2[:1], model.config, o)[0]
+           for o in ("elbo", "iwae")]
+    assert one[0] == pytest.approx(one[1], rel=1e-12)
+
+
+def test_float32_runs_and_keeps_its_dtype():
+    model, x, eps1, eps2 = _setup(dtype="float32")
+    loss, terms, cache = loss_forward(model.params, x, eps1, eps2, model.config, "iwae")
+    grads = loss_backward(cache)
+    assert math.isfinite(loss) and terms["iwae"].dtype == np.float32
+    assert all(grads[n].dtype == np.float32 and grads[n].shape == p.shape
+               for n, p in model.params.items())
+
+
+def test_mixed_dtypes_and_bad_shapes_name_the_argument():
+    model, x, eps1, eps2 = _setup()
+    with pytest.raises(TypeError, match="eps1"):
+        loss_forward(model.params, x, eps1.astype(np.float32), eps2, model.config)
+    with pytest.raises(ValueError, match="^eps2:"):
+        loss_forward(model.params, x, eps1, eps2[:2], model.config)
+    with pytest.raises(ValueError, match="^objective:"):
+        loss_forward(model.params, x, eps1, eps2, model.config, "kl")
