@@ -20,7 +20,9 @@ import time
 import numpy as np
 
 from ._validation import check_int
-from .estimators import elbo, iwae_bound
+from .estimators import elbo, hierarchical_iwae_bound, iwae_bound
+from .hierarchical_vae import HierarchicalVAE
+from .hierarchy import gaussian_layer_forward
 from .vae import VAE, as_generator
 
 ACTIVE_THRESHOLD = 1e-2
@@ -93,3 +95,39 @@ def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500
             "bits_per_dim": -test_ll / (model.config.input_dim * math.log(2.0)),
             "active_units": count, "k": k, "n": n,
             "seconds": time.perf_counter() - t0}
+
+
+def active_units_per_layer(model: HierarchicalVAE, x, rng=None, n_samples: int = 20,
+                           threshold: float = ACTIVE_THRESHOLD,
+                           batch_size: int = 1000) -> tuple[list[int], list[np.ndarray]]:
+    """Active units of each stochastic layer of the two-layer model.
+
+    Unit j of layer l is active when Var_x(E_q[z_l,j | x]) > threshold
+    (Burda et al., 2016). For z1 the inner mean is mu1(x). For z2 it is
+    E_{z1 ~ q(z1|x)}[mu2(z1)], estimated by the average of mu2 over
+    `n_samples` draws of z1 (from `rng`; None is seed 0).
+
+    Returns ``([count_z1, count_z2], [variances_z1, variances_z2])``.
+
+    Examples
+    --------
+    >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,))
+    >>> counts, variances = active_units_per_layer(model, np.full((6, 4), 0.5))
+    >>> counts[0], [v.shape for v in variances]  # the same x six times: mu1 never varies
+    (0, [(3,), (2,)])
+    """
+    x = model._x(x)
+    rng = as_generator(rng)
+    n_samples = check_int(n_samples, "n_samples", 1)
+    c = model.config
+    means1, means2 = [], []
+    for i in range(0, x.shape[0], batch_size):
+        mu1, log_var1 = model.encode(x[i:i + batch_size])[:2]
+        eps = rng.standard_normal((n_samples, *mu1.shape), dtype=model.dtype)
+        z1 = (mu1 + np.exp(0.5 * log_var1) * eps).reshape(-1, mu1.shape[1])
+        mu2, _, _ = gaussian_layer_forward(model.params, z1, "q2", len(c.hidden2),
+                                           c.activation)
+        means1.append(mu1.astype(np.float64))
+        means2.append(mu2.reshape(n_samples, *mu1.shape[:1], -1).mean(axis=0, dtype=np.float64))
+    variances = [np.concatenate(means1).var(axis=0), np.concatenate(means2).var(axis=0)]
+    return [int((v > threshold).sum()) for v in variances], variances

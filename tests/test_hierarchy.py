@@ -144,3 +144,28 @@ def test_mixed_dtypes_and_bad_shapes_name_the_argument():
         loss_forward(model.params, x, eps1, eps2[:2], model.config)
     with pytest.raises(ValueError, match="^objective:"):
         loss_forward(model.params, x, eps1, eps2, model.config, "kl")
+
+
+def test_the_estimator_matches_the_objective_on_the_same_noise():
+    from numpyvae.estimators import hierarchical_iwae_bound
+    model, x, _, _ = _setup(k=1)
+    rng = np.random.default_rng(9)
+    eps1, eps2 = rng.standard_normal((6, 4, 3)), rng.standard_normal((6, 4, 2))
+    terms = loss_forward(model.params, x, eps1, eps2, model.config, "iwae")[1]
+    for chunk, batch in itertools.product([6, 4], [4, 3]):
+        estimate = hierarchical_iwae_bound(model, x, 6, np.random.default_rng(9),
+                                           chunk_size=chunk, batch_size=batch)
+        if chunk == 6:  # the stream draws eps1 then eps2 per chunk of samples
+            np.testing.assert_allclose(estimate, terms["iwae"], rtol=1e-10)
+        assert estimate.shape == (4,)
+
+
+def test_active_units_per_layer_counts_varying_means():
+    from numpyvae.evaluation import active_units_per_layer
+    model, _, _, _ = _setup(k=1)
+    x = np.random.default_rng(3).random((50, 6))
+    model.params["q1.mu.W"][:, 0] = 0.0  # z1's unit 0 ignores x: E[z1_0|x] is constant
+    model.params["q1.mu.W"][:, 1:] *= 20.0
+    counts, variances = active_units_per_layer(model, x, rng=0)
+    assert variances[0][0] == pytest.approx(0.0, abs=1e-20)
+    assert counts[0] == 2 and 0 <= counts[1] <= 2
