@@ -169,3 +169,25 @@ def test_active_units_per_layer_counts_varying_means():
     counts, variances = active_units_per_layer(model, x, rng=0)
     assert variances[0][0] == pytest.approx(0.0, abs=1e-20)
     assert counts[0] == 2 and 0 <= counts[1] <= 2
+
+
+@pytest.mark.parametrize("objective,k", [("elbo", 1), ("iwae", 3)])
+def test_fit_trains_the_two_layer_model_and_is_reproducible(objective, k):
+    from numpyvae import Adam, fit
+    x = (np.random.default_rng(0).random((40, 6)) < 0.3).astype(np.float32)
+    runs = []
+    for _ in range(2):
+        model = HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,), rng=1)
+        history = fit(model, x, epochs=3, batch_size=10, optimizer=Adam(lr=1e-2),
+                      objective=objective, k=k, binarize="dynamic", lr_schedule="iwae", rng=2)
+        runs.append((history, model.params))
+    history, params = runs[0]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(np.array_equal(params[n], runs[1][1][n]) for n in params)
+
+
+def test_the_trainer_refuses_a_kl_weight_for_the_two_layer_model():
+    from numpyvae import Trainer
+    with pytest.raises(ValueError, match="^beta:"):
+        Trainer(HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,)), beta=0.5)
