@@ -191,3 +191,29 @@ def test_the_trainer_refuses_a_kl_weight_for_the_two_layer_model():
     from numpyvae import Trainer
     with pytest.raises(ValueError, match="^beta:"):
         Trainer(HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,)), beta=0.5)
+
+
+def test_save_load_and_resume_round_trip(tmp_path):
+    from numpyvae import Adam, Trainer, load, load_checkpoint, save
+    from numpyvae.train import train, trainer_from_checkpoint
+    x = (np.random.default_rng(0).random((30, 6)) < 0.4).astype(np.float32)
+
+    def new_trainer():
+        model = HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,), rng=1)
+        return Trainer(model, Adam(lr=1e-2), batch_size=10, rng=2, objective="iwae", k=2)
+
+    straight = new_trainer()
+    train(straight, x, 2)
+    first = new_trainer()
+    path = tmp_path / "run.npz"
+    train(first, x, 1, checkpoint_path=path)
+    ckpt = load_checkpoint(path)
+    assert isinstance(ckpt.model, HierarchicalVAE)
+    assert ckpt.meta["config"]["model"] == "hierarchical"
+    resumed = trainer_from_checkpoint(ckpt)
+    train(resumed, x, 2)
+    for name, p in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name], p)
+    loaded = load(save(resumed.model, tmp_path / "model"))
+    assert loaded.config == resumed.model.config
+    np.testing.assert_array_equal(loaded.sample(3, rng=4), resumed.model.sample(3, rng=4))
