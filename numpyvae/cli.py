@@ -30,7 +30,8 @@ DEFAULTS = {"data": "digits", "epochs": 200, "latent_dim": 2, "hidden": [128],
             "activation": "relu", "likelihood": "bernoulli", "sigma": None, "beta": 1.0,
             "batch_size": 32, "lr": 3e-3, "seed": 0, "dtype": "float32",
             "binarize": "none", "objective": "elbo", "k": 1, "lr_schedule": "constant",
-            "adam_epsilon": 1e-8, "init_output_bias": True, "init": "he"}
+            "adam_epsilon": 1e-8, "init_output_bias": True, "init": "he",
+            "latent_dims": None, "hidden2": None}
 DEFAULT_OUT = "runs/digits"
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
@@ -62,6 +63,14 @@ def _hidden(text: str) -> list[int]:
     return widths
 
 
+def _latent_dims(text: str) -> list[int]:
+    """'100,50' -> [100, 50]: the sizes of z1 and z2."""
+    widths = _hidden(text)
+    if len(widths) != 2:
+        raise argparse.ArgumentTypeError(f"expected two sizes such as 100,50, got {text!r}")
+    return widths
+
+
 def _add_train(sub) -> None:
     d = DEFAULTS
     p = sub.add_parser("train", help="train a VAE and write numbers, checkpoint and pictures",
@@ -76,6 +85,12 @@ def _add_train(sub) -> None:
     p.add_argument("--hidden", type=_hidden,
                    help="comma-separated hidden widths, e.g. 128 or 256,128; '' for linear "
                    "(default 128)")
+    p.add_argument("--latent-dims", type=_latent_dims, metavar="D1,D2",
+                   help="two stochastic layers: sizes of z1 and z2, e.g. 100,50 (the IWAE "
+                   "paper's second architecture; replaces --latent-dim)")
+    p.add_argument("--hidden2", type=_hidden,
+                   help="with --latent-dims: hidden widths between z1 and z2 (default two "
+                   "layers of the size of z2, as in the paper)")
     p.add_argument("--activation", choices=ACTIVATIONS, help="default relu")
     p.add_argument("--likelihood", choices=LIKELIHOODS, help="decoder; default bernoulli")
     p.add_argument("--sigma", type=float, help="the gaussian decoder's fixed std (default 1)")

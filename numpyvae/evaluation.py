@@ -49,13 +49,16 @@ def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
     return int((variances > threshold).sum()), variances
 
 
-def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500,
+def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, batch_size: int = 500,
                    log=None) -> dict:
     """Test-set ELBO, IWAE-k log-likelihood, their gap, bits/dim, active units.
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
+        For the two-layer model the ELBO's KL is sampled, IWAE-k is
+        `estimators.hierarchical_iwae_bound`, and ``active_units_per_layer``
+        is added (``active_units`` is their sum).
     x : ndarray, shape (n, d_x)
         Test data (converted once to the model's dtype).
     k : int
@@ -80,17 +83,25 @@ def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500
     batch_size = check_int(batch_size, "batch_size", 1)
     rng = as_generator(rng)
     t0 = time.perf_counter()
-    elbo_sum = float(np.sum(elbo(model, x, rng), dtype=np.float64))
+    hierarchical = isinstance(model, HierarchicalVAE)  # two stochastic layers
+    elbo_values = model.elbo(x, rng) if hierarchical else elbo(model, x, rng)
+    bound = hierarchical_iwae_bound if hierarchical else iwae_bound
+    elbo_sum = float(np.sum(elbo_values, dtype=np.float64))
     ll_sum, n = 0.0, x.shape[0]
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        ll_sum += float(np.sum(iwae_bound(model, xb, k, rng), dtype=np.float64))
+        ll_sum += float(np.sum(bound(model, xb, k, rng), dtype=np.float64))
         if log is not None:
             done = min(start + batch_size, n)
             log(f"iwae k={k}: {done}/{n} examples, {time.perf_counter() - t0:.0f} s")
-    count, _ = active_units(model, x)
+    per_layer = {}
+    if hierarchical:
+        counts = active_units_per_layer(model, x, rng)[0]
+        count, per_layer = sum(counts), {"active_units_per_layer": counts}
+    else:
+        count, _ = active_units(model, x)
     test_elbo, test_ll = elbo_sum / n, ll_sum / n
-    return {"test_elbo": test_elbo, "test_log_likelihood": test_ll, "test_nll": -test_ll,
+    return {**per_layer, "test_elbo": test_elbo, "test_log_likelihood": test_ll, "test_nll": -test_ll,
             "gap": test_ll - test_elbo,
             "bits_per_dim": -test_ll / (model.config.input_dim * math.log(2.0)),
             "active_units": count, "k": k, "n": n,

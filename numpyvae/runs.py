@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from .hierarchical_vae import HierarchicalVAE
 from .optim import Adam
 from .train import HISTORY_KEYS, Trainer, train
 from .vae import VAE
@@ -86,10 +87,18 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
     (3, (8,))
     """
     init_rng, train_rng, _ = generators(settings["seed"])
-    model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
-                activation=settings["activation"], likelihood=settings["likelihood"],
-                sigma=settings["sigma"], dtype=settings["dtype"],
-                rng=init_rng, init=settings["init"])
+    latent_dims = settings.get("latent_dims")
+    if latent_dims:  # two stochastic layers
+        hidden2 = settings.get("hidden2") or [latent_dims[1]] * 2
+        model = HierarchicalVAE(x_train.shape[1], latent_dims, hidden=settings["hidden"],
+                                hidden2=hidden2, activation=settings["activation"],
+                                likelihood=settings["likelihood"], dtype=settings["dtype"],
+                                rng=init_rng, init=settings["init"])
+    else:
+        model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
+                    activation=settings["activation"], likelihood=settings["likelihood"],
+                    sigma=settings["sigma"], dtype=settings["dtype"],
+                    rng=init_rng, init=settings["init"])
     if settings["init_output_bias"]:
         model.init_output_bias(x_train)
     optimizer = Adam(lr=settings["lr"], epsilon=settings["adam_epsilon"])

@@ -217,3 +217,22 @@ def test_save_load_and_resume_round_trip(tmp_path):
     loaded = load(save(resumed.model, tmp_path / "model"))
     assert loaded.config == resumed.model.config
     np.testing.assert_array_equal(loaded.sample(3, rng=4), resumed.model.sample(3, rng=4))
+
+
+def test_the_command_line_trains_resumes_and_evaluates_the_two_layer_model(tmp_path, capsys):
+    import json
+
+    from numpyvae.cli import main
+    out = tmp_path / "run"
+    flags = ["--data", "digits", "--latent-dims", "4,2", "--hidden", "8", "--hidden2", "3",
+             "--activation", "tanh", "--objective", "iwae", "--k", "2", "--no-plots"]
+    assert main(["train", *flags, "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-plots"]) == 0
+    assert main(["evaluate", str(out), "--k", "5", "--limit", "20"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["model"] == "hierarchical" and metrics["epochs"] == 2
+    assert metrics["model"]["hidden2"] == [3]
+    assert len(metrics["eval_active_units_per_layer"]) == 2
+    assert metrics["eval_test_nll"] > 0
+    assert main(["train", "--latent-dims", "4", "--out", str(tmp_path / "bad")]) == 2
+    assert "--latent-dims" in capsys.readouterr().err
