@@ -236,3 +236,34 @@ def test_the_command_line_trains_resumes_and_evaluates_the_two_layer_model(tmp_p
     assert metrics["eval_test_nll"] > 0
     assert main(["train", "--latent-dims", "4", "--out", str(tmp_path / "bad")]) == 2
     assert "--latent-dims" in capsys.readouterr().err
+
+
+def test_gaussian_layer_backward_and_decoder_backward_match_finite_differences():
+    from numpyvae.hierarchy import (decoder_backward, decoder_forward,
+                                    gaussian_layer_backward, gaussian_layer_forward)
+    model, x, _, _ = _setup()
+    rng = np.random.default_rng(7)
+    h, z1 = rng.standard_normal((4, 2)), rng.standard_normal((4, 3))
+    dmu, dlog_var, dlogits = (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)),
+                              rng.standard_normal((4, 6)))
+    p1 = {n: v for n, v in model.params.items() if n.startswith("p1.")}
+    px = {n: v for n, v in model.params.items() if n.startswith(("px.", "out."))}
+
+    def layer(h, *arrays):
+        mu, log_var, _ = gaussian_layer_forward(dict(zip(p1, arrays)), h, "p1", 2, "tanh")
+        return float(np.sum(dmu * mu) + np.sum(dlog_var * log_var))
+
+    def decoder(z, *arrays):
+        return float(np.sum(dlogits * decoder_forward(dict(zip(px, arrays)), z,
+                                                      model.config)[0]))
+
+    grads: dict = {}
+    cache = gaussian_layer_forward(model.params, h, "p1", 2, "tanh")[2]
+    dh = gaussian_layer_backward(dmu, dlog_var, cache, "p1", "tanh", grads)
+    dz1 = decoder_backward(dlogits, decoder_forward(model.params, z1, model.config)[1],
+                           model.config, grads)
+    for f, inputs, names, first in ((layer, p1, list(p1), dh), (decoder, px, list(px), dz1)):
+        point = [h if f is layer else z1] + [inputs[n] for n in names]
+        report = gradcheck(f, point, [first] + [grads[n] for n in names],
+                           names=["input"] + names)
+        assert report.passed, str(report)
