@@ -270,3 +270,20 @@ def test_gaussian_layer_backward_and_decoder_backward_match_finite_differences()
         report = gradcheck(f, point, [first] + [grads[n] for n in names],
                            names=["input"] + names)
         assert report.passed, str(report)
+
+
+def test_the_constructor_and_loss_and_grads_name_bad_arguments():
+    with pytest.raises(ValueError, match="^latent_dims:"):
+        HierarchicalVAE(6, (3,))
+    with pytest.raises(ValueError, match="^likelihood:"):
+        HierarchicalVAE(6, likelihood="gaussian")
+    with pytest.raises(TypeError, match="^hidden2:"):
+        HierarchicalVAE(6, hidden2=5)
+    model, x, eps1, eps2 = _setup(k=1)
+    loss, grads = model.loss_and_grads(x, eps1[0], eps2[0])  # one sample: (n, d) noise
+    assert loss == loss_forward(model.params, x, eps1, eps2, model.config)[0]
+    assert list(grads) == list(model.params)
+    with pytest.raises(ValueError, match="^eps2:"):
+        model.loss_and_grads(x, eps1, eps2[:, :2])
+    with pytest.raises(ValueError, match="^objective:"):
+        model.loss_and_grads(x, eps1, eps2, objective="kl")
