@@ -287,3 +287,21 @@ def test_the_constructor_and_loss_and_grads_name_bad_arguments():
         model.loss_and_grads(x, eps1, eps2[:, :2])
     with pytest.raises(ValueError, match="^objective:"):
         model.loss_and_grads(x, eps1, eps2, objective="kl")
+
+
+def test_the_protocol_script_runs_end_to_end_on_a_few_images(mnist_file, monkeypatch, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_hierarchy.py"
+    spec = importlib.util.spec_from_file_location("mnist_hierarchy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("NUMPYVAE_DATA", str(mnist_file.parent))
+    out = tmp_path / "h.json"
+    assert module.main(["--tiny", "--no-torch", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["objective"], r["k"]) for r in result["rows"]] == [("elbo", 1), ("iwae", 5)]
+    assert result["eval"] == {"k": 10, "n_test_images": 50,
+                              "binarization": "static_binarize(x_test, 2)"}
+    assert all(0 < r["test_nll"] < 800 and len(r["active_units"]) == 2 for r in result["rows"])
