@@ -101,8 +101,8 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, bat
     else:
         count, _ = active_units(model, x)
     test_elbo, test_ll = elbo_sum / n, ll_sum / n
-    return {**per_layer, "test_elbo": test_elbo, "test_log_likelihood": test_ll, "test_nll": -test_ll,
-            "gap": test_ll - test_elbo,
+    return {**per_layer, "test_elbo": test_elbo, "test_log_likelihood": test_ll,
+            "test_nll": -test_ll, "gap": test_ll - test_elbo,
             "bits_per_dim": -test_ll / (model.config.input_dim * math.log(2.0)),
             "active_units": count, "k": k, "n": n,
             "seconds": time.perf_counter() - t0}
