@@ -8,6 +8,7 @@ from .checkpoint import CheckpointError, load, load_checkpoint, save
 from .estimator import NotFittedError, VAEEstimator
 from . import gradcheck
 from .gradcheck import check_gradients
+from .hierarchical_vae import HierarchicalVAE
 from .optim import SGD, Adam
 from .train import Trainer, TrainingDiverged, fit
 from .vae import VAE
@@ -15,7 +16,7 @@ from .vae import VAE
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "CheckpointError", "NotFittedError", "SGD", "Trainer", "TrainingDiverged",
-    "VAE", "VAEEstimator",
+    "Adam", "CheckpointError", "HierarchicalVAE", "NotFittedError", "SGD", "Trainer",
+    "TrainingDiverged", "VAE", "VAEEstimator",
     "check_gradients", "fit", "gradcheck", "load", "load_checkpoint", "save", "__version__",
 ]

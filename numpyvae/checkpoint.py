@@ -109,7 +109,7 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
     path : str or Path
         Destination; ``.npz`` is appended if missing.
     optimizer : Adam or SGD, optional
@@ -259,10 +259,13 @@ def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
     the largest parameter (refused by name once read). A model larger
     than the memory available is refused here."""
     from ._memory import available_memory, size_text
+    from .hierarchy import HierarchyConfig
     from .model import VAEConfig
     meta = _read_meta(path, dict(meta_arrays))
     try:
-        config = VAEConfig(**meta["config"])
+        fields = dict(meta["config"])  # "model" names the class; none is a VAE
+        cls = HierarchyConfig if fields.pop("model", "vae") == "hierarchical" else VAEConfig
+        config = cls(**fields)
         itemsize = np.dtype(config.dtype).itemsize
         sizes = {k: math.prod(s) * 8 for k, s in config.param_shapes().items()}
     except (KeyError, TypeError, ValueError) as e:
@@ -427,15 +430,20 @@ def load_checkpoint(path) -> Checkpoint:
     >>> ckpt.meta["format"], "params/mu.W" in ckpt.arrays
     ('numpyvae-checkpoint', True)
     """
+    from .hierarchical_vae import HierarchicalVAE
     from .vae import VAE
     path = Path(path)
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays)
     try:
-        model = VAE.from_config(meta["config"])
+        # config["model"] names the class; checkpoints without it hold a VAE
+        if meta["config"].get("model", "vae") == "hierarchical":
+            model = HierarchicalVAE.from_config(meta["config"])
+        else:
+            model = VAE.from_config(meta["config"])
         optimizer = None if meta.get("optimizer") is None \
             else _optimizer_from_config(meta["optimizer"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config in meta.json ({e})") from None
     _check_arrays(path, arrays, meta, _expected_arrays(path, meta, model.config, arrays))
     model.params = {k: arrays[f"params/{k}"] for k in model.config.param_shapes()}

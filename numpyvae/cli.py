@@ -67,6 +67,8 @@ def _finite_float(text: str) -> float:
 
 
 def _default_text(setting: Setting) -> str:
+    if setting.default is None:
+        return "none"
     if setting.kind == "widths":
         return ",".join(map(str, setting.default)) or "''"
     if setting.kind == "bool":

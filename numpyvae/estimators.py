@@ -41,6 +41,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from ._validation import check_int
+from .hierarchical_vae import HierarchicalVAE
+from .hierarchy import log_weights_forward
 from .model import decoder_forward, encoder_forward, log_lik_forward
 from .vae import VAE, as_generator
 
@@ -376,3 +378,92 @@ def exact_log_likelihood(model: VAE, x) -> Array:
     log_det = 2.0 * np.log(np.diag(factor[0])).sum()
     maha = (diff * cho_solve(factor, diff.T).T).sum(axis=1)  # (n,)
     return (-0.5 * (c.input_dim * LOG_2PI + log_det + maha)).astype(model.dtype)
+
+
+def hierarchy_chunk_plan(model: HierarchicalVAE, n: int, k: int,
+                         chunk_size: int | None = None,
+                         batch_size: int | None = None) -> tuple[int, int]:
+    """`chunk_plan` for the two-layer model: ``(chunk_size, batch_size)``.
+
+    One row (one sample of (z1, z2) for one example) costs at most
+    ``itemsize * (8 d_x + 8 (sum(hidden) + sum(hidden2)) + 12 (d_z1 + d_z2))``
+    bytes: the copy of x, the logits and the likelihood's temporaries, the
+    pre-activation and activation of every hidden layer of the four
+    networks, and the means, log-variances, samples and densities' caches.
+
+    Examples
+    --------
+    >>> hierarchy_chunk_plan(HierarchicalVAE(784), n=10_000, k=5000)
+    (11, 436)
+    """
+    c = model.config
+    itemsize = np.dtype(c.dtype).itemsize
+    d_z = sum(c.latent_dims)
+    row_bytes = itemsize * (8 * c.input_dim + 8 * (sum(c.hidden) + sum(c.hidden2)) + 12 * d_z)
+    rows = max(1, (MEMORY_BUDGET - MEMORY_BUDGET // 4) // row_bytes)
+    if chunk_size is None:
+        eps_cap = (MEMORY_BUDGET // 4) // (itemsize * n * d_z)
+        chunk_size = max(1, min(eps_cap, rows))
+    chunk_size = min(chunk_size, k)
+    if batch_size is None:
+        batch_size = max(1, rows // chunk_size)
+    return chunk_size, min(batch_size, n)
+
+
+def hierarchical_iwae_bound(model: HierarchicalVAE, x, k: int, rng,
+                            chunk_size: int | None = None,
+                            batch_size: int | None = None) -> Array:
+    """`iwae_bound` for the two-stochastic-layer model: log (1/k) sum_i w_i.
+
+    Parameters
+    ----------
+    model : HierarchicalVAE
+    x : ndarray, shape (n, d_x), in [0, 1]
+    k : int
+        Importance samples of (z1, z2) ~ q(z1|x) q(z2|z1) per example.
+    rng : numpy.random.Generator or int
+    chunk_size, batch_size : int, optional
+        As for `iwae_bound` (`hierarchy_chunk_plan`); the noise stream,
+        and so the result up to rounding, does not depend on them.
+
+    Returns
+    -------
+    ndarray, shape (n,), in the model's dtype (sums in float64).
+
+    Notes
+    -----
+    log w_i = log p(x|z1_i) + log p(z1_i|z2_i) + log r(z2_i)
+              - log q(z1_i|x) - log q(z2_i|z1_i),
+    computed by `hierarchy.log_weights_forward` on a block of samples at
+    a time; the noise of each chunk is drawn as eps1 (s, n, d_z1), then
+    eps2 (s, n, d_z2).
+
+    Examples
+    --------
+    >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64")
+    >>> x = np.random.default_rng(0).random((3, 4))
+    >>> bound = hierarchical_iwae_bound(model, x, 50, np.random.default_rng(1))
+    >>> bound.shape, bool(np.all(bound < 0))
+    ((3,), True)
+    """
+    if not isinstance(model, HierarchicalVAE):
+        raise TypeError(f"model: expected a numpyvae HierarchicalVAE, got "
+                        f"{type(model).__name__}")
+    x = model.as_input(x)
+    k, rng = check_int(k, "k", 1), as_generator(rng)
+    n, (d1, d2) = x.shape[0], model.config.latent_dims
+    chunk_size, batch_size = hierarchy_chunk_plan(model, n, k,
+                                                  _optional_size(chunk_size, "chunk_size"),
+                                                  _optional_size(batch_size, "batch_size"))
+    total = np.full(n, -np.inf)  # running log sum_i w_i, float64
+    for start in range(0, k, chunk_size):
+        s = min(chunk_size, k - start)
+        eps1 = rng.standard_normal((s, n, d1), dtype=model.dtype)
+        eps2 = rng.standard_normal((s, n, d2), dtype=model.dtype)
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            log_w, _, _ = log_weights_forward(model.params, x[lo:hi], eps1[:, lo:hi],
+                                              eps2[:, lo:hi], model.config)
+            total[lo:hi] = np.logaddexp(total[lo:hi],
+                                        logsumexp(log_w.astype(np.float64), axis=0))
+    return (total - math.log(k)).astype(model.dtype)

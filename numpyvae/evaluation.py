@@ -20,7 +20,9 @@ import time
 import numpy as np
 
 from ._validation import check_int
-from .estimators import elbo, iwae_bound
+from .estimators import elbo, hierarchical_iwae_bound, iwae_bound
+from .hierarchical_vae import HierarchicalVAE
+from .hierarchy import gaussian_layer_forward
 from .vae import VAE, as_generator
 
 ACTIVE_THRESHOLD = 1e-2
@@ -47,13 +49,16 @@ def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
     return int((variances > threshold).sum()), variances
 
 
-def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500,
+def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, batch_size: int = 500,
                    log=None) -> dict:
     """Test-set ELBO, IWAE-k log-likelihood, their gap, bits/dim, active units.
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
+        For the two-layer model the ELBO's KL is sampled, IWAE-k is
+        `estimators.hierarchical_iwae_bound`, and ``active_units_per_layer``
+        is added (``active_units`` is their sum).
     x : ndarray, shape (n, d_x)
         Test data (converted once to the model's dtype).
     k : int
@@ -78,18 +83,62 @@ def evaluate_model(model: VAE, x, k: int = 5000, rng=None, batch_size: int = 500
     batch_size = check_int(batch_size, "batch_size", 1)
     rng = as_generator(rng)
     t0 = time.perf_counter()
-    elbo_sum = float(np.sum(elbo(model, x, rng), dtype=np.float64))
+    hierarchical = isinstance(model, HierarchicalVAE)  # two stochastic layers
+    elbo_values = model.elbo(x, rng) if hierarchical else elbo(model, x, rng)
+    bound = hierarchical_iwae_bound if hierarchical else iwae_bound
+    elbo_sum = float(np.sum(elbo_values, dtype=np.float64))
     ll_sum, n = 0.0, x.shape[0]
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        ll_sum += float(np.sum(iwae_bound(model, xb, k, rng), dtype=np.float64))
+        ll_sum += float(np.sum(bound(model, xb, k, rng), dtype=np.float64))
         if log is not None:
             done = min(start + batch_size, n)
             log(f"iwae k={k}: {done}/{n} examples, {time.perf_counter() - t0:.0f} s")
-    count, _ = active_units(model, x)
+    per_layer = {}
+    if hierarchical:
+        counts = active_units_per_layer(model, x, rng)[0]
+        count, per_layer = sum(counts), {"active_units_per_layer": counts}
+    else:
+        count, _ = active_units(model, x)
     test_elbo, test_ll = elbo_sum / n, ll_sum / n
-    return {"test_elbo": test_elbo, "test_log_likelihood": test_ll, "test_nll": -test_ll,
-            "gap": test_ll - test_elbo,
+    return {**per_layer, "test_elbo": test_elbo, "test_log_likelihood": test_ll,
+            "test_nll": -test_ll, "gap": test_ll - test_elbo,
             "bits_per_dim": -test_ll / (model.config.input_dim * math.log(2.0)),
             "active_units": count, "k": k, "n": n,
             "seconds": time.perf_counter() - t0}
+
+
+def active_units_per_layer(model: HierarchicalVAE, x, rng=None, n_samples: int = 20,
+                           threshold: float = ACTIVE_THRESHOLD,
+                           batch_size: int = 1000) -> tuple[list[int], list[np.ndarray]]:
+    """Active units of each stochastic layer of the two-layer model.
+
+    Unit j of layer l is active when Var_x(E_q[z_l,j | x]) > threshold
+    (Burda et al., 2016). For z1 the inner mean is mu1(x). For z2 it is
+    E_{z1 ~ q(z1|x)}[mu2(z1)], estimated by the average of mu2 over
+    `n_samples` draws of z1 (from `rng`; None is seed 0).
+
+    Returns ``([count_z1, count_z2], [variances_z1, variances_z2])``.
+
+    Examples
+    --------
+    >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,))
+    >>> counts, variances = active_units_per_layer(model, np.full((6, 4), 0.5))
+    >>> counts[0], [v.shape for v in variances]  # the same x six times: mu1 never varies
+    (0, [(3,), (2,)])
+    """
+    x = model.as_input(x)
+    rng = as_generator(rng)
+    n_samples = check_int(n_samples, "n_samples", 1)
+    c = model.config
+    means1, means2 = [], []
+    for i in range(0, x.shape[0], batch_size):
+        mu1, log_var1 = model.encode(x[i:i + batch_size])[:2]
+        eps = rng.standard_normal((n_samples, *mu1.shape), dtype=model.dtype)
+        z1 = (mu1 + np.exp(0.5 * log_var1) * eps).reshape(-1, mu1.shape[1])
+        mu2, _, _ = gaussian_layer_forward(model.params, z1, "q2", len(c.hidden2),
+                                           c.activation)
+        means1.append(mu1.astype(np.float64))
+        means2.append(mu2.reshape(n_samples, *mu1.shape[:1], -1).mean(axis=0, dtype=np.float64))
+    variances = [np.concatenate(means1).var(axis=0), np.concatenate(means2).var(axis=0)]
+    return [int((v > threshold).sum()) for v in variances], variances

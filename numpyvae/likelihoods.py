@@ -153,3 +153,74 @@ def gaussian_log_lik_backward(dlog_lik: Array, cache: tuple) -> Array:
     """
     diff, sigma = cache
     return dlog_lik[:, None] * diff * (1.0 / (sigma * sigma))
+
+
+def gaussian_log_density_forward(z: Array, mu: Array,
+                                 log_var: Array) -> tuple[Array, tuple]:
+    """Log-density of z under N(mu, diag(exp(log_var))), mean and variance learned.
+
+    The terms of a bound that are no longer analytic -- log q(z1|x),
+    log q(z2|z1), log p(z1|z2) and log r(z2) of the two-layer model
+    (hierarchy.py) -- are this density evaluated at a sample.
+
+    Parameters
+    ----------
+    z : ndarray, shape (n, d)
+        The point at which the density is evaluated.
+    mu, log_var : ndarray, shape (n, d)
+        Mean and log-variance, same dtype as `z`.
+
+    Returns
+    -------
+    log_density : ndarray, shape (n,)
+    cache : tuple ``(diff, inv_var)`` with diff = z - mu, inv_var = exp(-log_var)
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    TypeError
+        If the dtypes differ or are not float32/float64.
+
+    Notes
+    -----
+    Forward:   log N(z; mu, var) = -0.5 sum_j [ log(2 pi) + log_var_j
+                                     + (z_j - mu_j)^2 exp(-log_var_j) ]
+    Backward:  dlog N/dz_j       = -(z_j - mu_j) exp(-log_var_j)
+               dlog N/dmu_j      =  (z_j - mu_j) exp(-log_var_j)
+               dlog N/dlog_var_j = -0.5 + 0.5 (z_j - mu_j)^2 exp(-log_var_j)
+
+    Examples
+    --------
+    >>> z = mu = log_var = np.zeros((1, 1))
+    >>> gaussian_log_density_forward(z, mu, log_var)[0]  # -0.5 log(2 pi)
+    array([-0.91893853])
+    """
+    for name, a in (("z", z), ("mu", mu), ("log_var", log_var)):
+        check_float_array(a, name, ndim=2)
+    check_same_shape("z", z, mu=mu, log_var=log_var)
+    check_same_dtype(z=z, mu=mu, log_var=log_var)
+    diff = z - mu                   # (n, d)
+    inv_var = np.exp(-log_var)      # (n, d)
+    const = -0.5 * z.shape[1] * math.log(2.0 * math.pi)
+    log_density = -0.5 * (log_var + diff * diff * inv_var).sum(axis=1) + const
+    return log_density, (diff, inv_var)
+
+
+def gaussian_log_density_backward(dlog_density: Array,
+                                  cache: tuple) -> tuple[Array, Array, Array]:
+    """Gradients of `gaussian_log_density_forward`: ``(dz, dmu, dlog_var)``.
+
+    Examples
+    --------
+    >>> z, mu, log_var = np.full((1, 1), 2.0), np.zeros((1, 1)), np.zeros((1, 1))
+    >>> _, cache = gaussian_log_density_forward(z, mu, log_var)
+    >>> dz, dmu, dlog_var = gaussian_log_density_backward(np.ones(1), cache)
+    >>> dz, dmu, dlog_var  # -2, 2, -0.5 + 0.5 * 4
+    (array([[-2.]]), array([[2.]]), array([[1.5]]))
+    """
+    diff, inv_var = cache
+    g = dlog_density[:, None]       # (n, 1)
+    scaled = diff * inv_var         # (z - mu) / var
+    dmu = g * scaled
+    return -dmu, dmu, g * (0.5 * diff * scaled - 0.5)

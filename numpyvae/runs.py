@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from ._memory import available_memory, size_text
 from .model import VAEConfig
+from .hierarchical_vae import HierarchicalVAE
 from .optim import Adam
 from .settings import DEFAULTS, check_settings
 from .train import HISTORY_KEYS, Trainer, TrainingDiverged, train
@@ -300,10 +301,21 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
     """
     check_memory(settings, x_train.shape[1])
     init_rng, train_rng, _ = generators(settings["seed"])
-    model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
-                activation=settings["activation"], likelihood=settings["likelihood"],
-                sigma=settings["sigma"], dtype=settings["dtype"],
-                rng=init_rng, init=settings["init"])
+    latent_dims = settings.get("latent_dims")
+    if latent_dims is not None and len(latent_dims) != 2:
+        raise ValueError(f"--latent-dims: expected the two sizes of z1 and z2, such as "
+                         f"100,50; got {latent_dims}")
+    if latent_dims:  # two stochastic layers
+        hidden2 = settings.get("hidden2") or [latent_dims[1]] * 2
+        model = HierarchicalVAE(x_train.shape[1], latent_dims, hidden=settings["hidden"],
+                                hidden2=hidden2, activation=settings["activation"],
+                                likelihood=settings["likelihood"], dtype=settings["dtype"],
+                                rng=init_rng, init=settings["init"])
+    else:
+        model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
+                    activation=settings["activation"], likelihood=settings["likelihood"],
+                    sigma=settings["sigma"], dtype=settings["dtype"],
+                    rng=init_rng, init=settings["init"])
     if settings["init_output_bias"]:
         model.init_output_bias(x_train)
     optimizer = Adam(lr=settings["lr"], epsilon=settings["adam_epsilon"])
@@ -344,7 +356,11 @@ def stored_settings(ckpt) -> dict | None:
 def _trainer_view(trainer: Trainer) -> dict:
     """The settings a trainer itself holds, by setting name."""
     config = trainer.model.config
-    return {"latent_dim": config.latent_dim, "hidden": list(config.hidden),
+    if isinstance(trainer.model, HierarchicalVAE):  # latent_dim is not one of its settings
+        sizes = {"latent_dims": list(config.latent_dims), "hidden2": list(config.hidden2)}
+    else:
+        sizes = {"latent_dim": config.latent_dim}
+    return {**sizes, "hidden": list(config.hidden),
             "activation": config.activation, "likelihood": config.likelihood,
             "dtype": config.dtype, "beta": float(trainer.beta),
             "batch_size": trainer.batch_size, "objective": trainer.objective,

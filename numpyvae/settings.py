@@ -9,8 +9,8 @@ docs/sweeps.md are all read from here (the last is checked by a test).
 
 Kinds: "int" (an integer >= `minimum`), "float" (a finite number, or
 None where the default is None), "text" (one of `choices` when there
-are choices), "bool", and "widths" (a list of hidden-layer widths
->= 1, [] for a linear encoder and decoder).
+are choices), "bool", and "widths" (a list of layer widths >= 1, [] for
+a linear encoder and decoder, or None where the default is None).
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ SETTINGS = (
             "$NUMPYVAE_DATA or the cache) or the path of an .npz file"),
     Setting("epochs", "int", 200, "total epochs, also when resuming", minimum=1),
     Setting("latent_dim", "int", 2, "size of z", minimum=1),
+    Setting("latent_dims", "widths", None, "two stochastic layers: the sizes of z1 and z2, "
+            "e.g. 100,50 (the IWAE paper's second architecture; replaces latent_dim)"),
+    Setting("hidden2", "widths", None, "with latent_dims: the hidden widths between z1 and "
+            "z2 (None: two layers of the size of z2, as in the paper)"),
     Setting("hidden", "widths", [128], "hidden widths, e.g. 128 or 256,128; '' for "
             "a linear encoder and decoder"),
     Setting("activation", "text", "relu", "hidden-layer activation", ACTIVATIONS),
@@ -115,7 +119,7 @@ def check_setting(name: str, value, where: str):
     """
     setting = BY_NAME[name]
     kind, prefix = setting.kind, f"{where} {name}"
-    if kind == "float" and value is None and setting.default is None:
+    if kind in ("float", "widths") and value is None and setting.default is None:
         return None
     ok = {"int": _is_int(value), "float": _is_int(value) or isinstance(value, float),
           "text": isinstance(value, str), "bool": isinstance(value, bool),

@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ._validation import check_int, describe
-from . import fused_step
+from . import fused_step, hierarchy
+from .hierarchical_vae import HierarchicalVAE
 from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
@@ -98,6 +99,11 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
     log_lik_sum = kl_sum = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
+        if isinstance(model, HierarchicalVAE):  # the KL is sampled too
+            terms = model.elbo_terms(xb, rng)
+            log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
+            kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
+            continue
         eps = rng.standard_normal((xb.shape[0], model.config.latent_dim), dtype=model.dtype)
         _, terms, _ = loss_forward(model.params, xb, eps, model.config, 0.0)
         log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
@@ -145,8 +151,9 @@ class Trainer:
     def __init__(self, model: VAE, optimizer=None, beta: float = 1.0, batch_size: int = 128,
                  rng=None, objective: str = "elbo", k: int = 1, binarize: str = "none",
                  lr_schedule: str = "constant", schedule_epochs: int | None = None):
-        if not isinstance(model, VAE):
-            raise TypeError(f"model: expected a numpyvae.VAE, got {type(model).__name__}")
+        if not isinstance(model, (VAE, HierarchicalVAE)):
+            raise TypeError(f"model: expected a numpyvae.VAE or HierarchicalVAE, got "
+                            f"{type(model).__name__}")
         self.model = model
         self.optimizer = Adam() if optimizer is None else optimizer
         self.beta = model.check_beta(beta)
@@ -185,6 +192,8 @@ class Trainer:
         ``model.as_input(xb)`` to validate a batch of your own).
         """
         params, config, ws = self.model.params, self.model.config, self.workspace
+        if isinstance(self.model, HierarchicalVAE):
+            return self._hierarchical_step(xb)
         if not (isinstance(xb, np.ndarray) and xb.dtype == self.model.dtype and xb.ndim == 2
                 and xb.shape[1] == config.input_dim):
             raise ValueError(f"xb: expected a {self.model.dtype} array of shape "
@@ -208,6 +217,24 @@ class Trainer:
             fused_step.adam_step(self.optimizer, params, grads, ws)
         else:
             self.optimizer.step(params, grads)
+        return loss, terms
+
+    def _hierarchical_step(self, xb: np.ndarray) -> tuple[float, dict]:
+        """`train_step` of the two-layer model: the reference loss and
+        gradient of `hierarchy.py` (no fused form), then the optimizer."""
+        shape = (self.k, xb.shape[0])
+        d1, d2 = self.model.config.latent_dims
+        eps1 = self.rng.standard_normal((*shape, d1), dtype=self.model.dtype)
+        eps2 = self.rng.standard_normal((*shape, d2), dtype=self.model.dtype)
+        loss, terms, cache = hierarchy.loss_forward(self.model.params, xb, eps1, eps2,
+                                                    self.model.config, self.objective)
+        grads = hierarchy.loss_backward(cache)
+        bad = _first_nonfinite(loss, grads)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
+                f"{bad} is not finite")
+        self.optimizer.step(self.model.params, grads)
         return loss, terms
 
     def settings(self) -> dict:

@@ -228,3 +228,24 @@ def test_gaussian_refuses_sigma_that_is_not_a_number(sigma):
     x, recon = good_pair()
     with pytest.raises(TypeError, match="^sigma:"):
         gaussian_log_lik_forward(x, recon, sigma)
+
+
+@given(n=batch, d=features, seed=seeds)
+def test_gaussian_log_density_backward_matches_finite_differences(n, d, seed):
+    from numpyvae.likelihoods import (gaussian_log_density_backward,
+                                      gaussian_log_density_forward)
+    rng = np.random.default_rng(seed)
+    z, mu = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    log_var = rng.uniform(-1.5, 1.5, (n, d))
+    log_density, cache = gaussian_log_density_forward(z, mu, log_var)
+    expected = norm.logpdf(z, mu, np.exp(0.5 * log_var)).sum(axis=1)
+    np.testing.assert_allclose(log_density, expected, rtol=1e-12, atol=1e-12)
+    assert_vjp_close(gaussian_log_density_forward, [z, mu, log_var],
+                     gaussian_log_density_backward, rng=seed, names=["z", "mu", "log_var"])
+
+    def planted(dout, cache):  # a 0.1% error in dlog_var must be seen
+        dz, dmu, dlog_var = gaussian_log_density_backward(dout, cache)
+        return dz, dmu, dlog_var * 1.001
+    with pytest.raises(AssertionError, match="log_var"):
+        assert_vjp_close(gaussian_log_density_forward, [z, mu, log_var], planted, rng=seed,
+                         names=["z", "mu", "log_var"])
