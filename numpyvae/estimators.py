@@ -376,3 +376,25 @@ def exact_log_likelihood(model: VAE, x) -> Array:
     log_det = 2.0 * np.log(np.diag(factor[0])).sum()
     maha = (diff * cho_solve(factor, diff.T).T).sum(axis=1)  # (n,)
     return (-0.5 * (c.input_dim * LOG_2PI + log_det + maha)).astype(model.dtype)
+
+
+def standard_error(estimates) -> float | None:
+    """Monte-Carlo standard error of the mean of per-example `estimates`.
+
+    Notes
+    -----
+    se = std(estimates, ddof=1) / sqrt(n): the spread of the mean over
+    fresh draws of z and of the examples. None for a single example (no
+    spread to measure).
+
+    Examples
+    --------
+    >>> standard_error(np.array([1.0, 2.0, 3.0, 4.0]))  # std 1.29 / sqrt(4)
+    0.6454972243679028
+    >>> standard_error(np.array([-3.0])) is None
+    True
+    """
+    a = np.asarray(estimates, dtype=np.float64).reshape(-1)
+    if a.size < 2:
+        return None
+    return float(np.std(a, ddof=1) / math.sqrt(a.size))
