@@ -10,6 +10,7 @@ update, never the formatting of a string.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -80,7 +81,7 @@ def plus_minus(value: float, se: float | None) -> str:
 
 def report_epoch(row: dict, epochs: int, first: int) -> bool:
     """Whether the epoch of history `row` gets a line: the first epoch of
-    this call (`first`), every max(1, epochs // 20)-th, and the last.
+    this call (`first`), every ceil(epochs / 20)-th, and the last.
 
     Examples
     --------
@@ -88,9 +89,12 @@ def report_epoch(row: dict, epochs: int, first: int) -> bool:
     [1, 10, 20, 30]
     >>> sum(report_epoch({"epoch": e}, 200, 1) for e in range(1, 201))
     21
+    >>> max(sum(report_epoch({"epoch": e}, n, 1) for e in range(1, n + 1))
+    ...     for n in range(1, 1000))  # never more than 21 lines (22 resumed)
+    21
     """
     epoch = row["epoch"]
-    return epoch in (first, epochs) or epoch % max(1, epochs // 20) == 0
+    return epoch in (first, epochs) or epoch % math.ceil(epochs / 20) == 0
 
 
 def epoch_line(row: dict, epochs: int, n_train: int) -> str:

@@ -109,7 +109,7 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from DIR/checkpoint.npz to --epochs in total")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress (a tqdm bar, or a line every epochs/20 epochs); the "
+                   help="no progress (a tqdm bar, or at most 22 lines of epochs); the "
                    "final summary is still printed")
 
 

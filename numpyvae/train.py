@@ -371,7 +371,7 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     With `progress`, a tqdm bar (when tqdm is installed) counts the
     examples of all epochs, moves after every step and shows the epoch
     and the running train ELBO; without tqdm, `log` is called with a
-    line for the first epoch of this call, every max(1, epochs // 20)-th
+    line for the first epoch of this call, every ceil(epochs / 20)-th
     and the last (`_progress.epoch_line`: ELBOs, time per epoch,
     examples per second).
 
@@ -491,7 +491,7 @@ def _on_step(trainer: Trainer, bar, pending: list) -> None:
 def _report(bar, row: dict, progress: bool, epochs: int, first: int, n_train: int,
             log) -> None:
     """After an epoch: the bar's postfix, or a line for the first epoch of
-    this call, every max(1, epochs // 20)-th and the last."""
+    this call, every ceil(epochs / 20)-th and the last."""
     if not progress:
         return
     if bar is not None:
@@ -527,7 +527,7 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
     progress : bool
         A tqdm bar over the examples of every epoch when tqdm is
         installed, else a line for the first epoch, every
-        max(1, epochs // 20)-th and the last (through `log` in `train`).
+        ceil(epochs / 20)-th and the last (through `log` in `train`).
     checkpoint_path : str or Path, optional
         Write a resumable checkpoint after every epoch.
     objective, k, binarize, lr_schedule

@@ -17,7 +17,7 @@ def _trainer():
 X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
 
 
-def test_without_tqdm_a_line_every_epochs_over_20_and_the_last(monkeypatch):
+def test_without_tqdm_a_line_every_twentieth_of_the_epochs_and_the_last(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     lines = []
     train(_trainer(), X, 200, x_val=X, progress=True, log=lines.append)
@@ -35,7 +35,7 @@ def test_without_tqdm_a_resumed_run_reports_its_first_epoch(monkeypatch):
     assert lines == []
     train(trainer, X, 61, progress=True, log=lines.append)
     assert [line.split(":")[0] for line in lines] == [
-        "epoch 51/61", "epoch 54/61", "epoch 57/61", "epoch 60/61", "epoch 61/61"]
+        "epoch 51/61", "epoch 52/61", "epoch 56/61", "epoch 60/61", "epoch 61/61"]
 
 
 class RecordingBar:
