@@ -385,7 +385,8 @@ def standard_error(estimates) -> float | None:
     -----
     se = std(estimates, ddof=1) / sqrt(n): the spread of the mean over
     fresh draws of z and of the examples. None for a single example (no
-    spread to measure).
+    spread to measure) or an infinite or NaN estimate (a point-mass
+    posterior's ELBO is -inf: no spread either).
 
     Examples
     --------
@@ -393,8 +394,10 @@ def standard_error(estimates) -> float | None:
     0.6454972243679028
     >>> standard_error(np.array([-3.0])) is None
     True
+    >>> standard_error(np.array([-np.inf, -2.0])) is None
+    True
     """
     a = np.asarray(estimates, dtype=np.float64).reshape(-1)
-    if a.size < 2:
+    if a.size < 2 or not np.isfinite(a).all():
         return None
     return float(np.std(a, ddof=1) / math.sqrt(a.size))
