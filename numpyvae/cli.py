@@ -172,8 +172,8 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw samples of a trained run into a file",
                        description="Load RUN_DIR/checkpoint.npz, draw N decoder means "
                        "mu(z) at z ~ N(0, I) (means, the pixel probabilities of a "
-                       "Bernoulli decoder, not draws of x; --draws samples x ~ p(x|z) "
-                       "too) and write them to FILE: .png a grid picture (square "
+                       "Bernoulli decoder, not draws of x; --draws writes one draw "
+                       "x ~ p(x|z) per z instead) and write them to FILE: .png a grid picture (square "
                        "images, needs matplotlib), .npy or .csv the (N, d) array.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
     p.add_argument("--n", type=_int_at_least(1), default=64, help="samples (default 64)")

@@ -539,7 +539,8 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     pictures : bool
         Draw `PICTURES` (skipped when matplotlib is missing).
     progress : bool
-        Report every epoch (`numpyvae.train.train`).
+        Show progress: a tqdm bar moved every step, else a line every
+        twentieth of the epochs (`numpyvae.train.train`).
 
     Returns
     -------

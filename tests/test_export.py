@@ -118,3 +118,12 @@ def test_gaussian_draws_scatter_around_the_means():
     means = export.draw_samples(model, 4000, rng=2)
     x = export.draw_samples(model, 4000, rng=2, draws=True)
     assert np.std(x - means) == pytest.approx(0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("verb, name", [("sample", "s.npy"), ("encode", "z.npz")])
+def test_a_folder_without_a_run_is_one_line(tmp_path, capsys, verb, name):
+    out = tmp_path / name
+    assert main([verb, str(tmp_path / "absent"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("numpyvae: error: ") and err.count("\n") == 1
+    assert not out.exists()
