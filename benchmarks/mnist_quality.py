@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     if args.protocol == "pytorch-examples":
         ours = -metrics["val_elbo"]
     else:
-        ours = metrics["eval_test_nll"]
+        ours = metrics["test_nll"]
         if args.objective == "iwae":
             published = PUBLISHED_IWAE[args.protocol]
     rows = [("numpyvae", ours, metrics["epochs"], train_seconds)]
@@ -160,9 +160,9 @@ def main(argv=None) -> int:
     print(f"{'implementation':<20} {'nats':>8} {'epochs':>7} {'train s':>9}")
     for name, value, epochs, seconds in rows:
         print(f"{name:<20} {value:8.2f} {epochs:7d} {seconds:9.0f}")
-    print(f"numpyvae test ELBO {metrics['eval_test_elbo']:.2f}, IWAE-{args.eval_k} "
-          f"{metrics['eval_test_log_likelihood']:.2f}, active units "
-          f"{metrics['eval_active_units']}; machine: {platform.machine()}, "
+    print(f"numpyvae test ELBO {metrics['test_elbo']:.2f} ± {metrics['test_elbo_se']:.2f}, "
+          f"IWAE-{args.eval_k} {metrics['test_iwae_k']:.2f} ± {metrics['test_iwae_se']:.2f}, "
+          f"active units {metrics['test_active_units']}; machine: {platform.machine()}, "
           f"{platform.python_version()}")
     result = {"protocol": args.protocol, "published": published, "rows": rows,
               "metrics": metrics, "command": " ".join(sys.argv)}

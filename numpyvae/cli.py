@@ -4,7 +4,10 @@
 one flag per run setting of `numpyvae.settings`;
 ``numpyvae experiment NAME`` runs one of `numpyvae.experiments`;
 ``numpyvae sweep SPEC --out DIR`` trains one run per point of a grid
-(see `numpyvae.sweep`). Errors
+(see `numpyvae.sweep`); ``numpyvae evaluate RUN_DIR`` scores a run on
+its test split; ``numpyvae sample RUN_DIR`` and ``numpyvae encode
+RUN_DIR`` write a run's samples and latent codes (`numpyvae.export`);
+``numpyvae --version`` prints the version. Errors
 from numpyvae (bad values, missing files, corrupt checkpoints, diverged
 training) print ``numpyvae: error: <message>`` and exit with status 2;
 Ctrl-C during training saves a checkpoint and exits with status 130.
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from ._progress import plus_minus
 from .checkpoint import load_checkpoint
 from .settings import DEFAULTS, SETTINGS, Setting
 from .vae import VAE
@@ -106,6 +110,9 @@ def _add_train(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from DIR/checkpoint.npz to --epochs in total")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (a tqdm bar, or at most 22 lines of epochs); the "
+                   "final summary is still printed")
 
 
 def _add_experiment(sub) -> None:
@@ -148,8 +155,10 @@ def _add_gradcheck(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test-set ELBO, IWAE-k log-likelihood, bits/dim",
                        description="Evaluate the run in RUN_DIR on its test split: mean "
-                       "ELBO (sampled z), IWAE-k estimate of log p(x), their gap, bits/dim "
-                       "and active units; adds them to RUN_DIR/metrics.json.")
+                       "ELBO (a fresh z per example), IWAE-k estimate of log p(x) (quote "
+                       "its NLL), their gap and bits/dim, each with its Monte-Carlo "
+                       "standard error, and the active units; adds them to "
+                       "RUN_DIR/metrics.json (test_elbo, test_iwae_k, test_nll, ...).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
     p.add_argument("--k", type=_int_at_least(1), default=5000,
                    help="importance samples per example (default 5000)")
@@ -158,6 +167,38 @@ def _add_evaluate(sub) -> None:
                    help="examples per progress step (default 500)")
     p.add_argument("--limit", type=_int_at_least(1),
                    help="evaluate only the first N test examples (quick checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples of a trained run into a file",
+                       description="Load RUN_DIR/checkpoint.npz, draw N decoder means "
+                       "mu(z) at z ~ N(0, I) (means, the pixel probabilities of a "
+                       "Bernoulli decoder, not draws of x; --draws writes one draw "
+                       "x ~ p(x|z) per z instead) and write them to FILE: .png a grid picture (square "
+                       "images, needs matplotlib), .npy or .csv the (N, d) array.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
+    p.add_argument("--n", type=_int_at_least(1), default=64, help="samples (default 64)")
+    p.add_argument("--out", metavar="FILE", required=True, help=".png, .npy or .csv")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    p.add_argument("--draws", action="store_true",
+                   help="write x ~ p(x|z) (0/1 pixels for a Bernoulli decoder) instead of "
+                   "the decoder means")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+
+
+def _add_encode(sub) -> None:
+    p = sub.add_parser("encode", help="write the latent means of a run's data to a file",
+                       description="Load RUN_DIR/checkpoint.npz and write mu(x) and "
+                       "log_var(x) of q(z|x) for every example of the run's data split "
+                       "(as the run saw it: binarized test data for a binarized run) to "
+                       "FILE: .npz (arrays mu, log_var, labels) or .csv (columns mu_0.., "
+                       "log_var_0.., label).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
+    p.add_argument("--out", metavar="FILE", required=True, help=".npz or .csv")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="default test")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
 
 
 def _add_sweep(sub) -> None:
@@ -186,13 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.seed, args.dtype
     ('gradcheck', 3, 'float64')
     """
+    from . import __version__
     parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
+    parser.add_argument("--version", action="version", version=f"numpyvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_experiment(sub)
     _add_gradcheck(sub)
     _add_sweep(sub)
     _add_evaluate(sub)
+    _add_sample(sub)
+    _add_encode(sub)
     # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
     # one _<name>(args) -> int below, one branch in main.
     return parser
@@ -241,7 +286,8 @@ def _resume(args) -> int:
 def _run(args, settings: dict, out: Path, data, trainer) -> int:
     try:
         metrics, written, pictures_skipped = runs.train_run(
-            settings, out, data, trainer, pictures=not args.no_plots, progress=True)
+            settings, out, data, trainer, pictures=not args.no_plots,
+            progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved at epoch {trainer.epoch}, step {trainer.step} "
               f"in {out / runs.CHECKPOINT_FILE}; resume with: numpyvae train --resume "
@@ -249,7 +295,8 @@ def _run(args, settings: dict, out: Path, data, trainer) -> int:
         return 130
     if pictures_skipped:
         print(PICTURES_SKIPPED)
-    print(f"val ELBO {metrics['val_elbo']:.2f} nats per example (mean-pixel baseline "
+    val = plus_minus(metrics["val_elbo"], metrics["val_elbo_se"])
+    print(f"val ELBO {val} nats per example (mean-pixel baseline "
           f"{metrics['baseline_mean_pixel']:.2f}) after {trainer.epoch} epochs, "
           f"{metrics['seconds']:.1f} s of training\nwrote {out}/: {', '.join(written)}")
     return 0
@@ -331,10 +378,56 @@ def _evaluate(args) -> int:
     if args.limit is not None:
         x_test = x_test[:args.limit]
     result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
-                            batch_size=args.batch_size, log=lambda line: print(line, flush=True))
-    metrics.update({f"eval_{key}": value for key, value in result.items()})
+                            batch_size=args.batch_size, progress=not args.quiet,
+                            log=lambda line: print(line, flush=True))
+    renamed = {"k": "eval_k", "n": "eval_n", "seconds": "eval_seconds"}
+    metrics.update({renamed.get(key, key): value for key, value in result.items()})
+    metrics["eval_seed"] = args.seed
     runs.write_json(metrics_path, metrics)
+    print(f"test ELBO {plus_minus(result['test_elbo'], result['test_elbo_se'])} (a fresh z "
+          f"per example), IWAE-{args.k} log p(x) "
+          f"{plus_minus(result['test_iwae_k'], result['test_iwae_se'])}: NLL "
+          f"{plus_minus(result['test_nll'], result['test_iwae_se'])} nats per example "
+          f"over {result['n']} test examples (value ± Monte-Carlo standard error)")
     print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def _sample(args) -> int:
+    from . import export, plots
+    out = export.check_target(args.out, export.SAMPLE_SUFFIXES, args.overwrite)
+    if out.suffix.lower() == ".png":
+        try:
+            plots.require_matplotlib()
+        except ImportError:
+            raise ValueError(f"--out: a .png needs matplotlib, which is not installed "
+                             f"({plots.INSTALL_HINT}); or write .npy or .csv") from None
+    model = load_checkpoint(Path(args.run_dir) / runs.CHECKPOINT_FILE).model
+    if out.suffix.lower() == ".png" and math.isqrt(model.config.input_dim) ** 2 != \
+            model.config.input_dim:
+        raise ValueError(f"--out: a .png needs square images, but this model's rows have "
+                         f"{model.config.input_dim} values; write .npy or .csv")
+    samples = export.draw_samples(model, args.n, np.random.default_rng(args.seed),
+                                  draws=args.draws)
+    title = "samples: x ~ p(x | z), z ~ N(0, I)" if args.draws else None
+    export.write_samples(out, samples, overwrite=args.overwrite, title=title)
+    what = "draws of x ~ p(x|z)" if args.draws else "decoder means at z ~ N(0, I)"
+    print(f"wrote {out}: {args.n} {what} (seed {args.seed})")
+    return 0
+
+
+def _encode(args) -> int:
+    from . import export
+    out = export.check_target(args.out, export.LATENT_SUFFIXES, args.overwrite)
+    run = Path(args.run_dir)
+    settings = runs.read_settings(run / runs.CONFIG_FILE)
+    model = load_checkpoint(run / runs.CHECKPOINT_FILE).model
+    train_split, test_split = runs.load_run_data({**settings, "dtype": model.config.dtype})
+    x, labels = test_split if args.split == "test" else train_split
+    mu, log_var = export.encode_all(model, x)
+    export.write_latents(out, mu, log_var, labels, overwrite=args.overwrite)
+    print(f"wrote {out}: mu and log_var of q(z|x), shape {mu.shape}, for the {args.split} "
+          f"split of {settings['data']}")
     return 0
 
 
@@ -391,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "sample":
+            return _sample(args)
+        if args.command == "encode":
+            return _encode(args)
         parser.print_help(sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -467,3 +467,28 @@ def hierarchical_iwae_bound(model: HierarchicalVAE, x, k: int, rng,
             total[lo:hi] = np.logaddexp(total[lo:hi],
                                         logsumexp(log_w.astype(np.float64), axis=0))
     return (total - math.log(k)).astype(model.dtype)
+
+
+def standard_error(estimates) -> float | None:
+    """Monte-Carlo standard error of the mean of per-example `estimates`.
+
+    Notes
+    -----
+    se = std(estimates, ddof=1) / sqrt(n): the spread of the mean over
+    fresh draws of z and of the examples. None for a single example (no
+    spread to measure) or an infinite or NaN estimate (a point-mass
+    posterior's ELBO is -inf: no spread either).
+
+    Examples
+    --------
+    >>> standard_error(np.array([1.0, 2.0, 3.0, 4.0]))  # std 1.29 / sqrt(4)
+    0.6454972243679028
+    >>> standard_error(np.array([-3.0])) is None
+    True
+    >>> standard_error(np.array([-np.inf, -2.0])) is None
+    True
+    """
+    a = np.asarray(estimates, dtype=np.float64).reshape(-1)
+    if a.size < 2 or not np.isfinite(a).all():
+        return None
+    return float(np.std(a, ddof=1) / math.sqrt(a.size))

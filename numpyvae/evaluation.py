@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
+from ._progress import duration, make_bar
 from ._validation import check_int
-from .estimators import elbo, hierarchical_iwae_bound, iwae_bound
+from .estimators import elbo, hierarchical_iwae_bound, iwae_bound, standard_error
 from .hierarchical_vae import HierarchicalVAE
 from .hierarchy import gaussian_layer_forward
 from .vae import VAE, as_generator
@@ -49,16 +50,17 @@ def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
     return int((variances > threshold).sum()), variances
 
 
-def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, batch_size: int = 500,
-                   log=None) -> dict:
+def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None,
+                   batch_size: int = 500, progress: bool = False, log=print) -> dict:
     """Test-set ELBO, IWAE-k log-likelihood, their gap, bits/dim, active units.
 
     Parameters
     ----------
     model : VAE or HierarchicalVAE
         For the two-layer model the ELBO's KL is sampled, IWAE-k is
-        `estimators.hierarchical_iwae_bound`, and ``active_units_per_layer``
-        is added (``active_units`` is their sum).
+        `estimators.hierarchical_iwae_bound`, and
+        ``test_active_units_per_layer`` is added (``test_active_units`` is
+        their sum).
     x : ndarray, shape (n, d_x)
         Test data (converted once to the model's dtype).
     k : int
@@ -68,15 +70,24 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, bat
     batch_size : int
         Examples per call of `iwae_bound`; memory stays bounded whatever k
         (see `estimators`), and progress is reported after each batch.
-    log : callable, optional
-        Called with a progress line after each batch (e.g. ``print``).
+    progress : bool
+        A tqdm bar over the examples when tqdm is installed, else a line
+        per batch through `log`.
+    log : callable
+        Called with each progress line (without tqdm).
 
     Returns
     -------
     dict
-        ``test_elbo``, ``test_log_likelihood`` (IWAE-k), ``test_nll``,
-        ``gap`` (IWAE - ELBO), ``bits_per_dim``, ``active_units``, ``k``,
-        ``n``, ``seconds``; nats per example.
+        Nats per example, each sampled mean beside its Monte-Carlo
+        standard error ``*_se`` (`estimators.standard_error`):
+        ``test_elbo`` (a fresh ELBO with one z per example; the run's
+        ``val_elbo`` is another such draw), ``test_iwae_k`` (the IWAE-k
+        estimate of log p(x), k in ``k``), ``test_nll`` (= -test_iwae_k,
+        the number to quote as a log-likelihood), ``test_gap`` (IWAE -
+        ELBO per example), ``test_bits_per_dim`` (NLL / (d_x log 2)), each
+        with its ``_se`` (``test_nll``'s is ``test_iwae_se``);
+        ``test_active_units``, ``k``, ``n``, ``seconds``.
     """
     x = model.as_input(x)
     k = check_int(k, "k", 1)
@@ -85,26 +96,39 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None, bat
     t0 = time.perf_counter()
     hierarchical = isinstance(model, HierarchicalVAE)  # two stochastic layers
     elbo_values = model.elbo(x, rng) if hierarchical else elbo(model, x, rng)
+    elbos = np.asarray(elbo_values, dtype=np.float64)  # (n,)
     bound = hierarchical_iwae_bound if hierarchical else iwae_bound
-    elbo_sum = float(np.sum(elbo_values, dtype=np.float64))
-    ll_sum, n = 0.0, x.shape[0]
+    n = x.shape[0]
+    bar = make_bar(n, desc=f"IWAE k={k}") if progress else None
+    iwaes = []
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        ll_sum += float(np.sum(bound(model, xb, k, rng), dtype=np.float64))
-        if log is not None:
-            done = min(start + batch_size, n)
-            log(f"iwae k={k}: {done}/{n} examples, {time.perf_counter() - t0:.0f} s")
+        iwaes.append(bound(model, xb, k, rng).astype(np.float64))
+        done, seconds = min(start + batch_size, n), time.perf_counter() - t0
+        if bar is not None:
+            bar.update(xb.shape[0])
+        elif progress:
+            log(f"iwae k={k}: {done}/{n} examples, {duration(seconds)}, about "
+                f"{duration(seconds * (n - done) / done)} left")
+    if bar is not None:
+        bar.close()
+    iwaes = np.concatenate(iwaes)  # (n,)
     per_layer = {}
     if hierarchical:
         counts = active_units_per_layer(model, x, rng)[0]
-        count, per_layer = sum(counts), {"active_units_per_layer": counts}
+        count, per_layer = sum(counts), {"test_active_units_per_layer": counts}
     else:
         count, _ = active_units(model, x)
-    test_elbo, test_ll = elbo_sum / n, ll_sum / n
-    return {**per_layer, "test_elbo": test_elbo, "test_log_likelihood": test_ll,
-            "test_nll": -test_ll, "gap": test_ll - test_elbo,
-            "bits_per_dim": -test_ll / (model.config.input_dim * math.log(2.0)),
-            "active_units": count, "k": k, "n": n,
+    per_bit = 1.0 / (model.config.input_dim * math.log(2.0))
+    iwae_se = standard_error(iwaes)
+    return {**per_layer, "test_elbo": float(elbos.mean()), "test_elbo_se": standard_error(elbos),
+            "test_iwae_k": float(iwaes.mean()), "test_iwae_se": iwae_se,
+            "test_nll": -float(iwaes.mean()),
+            "test_gap": float(np.mean(iwaes - elbos)),
+            "test_gap_se": standard_error(iwaes - elbos),
+            "test_bits_per_dim": -float(iwaes.mean()) * per_bit,
+            "test_bits_per_dim_se": None if iwae_se is None else iwae_se * per_bit,
+            "test_active_units": count, "k": k, "n": n,
             "seconds": time.perf_counter() - t0}
 
 

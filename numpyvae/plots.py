@@ -140,8 +140,10 @@ def plot_reconstructions(x: Array, recon: Array, path, n_cols: int = 10) -> Path
     return _save(plt, fig, path)
 
 
-def plot_samples(samples: Array, path, n_cols: int = 10) -> Path:
+def plot_samples(samples: Array, path, n_cols: int = 10, title: str | None = None) -> Path:
     """Decoded means of z ~ N(0, I); samples : ndarray, shape (n, d).
+
+    `title` replaces the default "samples: decoder mean at z ~ N(0, I)".
 
     Examples
     --------
@@ -152,8 +154,8 @@ def plot_samples(samples: Array, path, n_cols: int = 10) -> Path:
     'samples.png'
     """
     plt = _pyplot()
-    fig, ax = _show(plt, tile(samples, n_cols), "samples: decoder mean at z ~ N(0, I)",
-                    image_side(samples.shape[1]))
+    fig, ax = _show(plt, tile(samples, n_cols),
+                    title or "samples: decoder mean at z ~ N(0, I)", image_side(samples.shape[1]))
     ax.set_axis_off()
     return _save(plt, fig, path)
 

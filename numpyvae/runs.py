@@ -64,7 +64,12 @@ PICTURES = {"reconstructions": "reconstructions.png", "samples": "samples.png",
             "manifold": "manifold.png", "interpolations": "interpolations.png"}
 RECORDS = (METRICS_FILE, HISTORY_FILE, *PICTURES.values())
 RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, *RECORDS, STATUS_FILE, ERROR_FILE)
-OLD_NAMES = {"train_recon": "train_log_lik", "val_recon": "val_log_lik"}
+OLD_NAMES = {"train_recon": "train_log_lik", "val_recon": "val_log_lik",
+             # metrics.json keys of `numpyvae evaluate` before the rename
+             "eval_test_elbo": "test_elbo", "eval_test_log_likelihood": "test_iwae_k",
+             "eval_test_nll": "test_nll", "eval_gap": "test_gap",
+             "eval_bits_per_dim": "test_bits_per_dim",
+             "eval_active_units": "test_active_units"}
 
 
 def default_out(data: str) -> Path:
@@ -326,13 +331,16 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
 
 
 def new_names(row: dict) -> dict:
-    """A record with the metric names of numpyvae before the rename
-    (``train_recon``, ``val_recon``) under today's (``*_log_lik``).
+    """A record with the metric names of numpyvae before the renames
+    (``train_recon``, ``val_recon``; ``eval_test_elbo``,
+    ``eval_test_log_likelihood``, ...) under today's (`OLD_NAMES`).
 
     Examples
     --------
     >>> new_names({"epoch": 1, "val_recon": -20.0})
     {'epoch': 1, 'val_log_lik': -20.0}
+    >>> new_names({"eval_test_log_likelihood": -22.0, "eval_k": 5000})
+    {'test_iwae_k': -22.0, 'eval_k': 5000}
     """
     return {OLD_NAMES.get(key, key): value for key, value in row.items()}
 
@@ -522,6 +530,7 @@ def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
             "epochs": trainer.epoch,
             "seconds": sum(row["seconds"] for row in trainer.history),
             "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
+            "val_elbo_se": last.get("val_elbo_se"),
             "val_log_lik": last["val_log_lik"], "val_kl": last["val_kl"],
             "baseline_mean_pixel": baseline, "n_train": n_train, "n_test": n_test}
 
@@ -546,7 +555,8 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     pictures : bool
         Draw `PICTURES` (skipped when matplotlib is missing).
     progress : bool
-        Report every epoch (`numpyvae.train.train`).
+        Show progress: a tqdm bar moved every step, else a line every
+        twentieth of the epochs (`numpyvae.train.train`).
 
     Returns
     -------

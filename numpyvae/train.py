@@ -22,14 +22,15 @@ import time
 import numpy as np
 
 from ._validation import check_int, describe
-from . import fused_step, hierarchy
+from . import _progress, fused_step, hierarchy
+from .estimators import standard_error
 from .hierarchical_vae import HierarchicalVAE
 from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_log_lik", "train_kl",
-                "val_elbo", "val_log_lik", "val_kl", "seconds")
+                "val_elbo", "val_elbo_se", "val_log_lik", "val_kl", "seconds")
 
 
 def _check_objective(objective: str, k: int, beta: float) -> tuple[str, int]:
@@ -84,32 +85,37 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
     """Mean ELBO, log-likelihood term and KL over `x` with sampled z (nats).
 
     log_lik = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
-    kl = mean_i KL(q(.|x_i) || r); elbo = log_lik - kl.
+    kl = mean_i KL(q(.|x_i) || r); elbo = log_lik - kl; elbo_se its
+    Monte-Carlo standard error (`estimators.standard_error`).
 
     Examples
     --------
     >>> x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
     >>> scores = evaluate(VAE(4, 2, hidden=(8,)), x, np.random.default_rng(1))
     >>> sorted(scores)
-    ['elbo', 'kl', 'log_lik']
+    ['elbo', 'elbo_se', 'kl', 'log_lik']
     >>> bool(np.isclose(scores["elbo"], scores["log_lik"] - scores["kl"]))
     True
     """
     x = model.as_input(x, "x_val")
     log_lik_sum = kl_sum = 0.0
+    elbos = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         if isinstance(model, HierarchicalVAE):  # the KL is sampled too
             terms = model.elbo_terms(xb, rng)
             log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
             kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
+            elbos.append(terms["log_lik"].astype(np.float64) - terms["kl"])
             continue
         eps = rng.standard_normal((xb.shape[0], model.config.latent_dim), dtype=model.dtype)
         _, terms, _ = loss_forward(model.params, xb, eps, model.config, 0.0)
         log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
         kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
+        elbos.append(terms["log_lik"].astype(np.float64) - terms["kl"])
     n = x.shape[0]
-    return {"elbo": (log_lik_sum - kl_sum) / n, "log_lik": log_lik_sum / n, "kl": kl_sum / n}
+    return {"elbo": (log_lik_sum - kl_sum) / n, "elbo_se": standard_error(np.concatenate(elbos)),
+            "log_lik": log_lik_sum / n, "kl": kl_sum / n}
 
 
 class Trainer:
@@ -312,7 +318,8 @@ class Trainer:
                "train_kl": kl_sum / n_seen}
         if x_val is not None:
             val = evaluate(self.model, x_val, self.rng)
-            row.update(val_elbo=val["elbo"], val_log_lik=val["log_lik"], val_kl=val["kl"])
+            row.update(val_elbo=val["elbo"], val_elbo_se=val["elbo_se"],
+                       val_log_lik=val["log_lik"], val_kl=val["kl"])
         row["seconds"] = seconds
         self.history.append(row)
         self.epoch += 1
@@ -389,6 +396,13 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     numpy's floating-point warnings are silenced meanwhile, since the
     checks report what they would.
 
+    With `progress`, a tqdm bar (when tqdm is installed) counts the
+    examples of all epochs, moves after every step and shows the epoch
+    and the running train ELBO; without tqdm, `log` is called with a
+    line for the first epoch of this call, every ceil(epochs / 20)-th
+    and the last (`_progress.epoch_line`: ELBOs, time per epoch,
+    examples per second).
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -413,7 +427,8 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     if trainer.schedule_epochs is None:
         trainer.schedule_epochs = epochs
     saved = checkpoint_path is not None and Path(checkpoint_path).exists()
-    bar = _progress_bar(progress, epochs, trainer.epoch)
+    bar = _progress_bar(progress, trainer, epochs, x_train.shape[0])
+    first_epoch = trainer.epoch + 1
     pending: list = []  # a Ctrl-C that arrived during a step, raised after it
     previous_handler = _hold_sigint(pending)
     where = ""
@@ -422,14 +437,14 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
             while trainer.epoch < epochs:
                 trainer.set_learning_rate()
                 where = "step"
-                trainer.run_epoch(x_train, on_step=lambda t: _raise_pending(pending))
+                trainer.run_epoch(x_train, on_step=lambda t: _on_step(t, bar, pending))
                 where = "validation"
                 row = trainer.end_epoch(x_val)
                 if checkpoint_path is not None:
                     save(model, checkpoint_path, trainer=trainer, extra=checkpoint_extra)
                     saved = True
                 where = ""
-                _report(bar, row, progress, epochs, log)
+                _report(bar, row, progress, epochs, first_epoch, x_train.shape[0], log)
                 _raise_pending(pending)
     except KeyboardInterrupt:
         if checkpoint_path is not None:
@@ -443,7 +458,7 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
-            bar.close()
+            bar["bar"].close()
     return trainer.history
 
 
@@ -487,27 +502,30 @@ def _raise_pending(pending: list) -> None:
         raise KeyboardInterrupt
 
 
-def _progress_bar(progress: bool, epochs: int, done: int):
-    if not progress:
+def _progress_bar(progress: bool, trainer: Trainer, epochs: int, n_train: int):
+    """A bar over every example of every epoch (tqdm), or None."""
+    if not progress or trainer.epoch >= epochs:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=epochs, initial=done, unit="epoch")
+    # a resumed run starts at its interrupted epoch's examples (trainer.sums[3])
+    return _progress.training_bar(epochs, n_train, trainer.epoch, trainer.sums[3])
 
 
-def _report(bar, row: dict, progress: bool, epochs: int, log) -> None:
+def _on_step(trainer: Trainer, bar, pending: list) -> None:
+    if bar is not None:
+        _progress.step_bar(bar, trainer)
+    _raise_pending(pending)
+
+
+def _report(bar, row: dict, progress: bool, epochs: int, first: int, n_train: int,
+            log) -> None:
+    """After an epoch: the bar's postfix, or a line for the first epoch of
+    this call, every ceil(epochs / 20)-th and the last."""
     if not progress:
         return
-    text = f"train elbo {row['train_elbo']:.2f}"
-    if "val_elbo" in row:
-        text += f", val elbo {row['val_elbo']:.2f}"
     if bar is not None:
-        bar.set_postfix_str(text)
-        bar.update(1)
-    else:
-        log(f"epoch {row['epoch']}/{epochs}: {text} ({row['seconds']:.1f} s)")
+        _progress.epoch_bar(bar, row)
+    elif _progress.report_epoch(row, epochs, first):
+        log(_progress.epoch_line(row, epochs, n_train))
 
 
 def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=None,
@@ -535,7 +553,9 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
     rng : numpy.random.Generator or int, optional
         Data order and noise (None is seed 0).
     progress : bool
-        A tqdm bar when tqdm is installed, else a line per epoch.
+        A tqdm bar over the examples of every epoch when tqdm is
+        installed, else a line for the first epoch, every
+        ceil(epochs / 20)-th and the last (through `log` in `train`).
     checkpoint_path : str or Path, optional
         Write a resumable checkpoint after every epoch.
     objective, k, binarize, lr_schedule

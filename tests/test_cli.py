@@ -20,8 +20,8 @@ from numpyvae.cli import PICTURES_SKIPPED, main
 from numpyvae.train import HISTORY_KEYS, Trainer
 
 FAST = ["--hidden", "16", "--batch-size", "128"]  # 12 steps an epoch on the digits
-METRIC_KEYS = ("config", "epochs", "seconds", "train_elbo", "val_elbo", "val_log_lik",
-               "val_kl", "baseline_mean_pixel")
+METRIC_KEYS = ("config", "epochs", "seconds", "train_elbo", "val_elbo", "val_elbo_se",
+               "val_log_lik", "val_kl", "baseline_mean_pixel")
 
 
 def read_history(path):
@@ -200,3 +200,36 @@ def test_pick_examples_cycles_through_classes():
     labels = np.array([3, 1, 1, 3, 2, 1])
     np.testing.assert_array_equal(runs.pick_examples(labels, 5), [1, 4, 0, 2, 3])
     np.testing.assert_array_equal(runs.pick_examples(None, 3), [0, 1, 2])
+
+
+def test_version_prints_the_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"numpyvae {numpyvae.__version__}\n"
+
+
+def test_train_without_tqdm_prints_a_few_lines(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "41", "--hidden", "8", "--batch-size", "256",
+                 "--no-plots", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # epoch 1, every ceil(41 / 20) = 3 epochs, the last; then the summary
+    assert [line.split(":")[0] for line in lines[:-2]] == \
+        ["epoch 1/41"] + [f"epoch {e}/41" for e in range(3, 41, 3)] + ["epoch 41/41"]
+    assert len(lines) == 17 <= 40
+    metrics = check_numbers(out, 41)
+    assert lines[-2].startswith(f"val ELBO {metrics['val_elbo']:.2f} ± "
+                                f"{metrics['val_elbo_se']:.2f} nats per example")
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_train_quiet_prints_only_the_summary(tmp_path, capsys, monkeypatch, tqdm_installed):
+    if not tqdm_installed:
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", *FAST, "--no-plots", "--quiet",
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert captured.err == "" and len(lines) == 2
+    assert lines[0].startswith("val ELBO ") and lines[1].startswith(f"wrote {out}/")

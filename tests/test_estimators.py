@@ -247,3 +247,15 @@ def test_exact_log_likelihood_refuses_other_models(kw):
     model = VAE(4, 2, **kw)
     with pytest.raises(ValueError, match="linear-Gaussian"):
         exact_log_likelihood(model, np.full((1, 4), 0.5, dtype=np.float32))
+
+
+def test_standard_error_is_the_spread_of_the_mean():
+    assert estimators.standard_error(np.array([1.0, 3.0])) == pytest.approx(1.0)  # sqrt(2)/sqrt(2)
+    assert estimators.standard_error(np.full(10, -24.0)) == 0.0
+    assert estimators.standard_error(np.array([5.0])) is None
+    assert estimators.standard_error(np.array([1.0, -np.inf])) is None
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 2.0, size=(400, 100))  # 400 means of 100 draws of sd 2
+    ses = [estimators.standard_error(row) for row in draws]
+    assert np.mean(ses) == pytest.approx(0.2, rel=0.05)
+    assert draws.mean(axis=1).std() == pytest.approx(0.2, rel=0.15)

@@ -235,8 +235,8 @@ def test_the_command_line_trains_resumes_and_evaluates_the_two_layer_model(tmp_p
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["model"] == "hierarchical" and metrics["epochs"] == 2
     assert metrics["model"]["hidden2"] == [3]
-    assert len(metrics["eval_active_units_per_layer"]) == 2
-    assert metrics["eval_test_nll"] > 0
+    assert len(metrics["test_active_units_per_layer"]) == 2
+    assert metrics["test_nll"] > 0
     assert main(["train", "--latent-dims", "4", "--out", str(tmp_path / "bad")]) == 2
     assert "--latent-dims" in capsys.readouterr().err
 

@@ -4,6 +4,8 @@ exactly two commands, and .ci/run runs the second one verbatim."""
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -17,6 +19,11 @@ def test_python_examples_run(tmp_path, monkeypatch, capsys):
     for block in _blocks("python"):
         exec(compile(block, "README.md", "exec"), {})
     assert (tmp_path / "digits.npz").is_file()
+    # the run folder's example: a trained run loaded, sampled and encoded
+    assert (tmp_path / "runs" / "small" / "checkpoint.npz").is_file()
+    mu = np.load(tmp_path / "latent_means.npy")
+    assert mu.shape == (360, 2) and np.isfinite(mu).all()
+    assert "(64, 64) (10, 64) (360, 2)" in capsys.readouterr().out
 
 
 def test_quickstart_has_two_commands_and_ci_runs_the_second():
