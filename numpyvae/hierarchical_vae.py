@@ -68,7 +68,7 @@ class HierarchicalVAE:
     dtype : {"float32", "float64"}
     rng : numpy.random.Generator or int, optional
         Initial weights (None is seed 0), and the default of methods that draw.
-    init : {"he", "lecun"}
+    init : {"auto", "he", "lecun"}
         As for `VAE`.
 
     Examples
@@ -81,7 +81,7 @@ class HierarchicalVAE:
 
     def __init__(self, input_dim: int, latent_dims=(100, 50), hidden=(100, 100),
                  hidden2=(50, 50), activation="tanh", likelihood="bernoulli",
-                 dtype="float32", rng=None, init="he"):
+                 dtype="float32", rng=None, init="auto"):
         self.config = make_hierarchy_config(input_dim, latent_dims, hidden, hidden2,
                                             activation, likelihood, dtype)
         if init not in INIT_SCHEMES:

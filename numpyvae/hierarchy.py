@@ -46,7 +46,7 @@ from ._validation import check_dtype_like_params, check_float_array, check_unit_
 from .layers import dense_backward, dense_forward, init_dense
 from .likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
                           gaussian_log_density_backward, gaussian_log_density_forward)
-from .model import _mlp_backward, _mlp_forward
+from .model import _mlp_backward, _mlp_forward, layer_scheme
 from .sampling import reparameterize_backward, reparameterize_forward
 
 Array = NDArray[np.floating]
@@ -119,14 +119,12 @@ class HierarchyConfig:
 
 
 def init_params(config: HierarchyConfig, rng: np.random.Generator,
-                init: str = "he") -> dict[str, Array]:
+                init: str = "auto") -> dict[str, Array]:
     """Initial weights as `model.init_params` draws them; biases at zero."""
     params = {}
     for name, (d_in, d_out) in config.layer_shapes().items():
-        hidden_layer = ".h" in name
-        scheme = "he" if hidden_layer and config.activation == "relu" else "glorot"
-        if init == "lecun":
-            scheme = "lecun"
+        relu_network = config.activation == "relu" and bool(config.hidden or config.hidden2)
+        scheme = layer_scheme(init, relu_network, ".h" in name)
         params[f"{name}.W"], params[f"{name}.b"] = init_dense(rng, d_in, d_out, config.dtype,
                                                               scheme)
     return params

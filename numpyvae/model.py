@@ -103,17 +103,36 @@ class VAEConfig:
         return out
 
 
-INIT_SCHEMES = ("he", "lecun")
+INIT_SCHEMES = ("auto", "he", "lecun")
+
+
+def layer_scheme(init: str, relu_network: bool, hidden_layer: bool) -> str:
+    """The `layers.init_dense` scheme of one dense layer under `init`.
+
+    "auto" (the default, chosen by measurement in docs/results.md):
+    PyTorch's nn.Linear scale U(+-1/sqrt(d_in)) ("lecun") in every layer
+    of a network with relu hidden layers, Glorot in every layer of the
+    others (tanh and the other activations, or no hidden layer). "he": He
+    before a relu, Glorot elsewhere. "lecun": U(+-1/sqrt(d_in)) everywhere.
+
+    Examples
+    --------
+    >>> layer_scheme("auto", True, True), layer_scheme("auto", False, True)
+    ('lecun', 'glorot')
+    >>> layer_scheme("he", True, True), layer_scheme("he", True, False)
+    ('he', 'glorot')
+    """
+    if init == "auto":
+        return "lecun" if relu_network else "glorot"
+    if init == "lecun":
+        return "lecun"
+    return "he" if hidden_layer and relu_network else "glorot"
 
 
 def init_params(config: VAEConfig, rng: np.random.Generator,
-                init: str = "he") -> dict[str, Array]:
-    """Draw initial parameters; biases start at zero.
-
-    init="he": He init before a relu, Glorot elsewhere (the default).
-    init="lecun": every weight U(-1/sqrt(d_in), 1/sqrt(d_in)), the scale
-    of PyTorch's nn.Linear, used by the pytorch-examples MNIST protocol
-    (docs/results.md).
+                init: str = "auto") -> dict[str, Array]:
+    """Draw initial weights, layer by layer in forward order (each layer's
+    scheme from `layer_scheme`); biases start at zero.
 
     Examples
     --------
@@ -126,10 +145,8 @@ def init_params(config: VAEConfig, rng: np.random.Generator,
     """
     params = {}
     for name, (d_in, d_out) in config.layer_shapes().items():
-        hidden_layer = name.startswith(("enc", "dec"))
-        scheme = "he" if hidden_layer and config.activation == "relu" else "glorot"
-        if init == "lecun":
-            scheme = "lecun"
+        relu_network = config.activation == "relu" and bool(config.hidden)
+        scheme = layer_scheme(init, relu_network, name.startswith(("enc", "dec")))
         W, b = init_dense(rng, d_in, d_out, config.dtype, scheme)
         params[f"{name}.W"], params[f"{name}.b"] = W, b
     return params

@@ -81,8 +81,10 @@ SETTINGS = (
     Setting("adam_epsilon", "float", 1e-8, "Adam's epsilon"),
     Setting("init_output_bias", "bool", True, "start the decoder's output bias at the "
             "training mean pixel (measured in docs/results.md)"),
-    Setting("init", "text", "he", "weight initialisation: he (He before relu, Glorot "
-            "elsewhere) or lecun (U(+-1/sqrt(fan_in)), PyTorch's nn.Linear scale)",
+    Setting("init", "text", "auto", "weight initialisation: auto (PyTorch's nn.Linear "
+            "scale U(+-1/sqrt(fan_in)) for relu networks, Glorot for the others; chosen by "
+            "measurement, docs/results.md), he (He before relu, Glorot elsewhere) or lecun "
+            "(U(+-1/sqrt(fan_in)) everywhere)",
             INIT_SCHEMES),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}

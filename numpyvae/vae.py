@@ -117,10 +117,11 @@ class VAE:
     rng : numpy.random.Generator or int, optional
         Source of the initial weights (an int is a seed; None is seed 0).
         Also the default generator of methods that draw.
-    init : {"he", "lecun"}
-        Weight initialisation (`model.init_params`): "he" (He before a
-        relu, Glorot elsewhere) or "lecun" (U(+-1/sqrt(d_in)), PyTorch's
-        nn.Linear scale).
+    init : {"auto", "he", "lecun"}
+        Weight initialisation (`model.layer_scheme`): "auto" (the
+        default: U(+-1/sqrt(d_in)), PyTorch's nn.Linear scale, for a relu
+        network, Glorot for the others), "he" (He before a relu, Glorot
+        elsewhere) or "lecun" (U(+-1/sqrt(d_in)) everywhere).
 
     Examples
     --------
@@ -133,7 +134,7 @@ class VAE:
 
     def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation="relu",
                  likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
-                 dtype="float32", rng=None, init="he"):
+                 dtype="float32", rng=None, init="auto"):
         self.config = make_config(input_dim, latent_dim, hidden, activation, likelihood,
                                   sigma, posterior, delta, dtype)
         if init not in INIT_SCHEMES:

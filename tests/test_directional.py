@@ -24,7 +24,8 @@ CONFIGS = [  # likelihood, posterior, objective; sigma and delta away from 1
 def mnist_model(likelihood, posterior):
     return VAE(784, 20, hidden=(400,), likelihood=likelihood,
                sigma=0.7 if likelihood == "gaussian" else None, posterior=posterior,
-               delta=0.6 if posterior == "fixed" else None, dtype="float64", rng=0)
+               delta=0.6 if posterior == "fixed" else None, dtype="float64", rng=0,
+               init="he")  # He's wider scale keeps every relu input off its kink
 
 
 def mnist_batch(model, objective, seed=0):

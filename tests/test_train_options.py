@@ -22,7 +22,7 @@ def grey():
 
 
 def _trainer(**options):
-    model = VAE(6, 2, hidden=(5,), rng=0)
+    model = VAE(6, 2, hidden=(5,), rng=0, init="he")  # the scale these tests were tuned at
     return Trainer(model, Adam(1e-2, epsilon=1e-4), batch_size=20, rng=1, **options)
 
 
@@ -154,8 +154,22 @@ def test_lecun_init_draws_at_pytorchs_linear_scale():
         assert np.abs(W).max() <= limit
         assert W.std() == pytest.approx(limit / np.sqrt(3), rel=0.02)
     assert not model.params["out.b"].any()
-    he = VAE(784, 20, hidden=(400,), rng=0)
+    he = VAE(784, 20, hidden=(400,), rng=0, init="he")
     assert he.params["enc0.W"].std() == pytest.approx(np.sqrt(2 / 784), rel=0.02)
+
+
+@pytest.mark.parametrize("activation,same_as", [("relu", "lecun"), ("tanh", "he")])
+def test_the_default_init_is_pytorchs_scale_for_relu_and_glorot_otherwise(activation,
+                                                                          same_as):
+    """init="auto", the default chosen in docs/results.md: the draws of
+    "lecun" for a relu network and of "he" (Glorot there) for a tanh one."""
+    default = VAE(784, 20, hidden=(400,), activation=activation, rng=0)
+    other = VAE(784, 20, hidden=(400,), activation=activation, rng=0, init=same_as)
+    for name, p in default.params.items():
+        np.testing.assert_array_equal(p, other.params[name], err_msg=name)
+    glorot = np.sqrt(2 / (784 + 400))
+    assert default.params["enc0.W"].std() == pytest.approx(
+        1 / np.sqrt(3 * 784) if activation == "relu" else glorot, rel=0.02)
 
 
 def test_unknown_init_is_refused():
