@@ -97,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="print where numpyvae's step time goes, per phase")
     p.add_argument("--variants", action="store_true",
                    help="time whole steps of candidate designs against today's step "
-                        "(Adam in cache-sized chunks; a two-thread data-parallel step)")
+                        "(Adam unchunked; a two-thread data-parallel step)")
     p.add_argument("--adam-threads", action="store_true",
                    help="time Adam's passes on one thread against two (a design check)")
     p.add_argument("--mnist", help="mnist.npz for the epoch table "
@@ -479,18 +479,6 @@ def adam_threads() -> list[dict]:
             for case in ("back to back", "right after the forward products")]
 
 
-CHUNK = 32768  # Adam's chunk: 5 float32 arrays of it (640 KiB) stay in L2
-ADAM_PASSES = fused_step._adam_passes  # the module's own, whatever is patched later
-
-
-def chunked_adam_passes(p, g, m, v, buf, beta1, beta2, lr_t, eps_t) -> None:
-    """fused_step._adam_passes over slices of CHUNK entries: all 12 passes
-    of a slice run while it is in cache, one trip to memory per array."""
-    for start in range(0, p.size, CHUNK):
-        sl = slice(start, start + CHUNK)
-        ADAM_PASSES(p[sl], g[sl], m[sl], v[sl], buf[sl], beta1, beta2, lr_t, eps_t)
-
-
 def data_parallel_step(n: int):
     """A candidate step: two threads, each the fused forward and backward of
     half the batch in its own workspace (BLAS at one thread each), then the
@@ -540,21 +528,22 @@ def data_parallel_step(n: int):
 
 def variants() -> list[dict]:
     """Whole steps per batch size: today's step (BLAS at --threads), today's
-    with Adam chunked, today's with BLAS at one thread, and the two-thread
+    with each of Adam's passes over all parameters at once instead of in
+    cache-sized slices, today's with BLAS at one thread, and the two-thread
     data-parallel step (BLAS at one thread). Wall time."""
     rows = []
     for n in ARGS.batch:
-        today, chunked = numpyvae_step(n), numpyvae_step(n)
+        today, whole = numpyvae_step(n), numpyvae_step(n)
         steps = {"today": today}
-        real = fused_step._adam_passes
+        chunk = fused_step.ADAM_CHUNK
 
-        def chunked_step(step=chunked):
-            fused_step._adam_passes = chunked_adam_passes
+        def unchunked_step(step=whole):
+            fused_step.ADAM_CHUNK = 2 ** 62  # each pass once over all parameters
             try:
                 step()
             finally:
-                fused_step._adam_passes = real
-        steps["Adam chunked"] = chunked_step
+                fused_step.ADAM_CHUNK = chunk
+        steps["Adam unchunked"] = unchunked_step
         if threadpoolctl is not None:
             one_blas, parallel = numpyvae_step(n), data_parallel_step(n)
 

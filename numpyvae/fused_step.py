@@ -41,6 +41,8 @@ from .model import VAEConfig
 
 Array = NDArray[np.floating]
 
+ADAM_CHUNK = 32768  # entries: five float32 arrays of it (640 KiB) fit a 1 MiB L2
+
 
 def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float,
                  workspace: dict):
@@ -180,7 +182,10 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict) -> None:
     (multiply m_hat / (sqrt(v_hat) + epsilon) through by
     sqrt(1 - beta2^t)); it saves two passes. NumPy has no fused
     multiply-add, so the update is 12 passes over memory into one scratch
-    buffer.
+    buffer, run over slices of `ADAM_CHUNK` entries so that a slice's
+    five arrays stay in the core's cache through its 12 passes
+    (docs/performance.md: 5 to 12 % of a whole step at 652,824
+    parameters, on an Intel Xeon with 1 MiB of L2 per core).
     """
     if not adam.m:
         adam.m = {k: np.zeros_like(p) for k, p in params.items()}
@@ -193,7 +198,10 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict) -> None:
     adam.t += 1
     c2 = math.sqrt(1.0 - adam.beta2 ** adam.t)
     lr_t = adam.lr * c2 / (1.0 - adam.beta1 ** adam.t)
-    _adam_passes(p, g, m, v, buf, adam.beta1, adam.beta2, lr_t, adam.epsilon * c2)
+    for start in range(0, p.size, ADAM_CHUNK):  # each slice's 12 passes while it is in cache
+        sl = slice(start, start + ADAM_CHUNK)
+        _adam_passes(p[sl], g[sl], m[sl], v[sl], buf[sl], adam.beta1, adam.beta2, lr_t,
+                     adam.epsilon * c2)
 
 
 def _adam_passes(p, g, m, v, buf, beta1: float, beta2: float, lr_t: float,
