@@ -54,6 +54,7 @@ COVERS = {
                       "tests/test_properties.py"],
     "checkpoint.py": ["tests/test_checkpoint.py", "tests/test_reliability.py"],
     "train.py": ["tests/test_train.py", "tests/test_values_off_default.py"],
+    "hierarchy.py": ["tests/test_hierarchy.py"],
 }
 
 
@@ -116,6 +117,9 @@ MUTANTS = [
            "return dz, dz * eps * std"),
     Mutant("reparam-fixed-delta", "sampling.py", "return mu + delta * eps, None",
            "return mu + delta * delta * eps, None"),
+    Mutant("log-density-dlog_var-half", "likelihoods.py",
+           "    return -dmu, dmu, g * (0.5 * diff * scaled - 0.5)",
+           "    return -dmu, dmu, g * (diff * scaled - 0.5)"),
     # model.py: the reference chain
     Mutant("model-dlog_lik-sign", "model.py",
            "dlog_lik = np.full(n, -1.0 / n, dtype=dtype)  # d loss / d log_lik_i",
@@ -145,6 +149,13 @@ MUTANTS = [
     Mutant("iwae-log-var-term", "iwae.py",
            "dlog_var = (dz * eps).sum(axis=0) * (0.5 * std) + dlog_w.sum(axis=0)[:, None] * 0.5",
            "dlog_var = (dz * eps).sum(axis=0) * (0.5 * std)"),
+    # hierarchy.py: two stochastic layers
+    Mutant("hierarchy-weights-axis", "hierarchy.py",
+           "dbound = softmax(log_w, axis=0)",
+           "dbound = softmax(log_w, axis=1)"),
+    Mutant("hierarchy-minus-n", "hierarchy.py",
+           "cache = {**cache, \"dlog_w\": dbound * x.dtype.type(-1.0 / n)}",
+           "cache = {**cache, \"dlog_w\": dbound * x.dtype.type(-1.0)}"),
     # fused_step.py: the training step's fast form
     Mutant("fused-bernoulli-half", "fused_step.py", "        dout *= 0.5\n",
            "        dout *= 0.49\n"),
@@ -159,8 +170,8 @@ MUTANTS = [
            "dout = np.multiply(diff, -1.0 / (sigma * sigma),",
            "dout = np.multiply(diff, -1.0 / sigma,"),
     Mutant("fused-fixed-kl-beta", "fused_step.py",
-           "            dheads += kl_fixed_backward(dkl, cache[\"kl_cache\"])",
-           "            dheads += kl_fixed_backward(dkl * 2, cache[\"kl_cache\"])"),
+           "        np.multiply(mu, dt(dkl), out=dheads)",
+           "        np.multiply(mu, dt(2 * dkl), out=dheads)"),
     Mutant("fused-iwae-log-var", "fused_step.py",
            "dlog_var = (dz * eps).sum(axis=0) * (0.5 * std) + dlog_w.sum(axis=0)[:, None] * 0.5",
            "dlog_var = (dz * eps).sum(axis=0) * (0.5 * std) + dlog_w.sum(axis=0)[:, None]"),
@@ -168,8 +179,10 @@ MUTANTS = [
            "np.matmul(_ones(ws, da.shape[0], da.dtype), da, out=grads[f\"{name}.b\"])",
            "np.matmul(_ones(ws, da.shape[0], da.dtype), da * 0.999, out=grads[f\"{name}.b\"])"),
     Mutant("fused-adam-eps-unscaled", "fused_step.py",
-           "_adam_passes(p, g, m, v, buf, adam.beta1, adam.beta2, lr_t, adam.epsilon * c2)",
-           "_adam_passes(p, g, m, v, buf, adam.beta1, adam.beta2, lr_t, adam.epsilon)"),
+           "                     adam.epsilon * c2)",
+           "                     adam.epsilon)"),
+    Mutant("fused-kl-dlog_var", "fused_step.py",
+           "        dlog_var *= dt(0.5 * dkl)", "        dlog_var *= dt(dkl)"),
     Mutant("fused-adam-no-bias-correction", "fused_step.py",
            "lr_t = adam.lr * c2 / (1.0 - adam.beta1 ** adam.t)", "lr_t = adam.lr"),
     Mutant("fused-adam-v-decay", "fused_step.py", "    v *= dt(beta2)\n", "    v *= dt(beta1)\n"),
@@ -182,8 +195,11 @@ MUTANTS = [
            "theta -= self.lr * m_hat / np.sqrt(v_hat + self.epsilon)"),
     Mutant("sgd-momentum", "optim.py", "v *= dt(self.momentum)", "v *= dt(self.momentum ** 2)"),
     # estimators.py
-    Mutant("estimators-log-k", "estimators.py", "return (total - math.log(k)).astype(model.dtype)",
-           "return (total - math.log(k + 1)).astype(model.dtype)"),
+    Mutant("estimators-log-k", "estimators.py",
+           "            total[lo:hi] = np.logaddexp(total[lo:hi], logsumexp(log_w, axis=0))\n"
+           "    return (total - math.log(k)).astype(model.dtype)",
+           "            total[lo:hi] = np.logaddexp(total[lo:hi], logsumexp(log_w, axis=0))\n"
+           "    return (total - math.log(k + 1)).astype(model.dtype)"),
     Mutant("estimators-log-ratio", "estimators.py",
            "log_ratio = -0.5 * (z64 * z64 - eps64 * eps64 - log_var.astype(np.float64)).sum(-1)",
            "log_ratio = -0.5 * (z64 * z64 - eps64 * eps64 + log_var.astype(np.float64)).sum(-1)"),
