@@ -47,7 +47,7 @@ def kl_backward_no_half(dkl, cache):
     return dkl * mu, dkl * (var - 1.0)  # BUG: 0.5 * (var - 1) lost its 0.5
 
 
-def dense_backward_transposed_dW(dh, cache):
+def dense_backward_transposed_dw(dh, cache):
     x, W = cache
     return dh @ W.T, dh.T @ x, dh.sum(axis=0)  # BUG: dW = (x^T dh)^T
 
@@ -217,7 +217,7 @@ BUGS = [
                                   rng.uniform(-2.0, 2.0, (3, 4))]),
         kl_backward, kl_backward_no_half),
     Bug("dense-dW-T", "dense dW transposed (square W)",
-        lambda rng: _dense(rng, 3, 4, 4), dense_backward, dense_backward_transposed_dW),
+        lambda rng: _dense(rng, 3, 4, 4), dense_backward, dense_backward_transposed_dw),
     Bug("dense-db-axis", "dense db summed over outputs (n = d_out)",
         lambda rng: _dense(rng, 4, 3, 4), dense_backward, dense_backward_db_wrong_axis),
     Bug("mean-not-sum", "Gaussian gradient a mean over pixels",

@@ -11,7 +11,7 @@ from numpyvae import Adam
 from numpyvae.bugzoo import (BETA, BUGS, Bug, adam_algorithm1, adam_folded,
                              beta_kl_backward, beta_kl_backward_forward_only,
                              beta_kl_forward, dense_backward_db_wrong_axis,
-                             dense_backward_transposed_dW, format_table,
+                             dense_backward_transposed_dw, format_table,
                              gaussian_backward_mean_not_sum,
                              gaussian_backward_sigma_not_squared, iwae_bound_backward,
                              iwae_bound_backward_unnormalized,
@@ -25,7 +25,7 @@ from numpyvae.likelihoods import gaussian_log_lik_backward, gaussian_log_lik_for
 from numpyvae.testing import assert_vjp_close
 
 BUGGY_BACKWARDS = [  # each planted bug, named so that a reader finds its test
-    kl_backward_no_half, dense_backward_transposed_dW, dense_backward_db_wrong_axis,
+    kl_backward_no_half, dense_backward_transposed_dw, dense_backward_db_wrong_axis,
     gaussian_backward_mean_not_sum, gaussian_backward_sigma_not_squared,
     reparameterize_backward_var_as_std, relu_backward_mask_from_output,
     sigmoid_backward_s, tanh_backward_from_input, iwae_bound_backward_unnormalized,

@@ -213,6 +213,28 @@ def test_heads_backward(rng, posterior):
                vae.params[name].copy(), dheads)
 
 
+@pytest.mark.parametrize("posterior,delta", [("diagonal", None), ("fixed", 0.7)])
+@pytest.mark.parametrize("dkl", [0.0, 0.35])
+def test_sample_and_kl_backward(rng, posterior, delta, dkl):
+    """[dmu | dlog_var] of f = sum(dz_up * z) + dkl * sum(kl), the sample and
+    the KL of `_sample_and_kl` together, against central differences."""
+    vae = VAE(6, 3, hidden=(), posterior=posterior, delta=delta, dtype="float64", rng=0)
+    mu, log_var = rng.standard_normal((4, 3)), rng.uniform(-1, 1, (4, 3))
+    eps, dz_up = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    lv = log_var if posterior == "diagonal" else None
+    z, kl, cache = fused_step._sample_and_kl(mu, lv, eps, vae.config)
+    dheads = np.empty((4, 6 if posterior == "diagonal" else 3))
+    fused_step._sample_and_kl_backward(dz_up, dkl, cache, vae.config, dheads)
+
+    def f(m, v):
+        z, kl, _ = fused_step._sample_and_kl(m, v, eps, vae.config)
+        return float(np.sum(dz_up * z) + dkl * np.sum(kl))
+    _close("mu", dheads[:, :3], lambda m: np.array([f(m, lv)]), mu.copy(), np.ones(1))
+    if posterior == "diagonal":
+        _close("log_var", dheads[:, 3:], lambda v: np.array([f(mu, v)]), log_var.copy(),
+               np.ones(1))
+
+
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("per_row", [False, True], ids=["elbo-scale", "iwae-weights"])
 def test_log_lik_backward_into(rng, likelihood, per_row):
