@@ -128,6 +128,7 @@ except ImportError:
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_reference
 from numpyvae import VAE  # noqa: E402
 from numpyvae import fused_step  # noqa: E402
 from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
@@ -222,36 +223,10 @@ def floor_step(n: int):
 def torch_step(n: int, fused: bool, compiled: bool = False):
     """The PyTorch step, or raise (the caller turns that into a note)."""
     import torch
-    import torch.nn.functional as F
-    from torch import nn
 
+    from torch_reference import torch_vae  # pytorch/examples vae/main.py, any depth
     torch.manual_seed(0)
-
-    act = F.relu if ACTIVATION == "relu" else torch.tanh
-
-    class TorchVAE(nn.Module):  # pytorch/examples vae/main.py, any depth
-        def __init__(self):
-            super().__init__()
-            enc, dec = [D_X, *HIDDEN], [D_Z, *HIDDEN[::-1]]
-            self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
-            self.fc21, self.fc22 = nn.Linear(enc[-1], D_Z), nn.Linear(enc[-1], D_Z)
-            self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
-            self.out = nn.Linear(dec[-1], D_X)
-
-        def forward(self, x):
-            h = x
-            for layer in self.enc:
-                h = act(layer(h))
-            mu, log_var = self.fc21(h), self.fc22(h)
-            h = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-            for layer in self.dec:
-                h = act(layer(h))
-            logits = self.out(h)
-            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-            kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
-            return (bce + kl) / x.shape[0]
-
-    model = TorchVAE()
+    model = torch_vae(HIDDEN, D_Z, ACTIVATION, D_X)
     opt = torch.optim.Adam(model.parameters(), lr=LR, eps=ADAM_EPSILON, fused=fused)
     loss_fn = torch.compile(model) if compiled else model
     x = torch.from_numpy(fixed_batch(n))

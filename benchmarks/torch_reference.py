@@ -23,7 +23,9 @@ import math
 import numpy as np
 
 
-def _torch_model(hidden: tuple, latent_dim: int, activation: str, d_x: int):
+def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int):
+    """The PyTorch module; calling it on a batch gives the batch-mean loss
+    -log p(x|z) + KL with one z per example, numpyvae's training loss."""
     import torch
     from torch import nn
 
@@ -39,8 +41,7 @@ def _torch_model(hidden: tuple, latent_dim: int, activation: str, d_x: int):
             self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
             self.out = nn.Linear(dec[-1], d_x)
 
-        def loss_sum(self, x):
-            """sum over the batch of -log p(x|z) + KL, one z per example."""
+        def forward(self, x):
             h = x
             for layer in self.enc:
                 h = act(layer(h))
@@ -51,7 +52,7 @@ def _torch_model(hidden: tuple, latent_dim: int, activation: str, d_x: int):
             logits = self.out(h)
             rec = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
-            return rec + kl
+            return (rec + kl) / x.shape[0]
 
     return TorchVAE()
 
@@ -68,7 +69,7 @@ def train_torch_vae(x_train: np.ndarray, *, hidden: tuple, latent_dim: int, acti
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = _torch_model(tuple(hidden), latent_dim, activation, x_train.shape[1])
+    model = torch_vae(tuple(hidden), latent_dim, activation, x_train.shape[1])
     if init_output_bias:  # numpyvae's VAE.init_output_bias: logit of the clipped mean pixel
         m = np.clip(x_train.mean(axis=0, dtype=np.float64), 1e-3, 1 - 1e-3)
         with torch.no_grad():
@@ -84,7 +85,7 @@ def train_torch_vae(x_train: np.ndarray, *, hidden: tuple, latent_dim: int, acti
             if dynamic:
                 xb = torch.bernoulli(xb)
             opt.zero_grad(set_to_none=True)
-            (model.loss_sum(xb) / len(idx)).backward()
+            model(xb).backward()
             opt.step()
     return model
 
