@@ -16,19 +16,24 @@ likelihoods (MNIST's are near exp(-100)) never underflow.
 * `exact_log_likelihood`: the closed form of the linear-Gaussian VAE,
   the yardstick the others are tested against.
 
-Memory. The sampled estimators evaluate the decoder on a block of
-(samples x examples) rows at a time and keep a running log-sum-exp per
-example in float64, so the memory in use is bounded by `MEMORY_BUDGET`
-whatever k and n are. One decoder row (one z and its copy of x) costs
-at most ``itemsize * (8 d_x + 4 sum(hidden) + 4 d_z)`` bytes: the copy
-of x, the decoder output, up to five temporaries of the log-likelihood,
-and per hidden layer its pre-activation, activation and cache. The
-noise of one chunk of samples for all n examples, (chunk, n, d_z), gets
-a quarter of the budget; the decoder rows get the rest. For the MNIST
-784-400-20 model in float32 and 10,000 images that is noise for 83
-samples at a time and blocks of 83 x 76 rows, whatever k (5000 or
-more): on the MNIST test set, a peak of 198 MiB of arrays and 326 MiB
-resident in all (docs/experiments.md has the command).
+Speed. `_block_log_weights` and `_log_mean_weight` below are the
+reference: the log-weights of a block of (samples x examples) rows
+written as the notes have them. `iwae_bound` and `naive_log_likelihood`
+run the same sum rearranged for speed (fused_eval.py; for the MNIST
+784-400-20 model about twice as fast), held equal to the reference by
+tests/test_fused_eval.py for every configuration.
+
+Memory. Both forms keep a running logsumexp per example in float64 and
+work on a block of rows at a time, so the memory in use is bounded by
+`MEMORY_BUDGET` whatever k and n are. In the reference one decoder row
+(one z and its copy of x) costs at most
+``itemsize * (8 d_x + 4 sum(hidden) + 4 d_z)`` bytes: the copy of x, the
+decoder output, up to five temporaries of the log-likelihood, and per
+hidden layer its pre-activation, activation and cache; the noise of one
+chunk of samples for all n examples, (chunk, n, d_z), gets a quarter of
+the budget and the rows the rest (`chunk_plan`). The fast form needs
+less: blocks of at most `fused_eval.BLOCK_ROWS` rows and noise chunks of
+at most `fused_eval.NOISE_VALUES` normals (`fused_eval.block_plan`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from numpy.typing import NDArray
 from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
+from . import fused_eval
 from ._validation import check_int
 from .hierarchical_vae import HierarchicalVAE
 from .hierarchy import log_weights_forward
@@ -220,9 +226,10 @@ def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = No
     model = _check_model(model)
     x = model.as_input(x)
     m = check_int(m, "m", 1)
-    return _log_mean_weight(model, x, m, as_generator(rng), "prior",
-                            _optional_size(chunk_size, "chunk_size"),
-                            _optional_size(batch_size, "batch_size"))
+    return fused_eval.log_mean_weight(model, x, m, as_generator(rng), "prior", MEMORY_BUDGET,
+                                      _optional_size(chunk_size, "chunk_size"),
+                                      _optional_size(batch_size, "batch_size"),
+                                      reference=_block_log_weights)
 
 
 def elbo(model: VAE, x, rng) -> Array:
@@ -318,9 +325,10 @@ def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
     x = model.as_input(x)
     k = check_int(k, "k", 1)
     _check_width(model, "iwae_bound")
-    return _log_mean_weight(model, x, k, as_generator(rng), "posterior",
-                            _optional_size(chunk_size, "chunk_size"),
-                            _optional_size(batch_size, "batch_size"))
+    return fused_eval.log_mean_weight(model, x, k, as_generator(rng), "posterior",
+                                      MEMORY_BUDGET, _optional_size(chunk_size, "chunk_size"),
+                                      _optional_size(batch_size, "batch_size"),
+                                      reference=_block_log_weights)
 
 
 def exact_log_likelihood(model: VAE, x) -> Array:

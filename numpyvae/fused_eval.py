@@ -1,0 +1,282 @@
+"""The sampled estimators made fast: the same log-weights, fewer passes.
+
+`log_mean_weight` equals `estimators._log_mean_weight`, the reference
+that `iwae_bound` and `naive_log_likelihood` are defined by: same model,
+same x, same noise stream, same result to rounding
+(tests/test_fused_eval.py holds them equal for every configuration and
+dtype). Read the reference first (estimators.py, `_block_log_weights`);
+this module is the same sum rearranged for speed. For one example x and
+one sample z the log-weight is
+
+    log w = log p(x|z) + log r(z) - log q(z|x)      ("posterior")
+    log w = log p(x|z)                              ("prior": z ~ r)
+
+and the estimate is log (1/k) sum_i w_i, a running log-sum-exp per
+example. What changes (measurements in docs/performance.md):
+
+* the encoder runs once per example, not once per chunk of samples;
+* every layer's input carries a trailing column of ones, so the layer
+  a = h W + b is one product with the stacked matrix [W; b], and no pass
+  adds the bias;
+* Bernoulli: log p(x|z) = sum_j x_j l_j - sum_j softplus(l_j). With
+  l = h_aug W_aug the first sum is h_aug . (W_aug x): a product with a
+  vector per example, so x is never copied per sample; the second is
+  sum_j log1p(exp(l_j)), two passes. A row whose exp overflows (a logit
+  above about 88 in float32) is redone by the reference;
+* the decoder works on blocks of about `BLOCK_ROWS` rows (samples x
+  examples), small enough that its arrays stay near the core's cache;
+* the noise is drawn in the reference's order, (chunk, n, d_z) sample-
+  major, so the stream, and the result up to rounding, is the same.
+
+Memory: a chunk of noise holds at most `NOISE_VALUES` normals and an
+eighth of `estimators.MEMORY_BUDGET`; the blocks take a few MiB.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+from numpy.typing import NDArray
+
+from .model import VAEConfig, encoder_forward
+
+Array = NDArray[np.floating]
+
+BLOCK_ROWS = 1024  # decoder rows per block: its largest array, 784 wide, is 3 MiB in float32
+NOISE_VALUES = 2**20  # normals per chunk of noise: drawn in about 20 ms, 4 MiB in float32
+
+
+def block_plan(config: VAEConfig, n: int, k: int, budget: int,
+               chunk_size: int | None = None,
+               batch_size: int | None = None) -> tuple[int, int]:
+    """``(chunk_size, batch_size)``: samples per noise draw, and examples
+    per decoder block.
+
+    A chunk of noise holds about `NOISE_VALUES` normals (at least one
+    sample) and fits an eighth of `budget`; a block is about
+    `BLOCK_ROWS` rows. Given sizes are kept
+    (capped at k and n); a chunk of samples larger than a block is cut
+    into blocks of samples.
+
+    Examples
+    --------
+    >>> block_plan(VAEConfig(784, 20, hidden=(400,)), n=10_000, k=5000, budget=2**28)
+    (5, 204)
+    """
+    itemsize = np.dtype(config.dtype).itemsize
+    if chunk_size is None:
+        per_sample = n * config.latent_dim
+        eps_cap = (budget // 8) // (itemsize * per_sample)
+        chunk_size = max(1, min(eps_cap, NOISE_VALUES // per_sample))
+    chunk_size = min(chunk_size, k)
+    if batch_size is None:
+        batch_size = max(1, block_rows(config, budget) // chunk_size)
+    return chunk_size, min(batch_size, n)
+
+
+def block_rows(config: VAEConfig, budget: int) -> int:
+    """Rows per decoder block (and per encoder pass): `BLOCK_ROWS`, or
+    fewer if a block's arrays would pass half of `budget`.
+
+    One row costs at most ``itemsize * (2 d_x + 3 sum(hidden) + 6 d_z)``
+    bytes plus 48 for its float64 scalars: the output and the sums over
+    it, each hidden layer's input, output and a temporary, and z, eps and
+    the float64 sums over them.
+
+    Examples
+    --------
+    >>> block_rows(VAEConfig(784, 20, hidden=(400,)), budget=2**28)
+    1024
+    >>> block_rows(VAEConfig(784, 20, hidden=(400,)), budget=2**22)
+    180
+    """
+    itemsize = np.dtype(config.dtype).itemsize
+    row_bytes = itemsize * (2 * config.input_dim + 3 * sum(config.hidden)
+                            + 6 * config.latent_dim) + 48
+    return max(1, min(BLOCK_ROWS, (budget // 2) // row_bytes))
+
+
+def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal: str,
+                    budget: int, chunk_size: int | None = None,
+                    batch_size: int | None = None, reference=None) -> Array:
+    """log (1/k) sum_i w_i per example, as `estimators._log_mean_weight`.
+
+    Parameters
+    ----------
+    model : VAE
+    x : ndarray, shape (n, d_x)
+        Already validated and in the model's dtype.
+    k : int
+        Samples per example.
+    rng : numpy.random.Generator
+        Drawn from in chunks of (chunk, n, d_z), sample-major: the
+        reference's stream, whatever the chunk and block sizes.
+    proposal : {"posterior", "prior"}
+    budget : int
+        Bytes; see `block_plan`.
+    chunk_size, batch_size : int, optional
+        As in `block_plan`.
+    reference : callable, optional
+        ``reference(model, x_block, eps_block, proposal) -> (s, b)``, the
+        reference block (estimators._block_log_weights), used for a block
+        whose fast log-weights are not all finite.
+
+    Returns
+    -------
+    ndarray, shape (n,), in the model's dtype (the sums are float64).
+    """
+    config = model.config
+    n, d_z = x.shape[0], config.latent_dim
+    chunk, batch = block_plan(config, n, k, budget, chunk_size, batch_size)
+    rows = block_rows(config, budget)
+    mu, std, sum_log_var = _encode(model.params, x, config, proposal, rows)
+    decoder = _Decoder(model.params, config, x)
+    total = np.full(n, -np.inf)  # running log sum_i w_i, float64
+    for start in range(0, k, chunk):
+        eps = rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
+        for lo in range(0, n, batch):
+            hi = min(lo + batch, n)
+            step = max(1, rows // (hi - lo))  # samples per block
+            for s0 in range(0, eps.shape[0], step):
+                e = eps[s0:s0 + step, lo:hi]  # (s, b, d_z)
+                log_w = _block(decoder, e, lo, hi, mu, std, sum_log_var)  # (b, s)
+                if reference is not None and not np.isfinite(log_w).all():
+                    log_w = reference(model, x[lo:hi], e, proposal).T
+                total[lo:hi] = np.logaddexp(total[lo:hi], _log_sum_exp_rows(log_w))
+    return (total - math.log(k)).astype(model.dtype)
+
+
+def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):
+    """mu, std (n, d_z) of q(z|x) and sum_j log_var_j (n,) in float64, by
+    passes of `rows` examples; None for the prior proposal (z = eps)."""
+    n, d_z = x.shape[0], config.latent_dim
+    if proposal == "prior":
+        return None, None, None
+    mu = np.empty((n, d_z), x.dtype)
+    log_var = np.empty((n, d_z), x.dtype)
+    for lo in range(0, n, rows):
+        m, lv, _ = encoder_forward(params, x[lo:lo + rows], config)
+        mu[lo:lo + rows] = m
+        log_var[lo:lo + rows] = 2.0 * math.log(config.delta) if lv is None else lv
+    return mu, np.exp(0.5 * log_var), log_var.sum(axis=1, dtype=np.float64)
+
+
+class _Decoder:
+    """The decoder's stacked matrices [W; b], and the per-example vectors
+    of the Bernoulli cross term, for one call."""
+
+    def __init__(self, params, config: VAEConfig, x: Array):
+        names = [f"dec{i}" for i in range(len(config.hidden))] + ["out"]
+        self.config = config
+        self.x = x
+        self.W = [np.vstack([params[f"{name}.W"], params[f"{name}.b"][None, :]])
+                  for name in names]  # (d_in + 1, d_out) each
+        self.widths = [W.shape[0] - 1 for W in self.W]  # each layer's input width
+        self.buffers = {}
+        if config.likelihood == "bernoulli":
+            # sum_j x_j l_j = h_aug . (W_aug x): one vector per example, (n, d_h + 1)
+            self.Wx = x @ self.W[-1].T
+        else:
+            sigma = config.sigma
+            self.scale = -0.5 / (sigma * sigma)
+            self.const = -0.5 * config.input_dim * math.log(2.0 * math.pi * sigma * sigma)
+
+    def inputs(self, rows: int) -> list[Array]:
+        """Each layer's input buffer (rows, width + 1), its last column ones."""
+        if self.buffers.get("rows", 0) < rows:
+            dtype = self.x.dtype
+            self.buffers = {"rows": rows,
+                            "h": [np.ones((rows, w + 1), dtype) for w in self.widths],
+                            "out": np.empty((rows, self.config.input_dim), dtype),
+                            "sums": np.empty(rows, dtype),
+                            "ones": np.ones(self.config.input_dim, dtype)}
+        return self.buffers["h"]
+
+    def log_lik(self, b: int, s: int, lo: int, hi: int) -> Array:
+        """log p(x|z) (b, s) for the rows in the first buffer, z written
+        example-major: row = example * s + sample."""
+        rows = b * s
+        h = self.inputs(rows)
+        activation = self.config.activation
+        for i, W in enumerate(self.W[:-1]):
+            a = h[i + 1][:rows, :-1]
+            np.matmul(h[i][:rows], W, out=a)
+            _activate(activation, a)
+        h_last = h[-1][:rows]
+        out = np.matmul(h_last, self.W[-1], out=self.buffers["out"][:rows])
+        sums = self.buffers["sums"][:rows]
+        if self.config.likelihood == "bernoulli":
+            h3 = h_last.reshape(b, s, -1)
+            sum_xl = np.matmul(h3, self.Wx[lo:hi, :, None])[..., 0]  # (b, s)
+            _sum_softplus(out, sums, self.buffers["ones"])
+            return sum_xl - sums.reshape(b, s)  # -inf where an exp overflowed
+        diff = out.reshape(b, s, -1)
+        diff -= self.x[lo:hi, None, :]
+        _sum_squares(out, sums)
+        return self.scale * sums.reshape(b, s) + self.const
+
+
+def _sum_softplus(out: Array, sums: Array, ones: Array) -> None:
+    """sums_i = sum_j softplus(l_ij) = sum_j log1p(exp(l_ij)), in place
+    over `out`; inf where exp overflows."""
+    with np.errstate(over="ignore"):  # an inf row is redone by the reference
+        np.exp(out, out=out)
+    np.matmul(np.log1p(out, out=out), ones, out=sums)
+
+
+def _sum_squares(diff: Array, sums: Array) -> None:
+    """sums_i = sum_j diff_ij^2."""
+    np.einsum("ij,ij->i", diff, diff, out=sums)
+
+
+def _block(decoder: _Decoder, eps: Array, lo: int, hi: int, mu, std, sum_log_var) -> Array:
+    """log w (b, s), float64, for examples lo:hi and eps (s, b, d_z).
+
+    z = mu + std * eps, and log r(z) - log q(z|x)
+      = -0.5 sum_j (z_j^2 - eps_j^2 - log_var_j)
+    (the log(2 pi) terms cancel; (z - mu) / std is eps exactly).
+    """
+    s, b, d_z = eps.shape
+    h0 = decoder.inputs(b * s)[0]
+    z = h0[:b * s, :d_z].reshape(b, s, d_z)  # example-major rows
+    e = eps.transpose(1, 0, 2)  # (b, s, d_z)
+    if mu is None:  # prior: z = eps, log w = log p(x|z)
+        z[...] = e
+        return decoder.log_lik(b, s, lo, hi).astype(np.float64)
+    np.multiply(std[lo:hi, None, :], e, out=z)
+    z += mu[lo:hi, None, :]
+    sum_z2 = np.einsum("bsj,bsj->bs", z, z, dtype=np.float64)
+    sum_e2 = np.einsum("bsj,bsj->bs", e, e, dtype=np.float64)
+    log_ratio = -0.5 * (sum_z2 - sum_e2 - sum_log_var[lo:hi, None])
+    return decoder.log_lik(b, s, lo, hi).astype(np.float64) + log_ratio
+
+
+def _activate(name: str, a: Array) -> None:
+    """The hidden activation in place (activations.py has each one's
+    definition and its reference form)."""
+    if name == "relu":
+        np.maximum(a, 0, out=a)
+    elif name == "tanh":
+        np.tanh(a, out=a)
+    elif name == "sigmoid":  # sigmoid(a) = (1 + tanh(a / 2)) / 2
+        a *= 0.5
+        np.tanh(a, out=a)
+        a += 1.0
+        a *= 0.5
+    elif name == "softplus":  # max(a, 0) + log1p(exp(-|a|))
+        t = np.abs(a)
+        np.negative(t, out=t)
+        np.exp(t, out=t)
+        np.log1p(t, out=t)
+        np.maximum(a, 0, out=a)
+        a += t
+    elif name != "identity":
+        raise ValueError(f"activation: unknown {name!r}")
+
+
+def _log_sum_exp_rows(a: Array) -> Array:
+    """log sum_j exp(a_ij) per row, float64; -inf for a row of -inf."""
+    m = a.max(axis=1)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for a row of -inf
+        return np.log(np.exp(a - shift[:, None]).sum(axis=1)) + shift
