@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -118,6 +119,22 @@ def _tiny_data(folder: Path) -> str:
     return str(path)
 
 
+def machine() -> dict:
+    """Where the numbers were made: CPU, cores, Python, NumPy, threads."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {k: v for k, v in os.environ.items()
+           if k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__, "env": env}
+
+
 def main(argv=None) -> int:
     from numpyvae.cli import main as numpyvae_main
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -140,9 +157,11 @@ def main(argv=None) -> int:
     if numpyvae_main(train_args(args.protocol, args)) != 0:
         return 1
     train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if numpyvae_main(["evaluate", str(args.out), "--k", str(args.eval_k),
                       "--seed", str(args.seed)]) != 0:
         return 1
+    eval_seconds = time.perf_counter() - t0
     metrics = json.loads((args.out / "metrics.json").read_text())
     what, published = PUBLISHED[args.protocol]
     if args.protocol == "pytorch-examples":
@@ -165,7 +184,9 @@ def main(argv=None) -> int:
           f"active units {metrics['test_active_units']}; machine: {platform.machine()}, "
           f"{platform.python_version()}")
     result = {"protocol": args.protocol, "published": published, "rows": rows,
-              "metrics": metrics, "command": " ".join(sys.argv)}
+              "metrics": metrics, "command": " ".join(sys.argv),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "eval_seconds": eval_seconds, "machine": machine()}
     (args.out / "quality.json").write_text(json.dumps(result, indent=2))
     return 0
 
