@@ -63,3 +63,21 @@ def test_epoch_and_iwae_tables_on_mnist(mnist_file, tmp_path):
     assert (iwae["k"], iwae["images"]) == (10, 50)
     assert 0 < iwae["maxrss_MiB"] < 1024
     assert "One epoch of numpyvae.train on MNIST" in stdout and "iwae_bound, k = 10" in stdout
+
+
+def test_eval_time_reports_the_fast_the_floor_and_the_reference(mnist_file, tmp_path):
+    script = SCRIPT.parent / "eval_time.py"
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, str(script), "--mnist", str(mnist_file), "--n", "30",
+                           "--k", "17", "--rounds", "2", "--reference", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert (result["k"], result["images"]) == (17, 30)
+    assert set(result["seconds"]) == {"fast", "floor", "reference"}
+    assert all(len(v) == 2 and min(v) > 0 for v in result["seconds"].values())
+    assert result["ratio_to_floor"]["floor"] == 1.0
+    for name in ("fast", "reference"):  # paired, round by round
+        assert result["ratio_to_floor"][name] == pytest.approx(statistics.median(
+            a / b for a, b in zip(result["seconds"][name], result["seconds"]["floor"])))
+    assert "IWAE-17 over 30 MNIST test images" in proc.stdout

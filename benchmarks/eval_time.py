@@ -1,0 +1,167 @@
+"""Time numpyvae's IWAE-k evaluation against its matrix-multiply floor.
+
+Contenders, each scoring the same MNIST test images with the same k:
+
+fast        ``numpyvae.estimators.iwae_bound``: the fast form of the sum
+            (numpyvae/fused_eval.py), what ``numpyvae evaluate`` runs.
+floor       only the matrix products that call makes, same shapes, into
+            preallocated outputs: the encoder once over the images, then
+            the decoder's layers (each with its bias row stacked under W)
+            over all k x n rows in the same blocks. No elementwise work, no
+            noise, no log-sum-exp: no implementation on the same BLAS that
+            evaluates every sample does less.
+reference   (--reference) ``estimators._log_mean_weight``: the reference
+            sum that fused_eval is tested equal to, as the notes write it.
+
+Method. One process; BLAS threads pinned to --threads (threadpoolctl if
+installed, else OPENBLAS/OMP/MKL_NUM_THREADS set before NumPy is
+imported). --rounds rounds, each contender in turn per round; reported:
+the median seconds, and the paired ratio fast / floor (per round, then
+the median). The model is untrained (seeded); the weights do not change
+the work. The default, 1,000 images, is a tenth of the test set; --n
+10000 scores all of it.
+
+Usage:
+    python benchmarks/eval_time.py                      # 784-400-20, 1,000 images
+    python benchmarks/eval_time.py --n 10000 --rounds 1 --reference --json out.json
+    python benchmarks/eval_time.py --model iwae         # 784-200-200-50 tanh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+MODELS = {  # as benchmarks/step_time.py: protocol 1 and protocols 2-3 of docs/results.md
+    "pytorch-examples": {"hidden": (400,), "d_z": 20, "activation": "relu"},
+    "iwae": {"hidden": (200, 200), "d_z": 50, "activation": "tanh"},
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="pytorch-examples")
+    p.add_argument("--n", type=int, default=1000, help="test images (default 1000)")
+    p.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--reference", action="store_true", help="also time the reference sum")
+    p.add_argument("--mnist", help="mnist.npz (default $NUMPYVAE_DATA/mnist.npz)")
+    p.add_argument("--json", help="also write the results to this file")
+    return p.parse_args(argv)
+
+
+ARGS = parse_args()
+try:  # pin BLAS threads: threadpoolctl after import, else the environment before it
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from numpyvae import VAE, estimators, fused_eval  # noqa: E402
+from numpyvae.datasets import load_mnist  # noqa: E402
+from numpyvae.model import encoder_forward  # noqa: E402
+
+
+def test_images() -> np.ndarray:
+    try:
+        _, (x_test, _) = load_mnist(ARGS.mnist)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"eval_time: {err}")
+    return x_test[:ARGS.n]
+
+
+def floor(model: VAE, x: np.ndarray, k: int) -> None:
+    """The products of `fused_eval.log_mean_weight`, same blocks, nothing else."""
+    config = model.config
+    n = x.shape[0]
+    chunk, batch = fused_eval.block_plan(config, n, k, estimators.MEMORY_BUDGET)
+    rows_cap = fused_eval.block_rows(config, estimators.MEMORY_BUDGET)
+    for lo in range(0, n, rows_cap):
+        encoder_forward(model.params, x[lo:lo + rows_cap], config)
+    decoder = fused_eval._Decoder(model.params, config, x)
+    blocks = []  # (rows of one block) for every block the estimator visits
+    for start in range(0, k, chunk):
+        s_chunk = min(chunk, k - start)
+        for lo in range(0, n, batch):
+            b = min(lo + batch, n) - lo
+            step = max(1, rows_cap // b)
+            blocks += [b * min(step, s_chunk - s0) for s0 in range(0, s_chunk, step)]
+    h = decoder.inputs(max(blocks))
+    out = decoder.buffers["out"]
+    for rows in blocks:
+        for i, W in enumerate(decoder.W[:-1]):
+            np.matmul(h[i][:rows], W, out=h[i + 1][:rows, :-1])
+        np.matmul(h[-1][:rows], decoder.W[-1], out=out[:rows])
+
+
+def contenders(model: VAE, x: np.ndarray) -> dict:
+    k = ARGS.k
+    out = {"fast": lambda: estimators.iwae_bound(model, x, k, np.random.default_rng(0)),
+           "floor": lambda: floor(model, x, k)}
+    if ARGS.reference:
+        out["reference"] = lambda: estimators._log_mean_weight(
+            model, x, k, np.random.default_rng(0), "posterior", None, None)
+    return out
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    blas = threadpoolctl.threadpool_info() if threadpoolctl else "threadpoolctl not installed"
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "threads": ARGS.threads, "blas": blas, "load": [round(v, 2) for v in os.getloadavg()]}
+
+
+def main() -> None:
+    if threadpoolctl is not None:
+        threadpoolctl.threadpool_limits(ARGS.threads)
+    spec = MODELS[ARGS.model]
+    model = VAE(784, spec["d_z"], hidden=spec["hidden"], activation=spec["activation"], rng=0)
+    x = test_images()
+    runs = contenders(model, x)
+    seconds = {name: [] for name in runs}
+    for _ in range(ARGS.rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - t0)
+    ratio = {name: statistics.median(a / b for a, b in zip(seconds[name], seconds["floor"]))
+             for name in runs}
+    arch = f"784-{'-'.join(map(str, spec['hidden']))}-{spec['d_z']} {spec['activation']}"
+    info = machine()
+    print(f"IWAE-{ARGS.k} over {len(x):,} MNIST test images, {arch}, float32, "
+          f"{ARGS.threads} threads, median of {ARGS.rounds} rounds")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, python {info['python']}, "
+          f"numpy {info['numpy']}, load {info['load']}")
+    print(f"{'contender':<12}{'seconds':>10}{'per 10,000 images':>20}{'/floor':>8}")
+    for name in runs:
+        median = statistics.median(seconds[name])
+        print(f"{name:<12}{median:10.1f}{median * 10_000 / len(x):20.0f}{ratio[name]:8.2f}")
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
+             "model": arch, "k": ARGS.k, "images": len(x), "seconds": seconds,
+             "ratio_to_floor": ratio, "machine": info}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
