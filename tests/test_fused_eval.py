@@ -104,3 +104,26 @@ def test_block_rows_shrink_with_the_budget():
     assert 1 <= small < fused_eval.BLOCK_ROWS
     chunk, batch = fused_eval.block_plan(config, n=10_000, k=5000, budget=2**28)
     assert 4 * chunk * 10_000 * 20 <= 2**28 // 8 and chunk * batch <= fused_eval.BLOCK_ROWS
+
+
+@pytest.mark.parametrize("activation,hidden", [("relu", (400,)), ("tanh", (200, 200))])
+def test_float32_at_mnist_width_stays_near_the_float64_reference(activation, hidden):
+    # The two MNIST benchmark models, untrained: the same float32 weights
+    # scored by the fast float32 form and by the float64 reference on the
+    # same noise. A float32 log-weight is a sum over 784 pixels of terms
+    # of order 1-10, each rounded at u = 6e-8: about 784 * 10 * u = 5e-4
+    # if every rounding fell the same way; 1e-3 bounds it, and a
+    # systematic slip (a shifted bias, the softplus constant off by an
+    # ulp per pixel) shows as several 1e-3.
+    m32 = VAE(784, 20, hidden=hidden, activation=activation, rng=0)
+    m64 = VAE(784, 20, hidden=hidden, activation=activation, dtype="float64", rng=0)
+    for name, value in m32.params.items():
+        m64.params[name][...] = value
+    x = (np.random.default_rng(0).random((12, 784)) < 0.3) * 1.0
+    eps = np.random.default_rng(1).standard_normal((9, 12, 20))
+    reference = _block_log_weights(m64, x, eps, "posterior")  # (s, b)
+    x32, eps32 = x.astype(np.float32), eps.astype(np.float32)
+    mu, std, sum_log_var = fused_eval._encode(m32.params, x32, m32.config, "posterior", 64)
+    decoder = fused_eval._Decoder(m32.params, m32.config, x32)
+    fast = fused_eval._block(decoder, eps32, 0, 12, mu, std, sum_log_var).T
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-3)
