@@ -146,6 +146,11 @@ def iwae_loss_backward(cache) -> dict[str, Array]:
                                         cache["z"], cache["eps"], cache["std"])
     k, n, d_z = z.shape
     grads = _grad_arrays(ws, config, z.dtype)
+    # A weight below sqrt(tiny) (1e-19 in float32) adds less than k * 1e-19
+    # of the gradient's size, far under the dtype's resolution, but its
+    # products with the network's numbers are subnormal, which the CPU
+    # multiplies a hundred times slower: such weights count as 0.
+    w_tilde = np.where(w_tilde < math.sqrt(np.finfo(z.dtype).tiny), 0, w_tilde)
     dlog_w = w_tilde * z.dtype.type(-1.0 / n)  # (k, n)
     dout = _log_lik_backward_into(cache["ll_cache"], -dlog_w.reshape(k * n, 1), config, ws)
     dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,

@@ -406,3 +406,29 @@ def test_a_steady_state_step_allocates_no_large_array():
     assert len(peaks) == 4
     assert max(peaks) < activation / 4, peaks
     assert math.isfinite(trainer.sums[0])
+
+
+def test_the_iwae_backward_makes_no_subnormal_numbers():
+    # An untrained MNIST-sized model with k = 50: most normalized weights
+    # are far below 1e-19, and their products with the network would be
+    # subnormal floats (a hundred times slower to multiply). The backward
+    # counts them as 0, and still equals the reference.
+    vae = VAE(784, 20, hidden=(100,), activation="tanh", rng=0)
+    rng = np.random.default_rng(1)
+    x = (rng.random((4, 784)) < 0.3).astype(np.float32)
+    eps = rng.standard_normal((50, 4, 20), dtype=np.float32) * 3
+    ws = {}
+    _, _, cache = fused_step.iwae_loss_forward(vae.params, x, eps, vae.config, ws)
+    assert (cache["w_tilde"] < 1e-19).mean() > 0.3  # the case this test is about
+    grads = fused_step.iwae_loss_backward(cache)
+    tiny = np.finfo(np.float32).tiny
+    for key, buf in ws.items():
+        if isinstance(key, tuple) and key[0] in ("dout", "out.dx", "dec0.dx"):
+            assert not ((buf != 0) & (np.abs(buf) < tiny)).any(), key
+    config64 = vae.config.__class__(**{**vae.config.__dict__, "dtype": "float64"})
+    params64 = {k: v.astype(np.float64) for k, v in vae.params.items()}
+    _, _, cache64 = iwae.iwae_loss_forward(params64, x.astype(np.float64),
+                                           eps.astype(np.float64), config64)
+    reference = iwae.iwae_loss_backward(cache64)
+    for name in reference:
+        assert normwise(grads[name], reference[name]) < TOL["float32"], name
