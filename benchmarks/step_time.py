@@ -83,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "iwae: the IWAE paper's 784-200-200-50 tanh, Adam eps 1e-4")
     p.add_argument("--batch", type=int, nargs="+",
                    help="batch sizes (default 32 128 1024; 20 for --model iwae)")
+    p.add_argument("--k", type=int, default=1,
+                   help="k > 1: the IWAE objective with k samples per example "
+                        "(numpyvae and PyTorch; the floor's decoder then has k x batch rows)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="BLAS/torch threads for every library (default: all cores)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
@@ -114,6 +117,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch = MODELS[args.model]["batch"]
     if args.cpu_time and args.threads != 1:
         p.error("--cpu-time measures one thread: use it with --threads 1")
+    if args.k > 1 and (args.breakdown or args.variants or args.adam_threads):
+        p.error("--breakdown, --variants and --adam-threads time the ELBO step: use them "
+                "without --k")
     return args
 
 
@@ -142,6 +148,7 @@ LR, ADAM_EPSILON = 1e-3, SPEC["epsilon"]
 N_PARAMS = sum(a * b + b for a, b in zip([D_X, *HIDDEN], [*HIDDEN, 2 * D_Z])) + sum(
     a * b + b for a, b in zip([D_Z, *HIDDEN[::-1]], [*HIDDEN[::-1], D_X]))
 ARCH = "-".join(str(d) for d in (D_X, *HIDDEN, D_Z)) + f" {ACTIVATION}"
+OBJECTIVE = f"IWAE k={ARGS.k}" if ARGS.k > 1 else "ELBO"
 
 
 def new_model() -> VAE:
@@ -149,8 +156,9 @@ def new_model() -> VAE:
 
 
 def new_trainer(n: int, rng: int = 1, binarize: str = "none") -> Trainer:
+    objective = {"objective": "iwae", "k": ARGS.k} if ARGS.k > 1 else {}
     return Trainer(new_model(), Adam(lr=LR, epsilon=ADAM_EPSILON), batch_size=n, rng=rng,
-                   binarize=binarize)
+                   binarize=binarize, **objective)
 
 
 def pin_threads() -> None:
@@ -173,11 +181,13 @@ def numpyvae_step(n: int):
     return lambda: trainer.train_step(x)
 
 
-def dense_layers() -> list[tuple[int, int]]:
-    """(d_in, d_out) of every dense layer, in forward order; the two
-    encoder heads are one (d_h, 2 d_z) product, as numpyvae computes them."""
+def dense_layers() -> list[tuple[int, int, int]]:
+    """(rows per example, d_in, d_out) of every dense layer, in forward
+    order; the two encoder heads are one (d_h, 2 d_z) product, as numpyvae
+    computes them; the decoder sees k rows per example."""
     enc, dec = [D_X, *HIDDEN, 2 * D_Z], [D_Z, *HIDDEN[::-1], D_X]
-    return list(zip(enc[:-1], enc[1:])) + list(zip(dec[:-1], dec[1:]))
+    return ([(1, a, b) for a, b in zip(enc[:-1], enc[1:])]
+            + [(ARGS.k, a, b) for a, b in zip(dec[:-1], dec[1:])])
 
 
 def floor_products(n: int):
@@ -194,8 +204,9 @@ def floor_products(n: int):
     def a(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
 
-    layers = [(a(n, d_in), a(d_in, d_out), a(n, d_out), a(n, d_out), a(d_in, d_out),
-               a(n, d_in)) for d_in, d_out in dense_layers()]  # h, W, out, dout, dW, dh
+    layers = [(a(r * n, d_in), a(d_in, d_out), a(r * n, d_out), a(r * n, d_out),
+               a(d_in, d_out), a(r * n, d_in))
+              for r, d_in, d_out in dense_layers()]  # h, W, out, dout, dW, dh
     mm = np.matmul
 
     def forward():
@@ -226,7 +237,7 @@ def torch_step(n: int, fused: bool, compiled: bool = False):
 
     from torch_reference import torch_vae  # pytorch/examples vae/main.py, any depth
     torch.manual_seed(0)
-    model = torch_vae(HIDDEN, D_Z, ACTIVATION, D_X)
+    model = torch_vae(HIDDEN, D_Z, ACTIVATION, D_X, k=ARGS.k)
     opt = torch.optim.Adam(model.parameters(), lr=LR, eps=ADAM_EPSILON, fused=fused)
     loss_fn = torch.compile(model) if compiled else model
     x = torch.from_numpy(fixed_batch(n))
@@ -336,7 +347,7 @@ def _add_ratios(rows: list) -> None:
 
 def print_step_table(rows: list) -> None:
     what = "CPU time of the calling thread" if ARGS.cpu_time else "wall time"
-    print(f"\nPer-step {what}, float32, {ARCH}, Adam epsilon {ADAM_EPSILON:g} "
+    print(f"\nPer-step {what}, float32, {ARCH}, {OBJECTIVE}, Adam epsilon {ADAM_EPSILON:g} "
           "(median of interleaved steps)")
     head = (f"{'batch':>5}  {'contender':<20} {'ms/step':>8} {'IQR ms':>13} "
             f"{'examples/s':>11} {'/torch fused':>12} {'/torch dflt':>11} {'/floor':>7}")
@@ -623,7 +634,7 @@ def child_iwae() -> dict:
 def run_child(kind: str, notes: list) -> dict | None:
     """Run this script with --child KIND in a fresh process; its JSON result."""
     cmd = [sys.executable, __file__, "--child", kind, "--threads", str(ARGS.threads),
-           "--model", ARGS.model,
+           "--model", ARGS.model, "--k", str(ARGS.k),
            "--mnist", str(mnist_path()), "--iwae-k", str(ARGS.iwae_k),
            "--iwae-n", str(ARGS.iwae_n)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -635,7 +646,7 @@ def run_child(kind: str, notes: list) -> dict | None:
 
 def print_epoch(e: dict) -> None:
     print(f"\nOne epoch of numpyvae.train on MNIST ({e['images']:,} images, batch "
-          f"{e['batch']}, binarize {e.get('binarize', 'none')}), fresh process")
+          f"{e['batch']}, binarize {e.get('binarize', 'none')}, {OBJECTIVE}), fresh process")
     print(f"  wall time                      {e['epoch_s']:8.2f} s "
           f"({e['images'] / e['epoch_s']:,.0f} images/s)")
     print(f"  peak resident memory (maxrss)  {e['maxrss_MiB']:8.1f} MiB "
@@ -745,7 +756,8 @@ def main() -> None:
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps(
             {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
-             "model": {"name": ARGS.model, "architecture": ARCH, "adam_epsilon": ADAM_EPSILON, "parameters": N_PARAMS},
+             "model": {"name": ARGS.model, "architecture": ARCH, "objective": OBJECTIVE,
+                       "adam_epsilon": ADAM_EPSILON, "parameters": N_PARAMS},
              "machine": info, "steps": rows, "breakdown": parts, "adam_threads": threads,
              "variants": designs,
              "epoch": epoch,

@@ -23,9 +23,11 @@ import math
 import numpy as np
 
 
-def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int):
+def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int, k: int = 1):
     """The PyTorch module; calling it on a batch gives the batch-mean loss
-    -log p(x|z) + KL with one z per example, numpyvae's training loss."""
+    -log p(x|z) + KL with one z per example, numpyvae's training loss; with
+    k > 1 the batch mean of -IWAE_k (k samples of z per example, numpyvae's
+    objective="iwae" loss).""" 
     import torch
     from torch import nn
 
@@ -46,6 +48,8 @@ def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int):
             for layer in self.enc:
                 h = act(layer(h))
             mu, log_var = self.mu(h), self.log_var(h)
+            if k > 1:
+                return self.iwae_loss(x, mu, log_var)
             h = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
             for layer in self.dec:
                 h = act(layer(h))
@@ -53,6 +57,18 @@ def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int):
             rec = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
             return (rec + kl) / x.shape[0]
+
+        def iwae_loss(self, x, mu, log_var):
+            eps = torch.randn((k, *mu.shape))
+            z = mu + torch.exp(0.5 * log_var) * eps  # (k, n, d_z)
+            h = z
+            for layer in self.dec:
+                h = act(layer(h))
+            logits = self.out(h)  # (k, n, d_x)
+            log_lik = -nn.functional.binary_cross_entropy_with_logits(
+                logits, x.expand_as(logits), reduction="none").sum(-1)
+            log_w = log_lik - 0.5 * (z * z - eps * eps - log_var).sum(-1)  # (k, n)
+            return -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
 
     return TorchVAE()
 

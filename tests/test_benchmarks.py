@@ -53,6 +53,15 @@ def test_step_table_breakdown_and_json_without_mnist(tmp_path):
     assert "between contenders: sleep 0.0 s after each contender's block" in stdout
 
 
+
+def test_the_iwae_objective_step_with_k_samples(tmp_path):
+    stdout, result = run(["--model", "iwae", "--k", "3", "--no-epoch"], str(tmp_path), tmp_path)
+    assert result["model"]["objective"] == "IWAE k=3"
+    steps = {r["contender"]: r for r in result["steps"]}
+    assert {"numpyvae", "floor (GEMMs only)"} <= set(steps)
+    assert all(r["batch"] == 8 and r["ms_per_step"] > 0 for r in steps.values())
+    assert "784-200-200-50 tanh, IWAE k=3" in stdout
+
 def test_epoch_and_iwae_tables_on_mnist(mnist_file, tmp_path):
     stdout, result = run(["--no-torch", "--mnist", str(mnist_file), "--iwae",
                           "--iwae-k", "10", "--iwae-n", "50"], str(tmp_path), tmp_path)
