@@ -26,7 +26,13 @@ example. What changes (measurements in docs/performance.md):
 * the decoder works on blocks of about `BLOCK_ROWS` rows (samples x
   examples), small enough that its arrays stay near the core's cache;
 * the noise is drawn in the reference's order, (chunk, n, d_z) sample-
-  major, so the stream, and the result up to rounding, is the same.
+  major, so the stream, and the result up to rounding, is the same;
+* with threadpoolctl installed (``pip install numpyvae[threads]``; it
+  comes with scikit-learn) and two cores or more, two threads share the
+  blocks of images, every other block each, with BLAS pinned to one
+  thread for the duration of the call: the elementwise passes then run
+  on both cores too. Each image's blocks are still summed by one thread
+  in the same order, so the result is the same to the bit.
 
 Memory: a chunk of noise holds at most `NOISE_VALUES` normals and an
 eighth of `estimators.MEMORY_BUDGET`; the blocks take a few MiB.
@@ -34,16 +40,26 @@ eighth of `estimators.MEMORY_BUDGET`; the blocks take a few MiB.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.typing import NDArray
 
 from .model import VAEConfig, encoder_forward
 
+try:  # optional: pins BLAS to one thread while two workers share the blocks
+    import threadpoolctl
+except ImportError:  # pragma: no cover - depends on the environment
+    threadpoolctl = None
+
 Array = NDArray[np.floating]
 
 SHIFT = 10.0  # softplus(l) = SHIFT + log(e^-SHIFT + e^(l - SHIFT)): see _sum_softplus
 BLOCK_ROWS = 1024  # decoder rows per block: its largest array, 784 wide, is 3 MiB in float32
+PARALLEL_ROWS = 100_000  # samples x images below which one thread does it all
 NOISE_VALUES = 2**20  # normals per chunk of noise: drawn in about 20 ms, 4 MiB in float32
 
 
@@ -131,20 +147,47 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     chunk, batch = block_plan(config, n, k, budget, chunk_size, batch_size)
     rows = block_rows(config, budget)
     mu, std, sum_log_var = _encode(model.params, x, config, proposal, rows)
-    decoder = _Decoder(model.params, config, x)
+    blocks = [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
+    workers = _workers(len(blocks), n * k)
+    decoders = [_Decoder(model.params, config, x) for _ in range(workers)]
     total = np.full(n, -np.inf)  # running log sum_i w_i, float64
-    for start in range(0, k, chunk):
-        eps = rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
-        for lo in range(0, n, batch):
-            hi = min(lo + batch, n)
+
+    def score(worker: int, eps: Array) -> None:
+        """Every `workers`-th block of images, all samples of this chunk."""
+        for lo, hi in blocks[worker::workers]:
             step = max(1, rows // (hi - lo))  # samples per block
             for s0 in range(0, eps.shape[0], step):
                 e = eps[s0:s0 + step, lo:hi]  # (s, b, d_z)
-                log_w = _block(decoder, e, lo, hi, mu, std, sum_log_var)  # (b, s)
+                log_w = _block(decoders[worker], e, lo, hi, mu, std, sum_log_var)  # (b, s)
                 if reference is not None and not np.isfinite(log_w).all():
                     log_w = reference(model, x[lo:hi], e, proposal).T
                 total[lo:hi] = np.logaddexp(total[lo:hi], _log_sum_exp_rows(log_w))
+
+    with _one_blas_thread(workers), ThreadPoolExecutor(max(1, workers - 1)) as helpers:
+        for start in range(0, k, chunk):
+            eps = rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
+            others = [helpers.submit(score, w, eps) for w in range(1, workers)]
+            score(0, eps)
+            for other in others:
+                other.result()
     return (total - math.log(k)).astype(model.dtype)
+
+
+def _workers(n_blocks: int, n_rows: int) -> int:
+    """Threads for one call: 2 when threadpoolctl is installed, the
+    machine has two cores or more and the work is large enough
+    (`PARALLEL_ROWS`), else 1."""
+    if threadpoolctl is None or (os.cpu_count() or 1) < 2:
+        return 1
+    return 2 if n_blocks >= 2 and n_rows >= PARALLEL_ROWS else 1
+
+
+def _one_blas_thread(workers: int):
+    """With two workers, BLAS at one thread each for the call (restored
+    after); with one, nothing changes."""
+    if workers == 1:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(1)
 
 
 def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):

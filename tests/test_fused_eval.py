@@ -127,3 +127,33 @@ def test_float32_at_mnist_width_stays_near_the_float64_reference(activation, hid
     decoder = fused_eval._Decoder(m32.params, m32.config, x32)
     fast = fused_eval._block(decoder, eps32, 0, 12, mu, std, sum_log_var).T
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-3)
+
+
+def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    vae, x = setup_case("bernoulli", "diagonal", "tanh", (5,), "float32")
+    x = np.concatenate([x] * 9)  # 63 images: many blocks of 4
+    vae.params["out.b"][:2] = 1000.0  # overflowing rows: the reference fallback, in a thread
+    kwargs = dict(batch_size=4, chunk_size=5, reference=_block_log_weights)
+
+    def run():
+        return fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(3), "posterior",
+                                          estimators.MEMORY_BUDGET, **kwargs)
+    monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 10**12)
+    assert fused_eval._workers(16, 63 * K) == 1
+    one = run()
+    monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
+    if (fused_eval.os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the estimator keeps one worker")
+    assert fused_eval._workers(16, 63 * K) == 2
+    before = [d["num_threads"] for d in threadpoolctl.threadpool_info()]
+    two = run()
+    assert [d["num_threads"] for d in threadpoolctl.threadpool_info()] == before
+    np.testing.assert_array_equal(two, one)
+    assert np.isfinite(one).all()
+
+
+def test_one_worker_without_threadpoolctl(monkeypatch):
+    monkeypatch.setattr(fused_eval, "threadpoolctl", None)
+    monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
+    assert fused_eval._workers(16, 10**9) == 1
