@@ -50,11 +50,6 @@ from numpy.typing import NDArray
 
 from .model import VAEConfig, encoder_forward
 
-try:  # optional: pins BLAS to one thread while two workers share the blocks
-    import threadpoolctl
-except ImportError:  # pragma: no cover - depends on the environment
-    threadpoolctl = None
-
 Array = NDArray[np.floating]
 
 SHIFT = 10.0  # softplus(l) = SHIFT + log(e^-SHIFT + e^(l - SHIFT)): see _sum_softplus
@@ -177,9 +172,18 @@ def _workers(n_blocks: int, n_rows: int) -> int:
     """Threads for one call: 2 when threadpoolctl is installed, the
     machine has two cores or more and the work is large enough
     (`PARALLEL_ROWS`), else 1."""
-    if threadpoolctl is None or (os.cpu_count() or 1) < 2:
+    if n_blocks < 2 or n_rows < PARALLEL_ROWS or (os.cpu_count() or 1) < 2:
         return 1
-    return 2 if n_blocks >= 2 and n_rows >= PARALLEL_ROWS else 1
+    return 1 if _threadpoolctl() is None else 2
+
+
+def _threadpoolctl():
+    """The optional threadpoolctl module (imported on first need), or None."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    return threadpoolctl
 
 
 def _one_blas_thread(workers: int):
@@ -187,7 +191,7 @@ def _one_blas_thread(workers: int):
     after); with one, nothing changes."""
     if workers == 1:
         return contextlib.nullcontext()
-    return threadpoolctl.threadpool_limits(1)
+    return _threadpoolctl().threadpool_limits(1)
 
 
 def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):

@@ -154,6 +154,6 @@ def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
 
 
 def test_one_worker_without_threadpoolctl(monkeypatch):
-    monkeypatch.setattr(fused_eval, "threadpoolctl", None)
+    monkeypatch.setattr(fused_eval, "_threadpoolctl", lambda: None)
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
     assert fused_eval._workers(16, 10**9) == 1
