@@ -61,12 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 ARGS = parse_args()
-try:  # pin BLAS threads: threadpoolctl after import, else the environment before it
-    import threadpoolctl
-except ImportError:
-    threadpoolctl = None
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = str(ARGS.threads)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine_info
+from machine_info import cpu_name, pin_blas_threads  # noqa: E402
+
+threadpoolctl = pin_blas_threads(ARGS.threads)  # before NumPy is imported
 
 import numpy as np  # noqa: E402
 
@@ -119,14 +117,7 @@ def contenders(model: VAE, x: np.ndarray) -> dict:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     blas = threadpoolctl.threadpool_info() if threadpoolctl else "threadpoolctl not installed"
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,

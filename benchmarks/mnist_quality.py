@@ -49,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_reference, machine_info
+from machine_info import cpu_name  # noqa: E402
 
 PUBLISHED = {
     "pytorch-examples": ("test loss, sampled z (pytorch/examples vae)", 105.6),
@@ -124,14 +125,7 @@ def _tiny_data(folder: Path) -> str:
 
 def machine() -> dict:
     """Where the numbers were made: CPU, cores, Python, NumPy, threads."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     env = {k: v for k, v in os.environ.items()
            if k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),

@@ -124,17 +124,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 ARGS = parse_args()
-try:  # pin BLAS threads: threadpoolctl after import, else the environment before it
-    import threadpoolctl
-except ImportError:
-    threadpoolctl = None
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = str(ARGS.threads)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine_info, torch_reference
+from machine_info import cpu_name, pin_blas_threads  # noqa: E402
+
+threadpoolctl = pin_blas_threads(ARGS.threads)  # before NumPy is imported
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_reference
 from numpyvae import VAE  # noqa: E402
 from numpyvae import fused_step  # noqa: E402
 from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
@@ -667,14 +664,7 @@ def print_iwae(r: dict) -> None:
 # ---------------------------------------------------------------- machine
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name(platform.processor() or "unknown")
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(),
             "threads": ARGS.threads, "clock": "thread CPU time" if ARGS.cpu_time else "wall",

@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
+from .activations import ACTIVATIONS
 from .model import VAEConfig, encoder_forward
 
 Array = NDArray[np.floating]
@@ -346,7 +347,7 @@ def _activate(name: str, a: Array) -> None:
         np.maximum(a, 0, out=a)
         a += t
     elif name != "identity":
-        raise ValueError(f"activation: unknown {name!r}")
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
 
 
 def _log_sum_exp_rows(a: Array) -> Array:
