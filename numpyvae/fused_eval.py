@@ -29,13 +29,16 @@ example. What changes (measurements in docs/performance.md):
   major, so the stream, and the result up to rounding, is the same;
 * with threadpoolctl installed (``pip install numpyvae[threads]``; it
   comes with scikit-learn) and two cores or more, two threads share the
-  blocks of images, every other block each, with BLAS pinned to one
-  thread for the duration of the call: the elementwise passes then run
-  on both cores too. Each image's blocks are still summed by one thread
-  in the same order, so the result is the same to the bit.
+  blocks of images, each taking the next block when it is free, with
+  BLAS pinned to one thread for the duration of the call: the
+  elementwise passes then run on both cores too, and the calling thread
+  draws the next chunk of noise while the other scores. Each image's
+  blocks are still summed in the same order, so the result is the same
+  to the bit.
 
 Memory: a chunk of noise holds at most `NOISE_VALUES` normals and an
-eighth of `estimators.MEMORY_BUDGET`; the blocks take a few MiB.
+eighth of `estimators.MEMORY_BUDGET` (two chunks are alive at a time:
+this one and the next); the blocks take a few MiB.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -148,9 +152,10 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     decoders = [_Decoder(model.params, config, x) for _ in range(workers)]
     total = np.full(n, -np.inf)  # running log sum_i w_i, float64
 
-    def score(worker: int, eps: Array) -> None:
-        """Every `workers`-th block of images, all samples of this chunk."""
-        for lo, hi in blocks[worker::workers]:
+    def score(worker: int, eps: Array, todo) -> None:
+        """Blocks of images taken from `todo` until none is left, all
+        samples of this chunk for each."""
+        for lo, hi in todo:
             step = max(1, rows // (hi - lo))  # samples per block
             for s0 in range(0, eps.shape[0], step):
                 e = eps[s0:s0 + step, lo:hi]  # (s, b, d_z)
@@ -159,14 +164,43 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
                     log_w = reference(model, x[lo:hi], e, proposal).T
                 total[lo:hi] = np.logaddexp(total[lo:hi], _log_sum_exp_rows(log_w))
 
+    def draw(start: int) -> Array | None:
+        """The chunk of noise that starts at sample `start`, in the
+        reference's order; None past k."""
+        if start >= k:
+            return None
+        return rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
+
     with _one_blas_thread(workers), ThreadPoolExecutor(max(1, workers - 1)) as helpers:
+        eps = draw(0)
         for start in range(0, k, chunk):
-            eps = rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
-            others = [helpers.submit(score, w, eps) for w in range(1, workers)]
-            score(0, eps)
+            todo = _SharedIterator(blocks)
+            others = [helpers.submit(score, w, eps, todo) for w in range(1, workers)]
+            eps_next = draw(start + chunk)  # while the helpers score this chunk
+            score(0, eps, todo)
             for other in others:
                 other.result()
+            eps = eps_next
     return (total - math.log(k)).astype(model.dtype)
+
+
+class _SharedIterator:
+    """The blocks of one chunk, handed out one at a time to whichever
+    worker asks first. Each image is in one block, scored by one worker,
+    and the chunks run one after the other, so every image's running sum
+    sees its samples in the same order whoever scores them: the same
+    bits with one worker or two."""
+
+    def __init__(self, items):
+        self._items = iter(items)
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            return next(self._items)
 
 
 def _workers(n_blocks: int, n_rows: int) -> int:
