@@ -370,6 +370,15 @@ def breakdown(n: int) -> dict:
     the finiteness check of the loss and grads, adam_step, and the
     floor's forward and backward products. Elementwise time is a
     difference: phase time minus its products.
+
+    What the whole step costs beyond its phases ("rest") is split three
+    ways, each measured: drawing eps (the trainer's draw, alone); the
+    phases run back to back in one call with a fixed eps, less the sum of
+    the phases timed alone ("phases together": what a phase loses when
+    the one before it has filled the caches, or left OpenBLAS's worker
+    spinning); and the step less that back-to-back call and the draw
+    ("step's own calls": Trainer.train_step's checks, attribute lookups
+    and calls).
     """
     trainer = new_trainer(n)
     model = trainer.model
@@ -380,8 +389,18 @@ def breakdown(n: int) -> dict:
     loss, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
     grads = loss_backward(cache)
     fwd_mm, bwd_mm = floor_products(n)
+    draw_rng = np.random.default_rng(1)
+
+    def in_sequence():
+        loss, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
+        grads = loss_backward(cache)
+        first_nonfinite(loss, grads)
+        adam_step(trainer.optimizer, model.params, grads, ws)
+
     t = time_interleaved({
         "step": lambda: trainer.train_step(x),
+        "in sequence": in_sequence,
+        "eps": lambda: draw_rng.standard_normal((n, D_Z), dtype=np.float32),
         "forward": lambda: loss_forward(model.params, x, eps, config, 1.0, ws),
         "backward": lambda: loss_backward(cache),
         "finite check": lambda: first_nonfinite(loss, grads),
@@ -389,19 +408,22 @@ def breakdown(n: int) -> dict:
         "forward GEMMs": fwd_mm, "backward GEMMs": bwd_mm,
     }, ARGS.rounds, ARGS.pause)
     ms = {k: 1e3 * v["median_s"] for k, v in t.items()}
+    phases = ms["forward"] + ms["backward"] + ms["finite check"] + ms["adam"]
     return {"batch": n, "step": ms["step"],
             "forward GEMMs": ms["forward GEMMs"],
             "forward elementwise": ms["forward"] - ms["forward GEMMs"],
             "backward GEMMs": ms["backward GEMMs"],
             "backward elementwise": ms["backward"] - ms["backward GEMMs"],
             "finite check": ms["finite check"], "Adam": ms["adam"],
-            "rest (eps, calls, cache misses)": ms["step"] - ms["forward"] - ms["backward"]
-            - ms["finite check"] - ms["adam"]}
+            "rest": ms["step"] - phases,
+            "eps draw": ms["eps"],
+            "phases together": ms["in sequence"] - phases,
+            "step's own calls": ms["step"] - ms["in sequence"] - ms["eps"]}
 
 
 def print_breakdown(rows: list) -> None:
     print("\nWhere numpyvae's step goes (ms; elementwise = phase - its GEMMs, "
-          "rest = step - phases)")
+          "rest = step - phases = eps draw + phases together + step's own calls)")
     keys = [k for k in rows[0] if k not in ("batch", "step")]
     print(f"{'batch':>5} {'step':>7} " + " ".join(f"{k:>{max(8, len(k))}}" for k in keys))
     for r in rows:
