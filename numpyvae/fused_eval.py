@@ -43,15 +43,13 @@ this one and the next); the blocks take a few MiB.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _threads
 from .activations import ACTIVATIONS
 from .model import VAEConfig, encoder_forward
 
@@ -171,14 +169,14 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
             return None
         return rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
 
-    with _one_blas_thread(workers), ThreadPoolExecutor(max(1, workers - 1)) as helpers:
+    with _threads.one_blas_thread(workers > 1):
         eps = draw(0)
         for start in range(0, k, chunk):
             todo = _SharedIterator(blocks)
-            others = [helpers.submit(score, w, eps, todo) for w in range(1, workers)]
-            eps_next = draw(start + chunk)  # while the helpers score this chunk
+            other = _threads.helper().submit(score, 1, eps, todo) if workers > 1 else None
+            eps_next = draw(start + chunk)  # while the helper scores this chunk
             score(0, eps, todo)
-            for other in others:
+            if other is not None:
                 other.result()
             eps = eps_next
     return (total - math.log(k)).astype(model.dtype)
@@ -204,29 +202,12 @@ class _SharedIterator:
 
 
 def _workers(n_blocks: int, n_rows: int) -> int:
-    """Threads for one call: 2 when threadpoolctl is installed, the
-    machine has two cores or more and the work is large enough
-    (`PARALLEL_ROWS`), else 1."""
-    if n_blocks < 2 or n_rows < PARALLEL_ROWS or (os.cpu_count() or 1) < 2:
+    """Threads for one call: 2 when the work is large enough
+    (`PARALLEL_ROWS`) and a second core can take half of it
+    (`_threads.two_cores`: two cores and threadpoolctl installed), else 1."""
+    if n_blocks < 2 or n_rows < PARALLEL_ROWS:
         return 1
-    return 1 if _threadpoolctl() is None else 2
-
-
-def _threadpoolctl():
-    """The optional threadpoolctl module (imported on first need), or None."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return None
-    return threadpoolctl
-
-
-def _one_blas_thread(workers: int):
-    """With two workers, BLAS at one thread each for the call (restored
-    after); with one, nothing changes."""
-    if workers == 1:
-        return contextlib.nullcontext()
-    return _threadpoolctl().threadpool_limits(1)
+    return 2 if _threads.two_cores() else 1
 
 
 def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):

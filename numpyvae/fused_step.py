@@ -2,8 +2,9 @@
 
 `loss_forward` / `loss_backward` equal `model.loss_forward` /
 `model.loss_backward`, `iwae_loss_forward` / `iwae_loss_backward` equal
-`iwae.iwae_loss_forward` / `iwae.iwae_loss_backward`, and `adam_step`
-equals `optim.Adam.step`: same inputs, same outputs, to rounding
+`iwae.iwae_loss_forward` / `iwae.iwae_loss_backward` (`forward_backward`
+runs a pair, whole or in two halves), and `adam_step` equals
+`optim.Adam.step`: same inputs, same outputs, to rounding
 (tests/test_fused_step.py holds them equal for every configuration and
 dtype). Read the reference first; this module is the same math
 rearranged for speed, and only `train.Trainer` uses it.
@@ -19,7 +20,12 @@ What changes, and why (measurements in docs/performance.md):
   uses sigmoid(l) = (1 + tanh(l / 2)) / 2, one transcendental pass;
 * the gradients are views into one flat buffer, and the parameters and
   Adam's moments are packed the same way, so each of Adam's equations
-  is one pass over all parameters instead of one pass per array.
+  is one pass over all parameters instead of one pass per array;
+* on two cores, a step of `SPLIT_ROWS` decoder rows or more runs as two
+  halves of the batch, one per thread, and Adam's slices are shared
+  between the threads too (`forward_backward`, `adam_step`): NumPy's
+  elementwise passes use one core per call, so one thread leaves the
+  second core idle between matrix products.
 
 With a workspace, a returned cache and the grads made from it are views
 into the workspace: valid until the next call with the same workspace.
@@ -42,6 +48,7 @@ from .model import VAEConfig
 Array = NDArray[np.floating]
 
 ADAM_CHUNK = 32768  # entries: five float32 arrays of it (640 KiB) fit a 1 MiB L2
+SPLIT_ROWS = 256  # decoder rows (batch x k) from which two cores share a step
 
 
 def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float,
@@ -168,7 +175,7 @@ def iwae_loss_backward(cache) -> dict[str, Array]:
     return grads
 
 
-def adam_step(adam, params: dict, grads: dict, workspace: dict) -> None:
+def adam_step(adam, params: dict, grads: dict, workspace: dict, helper=None) -> None:
     """`optim.Adam.step(params, grads)`, each equation one pass over all.
 
     `params` and ``adam.m`` / ``adam.v`` are packed on first use: each
@@ -190,7 +197,9 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict) -> None:
     buffer, run over slices of `ADAM_CHUNK` entries so that a slice's
     five arrays stay in the core's cache through its 12 passes
     (docs/performance.md: 5 to 12 % of a whole step at 652,824
-    parameters, on an Intel Xeon with 1 MiB of L2 per core).
+    parameters, on an Intel Xeon with 1 MiB of L2 per core). With
+    `helper` (see `forward_backward`) the second half of the slices runs
+    on it: the same bits.
     """
     if not adam.m:
         adam.m = {k: np.zeros_like(p) for k, p in params.items()}
@@ -203,10 +212,14 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict) -> None:
     adam.t += 1
     c2 = math.sqrt(1.0 - adam.beta2 ** adam.t)
     lr_t = adam.lr * c2 / (1.0 - adam.beta1 ** adam.t)
-    for start in range(0, p.size, ADAM_CHUNK):  # each slice's 12 passes while it is in cache
-        sl = slice(start, start + ADAM_CHUNK)
-        _adam_passes(p[sl], g[sl], m[sl], v[sl], buf[sl], adam.beta1, adam.beta2, lr_t,
-                     adam.epsilon * c2)
+
+    def update(part: slice) -> None:
+        for start in range(part.start, part.stop, ADAM_CHUNK):  # 12 passes while in cache
+            sl = slice(start, min(start + ADAM_CHUNK, part.stop))
+            _adam_passes(p[sl], g[sl], m[sl], v[sl], buf[sl], adam.beta1, adam.beta2, lr_t,
+                         adam.epsilon * c2)
+
+    _in_two(update, p.size, helper)
 
 
 def _adam_passes(p, g, m, v, buf, beta1: float, beta2: float, lr_t: float,
@@ -273,6 +286,86 @@ def _sample_and_kl_backward(dz: Array, dkl: float, cache, config: VAEConfig,
         dheads += dz
     else:
         dheads[...] = dz
+
+def splits(n: int, k: int = 1) -> bool:
+    """Whether a step of n examples, k samples each, is large enough to
+    run as two halves of the batch on two cores (`forward_backward`):
+    `SPLIT_ROWS` decoder rows or more (docs/performance.md measures where
+    that pays)."""
+    return n >= 2 and n * k >= SPLIT_ROWS
+
+
+def forward_backward(params, x: Array, eps: Array, config: VAEConfig, objective: str,
+                     beta: float, workspaces: tuple[dict, dict], helper=None):
+    """``(loss, terms, grads)`` of one step: the fused forward and backward.
+
+    `objective` is "elbo" (eps (n, d_z), weight `beta` on the KL) or
+    "iwae" (eps (k, n, d_z)). Without `helper`, or for a small batch
+    (`splits` false), it is one `loss_forward` / `loss_backward` (or the
+    IWAE pair) in ``workspaces[0]``. Given `helper`, an executor
+    (`_threads.helper`, with BLAS pinned to one thread), a large batch
+    runs as two halves, rows [0, h) and [h, n) with h = n // 2: the second
+    on the helper, each in its own workspace. The loss and every gradient
+    are batch means, so the halves join as
+
+        loss = (h / n) loss_0 + ((n - h) / n) loss_1,  the same for grads,
+
+    and the terms (per example) are the halves' joined. The halves round
+    differently from the whole batch, and the same whoever runs them: the
+    result does not depend on the helper's timing. The grads are views
+    into ``workspaces[0]``, as `loss_backward`'s.
+    """
+    n = x.shape[0]
+    if helper is None or not splits(n, eps.shape[0] if objective == "iwae" else 1):
+        return _forward_backward(params, x, eps, config, objective, beta, workspaces[0])
+    h = n // 2
+    rows = (slice(0, h), slice(h, n))
+
+    def half(i: int):
+        e = eps[:, rows[i]] if objective == "iwae" else eps[rows[i]]
+        return _forward_backward(params, x[rows[i]], e, config, objective, beta,
+                                 workspaces[i])
+
+    other = helper.submit(half, 1)
+    first = half(0)
+    second = other.result()
+    w0, w1 = h / n, (n - h) / n
+    g0, g1 = (ws[("packed", "grads")][0] for ws in workspaces)
+    dt = g0.dtype.type
+
+    def join(part: slice) -> None:  # g0 = w0 g0 + w1 g1 over a part of the buffer
+        a, b = g0[part], g1[part]
+        a *= dt(w0)
+        b *= dt(w1)
+        a += b
+
+    _in_two(join, g0.size, helper)
+    terms = {key: np.concatenate([first[1][key], second[1][key]]) for key in first[1]}
+    return w0 * first[0] + w1 * second[0], terms, first[2]
+
+
+def _forward_backward(params, x, eps, config, objective, beta, ws):
+    """One pass of the fused forward and backward in workspace `ws`."""
+    if objective == "iwae":
+        loss, terms, cache = iwae_loss_forward(params, x, eps, config, ws)
+        return loss, terms, iwae_loss_backward(cache)
+    loss, terms, cache = loss_forward(params, x, eps, config, beta, ws)
+    return loss, terms, loss_backward(cache)
+
+
+def _in_two(work, size: int, helper) -> None:
+    """work(part) over [0, size) in two parts split at a multiple of
+    `ADAM_CHUNK`: the second on `helper` while this thread does the
+    first, or both here, in order, without a helper."""
+    mid = min(size, ADAM_CHUNK * ((size // ADAM_CHUNK + 1) // 2))
+    parts = (slice(0, mid), slice(mid, size))
+    other = helper.submit(work, parts[1]) if helper is not None else None
+    work(parts[0])
+    if other is not None:
+        other.result()
+    else:
+        work(parts[1])
+
 
 def _packed(ws: dict, key: str, arrays: dict) -> Array:
     """The flat buffer whose views are the entries of `arrays`.

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from ._validation import check_int, describe
-from . import _progress, fused_step, hierarchy
+from . import _progress, _threads, fused_step, hierarchy
 from .estimators import standard_error
 from .hierarchical_vae import HierarchicalVAE
 from .model import loss_forward
@@ -171,6 +171,7 @@ class Trainer:
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
         self.workspace: dict = {}  # scratch arrays reused by every step; see fused_step
+        self.workspace_2: dict = {}  # the second half's, for a step that splits the batch
         self.objective, self.k = _check_objective(objective, k, self.beta)
         if binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize: expected 'none' or 'dynamic' (a static binarization "
@@ -204,25 +205,26 @@ class Trainer:
                 and xb.shape[1] == config.input_dim):
             raise ValueError(f"xb: expected a {self.model.dtype} array of shape "
                              f"(n, {config.input_dim}), got {describe(xb)}")
-        if self.objective == "iwae":
-            eps = self.rng.standard_normal((self.k, xb.shape[0], config.latent_dim),
-                                           dtype=self.model.dtype)
-            loss, terms, cache = fused_step.iwae_loss_forward(params, xb, eps, config, ws)
-            grads = fused_step.iwae_loss_backward(cache)
-        else:
-            eps = self.rng.standard_normal((xb.shape[0], config.latent_dim),
-                                           dtype=self.model.dtype)
-            loss, terms, cache = fused_step.loss_forward(params, xb, eps, config, self.beta, ws)
-            grads = fused_step.loss_backward(cache)  # views into ws, valid until the next step
-        bad = _first_nonfinite(loss, grads)
+        n, k = xb.shape[0], self.k if self.objective == "iwae" else 1
+        shape = (k, n, config.latent_dim) if self.objective == "iwae" else (n, config.latent_dim)
+        eps = self.rng.standard_normal(shape, dtype=self.model.dtype)
+        # A large step runs as two halves of the batch on two cores, when the
+        # machine has them and threadpoolctl can pin BLAS (fused_step.forward_backward).
+        parallel = fused_step.splits(n, k) and _threads.two_cores()
+        helper = _threads.helper() if parallel else None
+        with _threads.one_blas_thread(parallel):
+            loss, terms, grads = fused_step.forward_backward(
+                params, xb, eps, config, self.objective, self.beta, (ws, self.workspace_2),
+                helper)  # grads: views into ws, valid until the next step
+            bad = _first_nonfinite(loss, grads)
+            if bad is None and isinstance(self.optimizer, Adam):
+                fused_step.adam_step(self.optimizer, params, grads, ws, helper)
+            elif bad is None:
+                self.optimizer.step(params, grads)
         if bad is not None:
             raise TrainingDiverged(
                 f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
                 f"{bad} is not finite")
-        if isinstance(self.optimizer, Adam):
-            fused_step.adam_step(self.optimizer, params, grads, ws)
-        else:
-            self.optimizer.step(params, grads)
         return loss, terms
 
     def _hierarchical_step(self, xb: np.ndarray) -> tuple[float, dict]:

@@ -143,7 +143,7 @@ def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
     assert fused_eval._workers(16, 63 * K) == 1
     one = run()
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
-    if (fused_eval.os.cpu_count() or 1) < 2:
+    if not fused_eval._threads.two_cores():
         pytest.skip("one core: the estimator keeps one worker")
     assert fused_eval._workers(16, 63 * K) == 2
     before = [d["num_threads"] for d in threadpoolctl.threadpool_info()]
@@ -154,6 +154,6 @@ def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
 
 
 def test_one_worker_without_threadpoolctl(monkeypatch):
-    monkeypatch.setattr(fused_eval, "_threadpoolctl", lambda: None)
+    monkeypatch.setattr(fused_eval._threads, "threadpoolctl", lambda: None)
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
     assert fused_eval._workers(16, 10**9) == 1

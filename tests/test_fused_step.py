@@ -7,11 +7,12 @@ allocates no large array. No timings."""
 import itertools
 import math
 import tracemalloc
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from numpyvae import VAE, fused_step, iwae, model
+from numpyvae import VAE, _threads, fused_step, iwae, model
 from numpyvae.fused_step import (_dense_backward_into, _dense_into, _heads_backward,
                                  _heads_forward, _hidden_backward, _hidden_forward,
                                  _log_lik_backward_into, _log_lik_into, adam_step)
@@ -80,7 +81,13 @@ def reference(params, x, eps, config, objective):
     return loss, terms, model.loss_backward(cache)
 
 
-def fused(params, x, eps, config, objective, ws):
+def fused(params, x, eps, config, objective, ws, ws_2=None, helper=None):
+    """The fused step's loss, terms and grads: whole, or with a second
+    workspace as two halves of the batch (fused_step.forward_backward)."""
+    if ws_2 is not None:
+        e = eps if objective == "iwae" else eps[0]
+        return fused_step.forward_backward(params, x, e, config, objective, BETA,
+                                           (ws, ws_2), helper)
     if objective == "iwae":
         loss, terms, cache = fused_step.iwae_loss_forward(params, x, eps, config, ws)
         return loss, terms, fused_step.iwae_loss_backward(cache)
@@ -88,19 +95,32 @@ def fused(params, x, eps, config, objective, ws):
     return loss, terms, fused_step.loss_backward(cache)
 
 
+@pytest.fixture
+def helper():
+    with ThreadPoolExecutor(1) as executor:
+        yield executor
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "halves"])
 @pytest.mark.parametrize("likelihood,posterior,activation,hidden,objective,dtype",
                          EVERY_CONFIGURATION)
 def test_fused_step_equals_the_reference(likelihood, posterior, activation, hidden,
-                                         objective, dtype):
+                                         objective, dtype, split, helper, monkeypatch):
     """STEPS training steps: at each, the fused loss, terms and every
     gradient against the reference at the same parameters (in float64),
-    then the fused Adam against optim.Adam given the same gradients."""
-    vae, x, eps = setup_case(likelihood, posterior, activation, hidden, dtype)
+    then the fused Adam against optim.Adam given the same gradients.
+    "halves": the step of a large batch, two unequal halves (2 and 3
+    examples) on two threads, Adam's slices split between them too."""
+    vae, x, eps = setup_case(likelihood, posterior, activation, hidden, dtype,
+                             n=5 if split else 4)
     params, config, ws, tol = vae.params, vae.config, {}, TOL[dtype]
+    ws_2, helper = ({}, helper) if split else (None, None)
+    monkeypatch.setattr(fused_step, "SPLIT_ROWS", 1)  # any batch of 2 or more splits
+    monkeypatch.setattr(fused_step, "ADAM_CHUNK", 7)  # slices on both threads
     plain_params = {k: p.copy() for k, p in params.items()}
     fused_adam, plain_adam = Adam(lr=LR), Adam(lr=LR)
     for step in range(STEPS):
-        loss, terms, grads = fused(params, x, eps[step], config, objective, ws)
+        loss, terms, grads = fused(params, x, eps[step], config, objective, ws, ws_2, helper)
         ref_loss, ref_terms, ref_grads = reference(params, x, eps[step], config, objective)
         assert abs(loss - ref_loss) <= tol * max(1.0, abs(ref_loss)), (step, loss, ref_loss)
         assert list(terms) == list(ref_terms)
@@ -113,7 +133,7 @@ def test_fused_step_equals_the_reference(likelihood, posterior, activation, hidd
             assert normwise(g, ref_grads[name]) <= tol, (step, name,
                                                         normwise(g, ref_grads[name]))
         same_grads = {k: g.copy() for k, g in grads.items()}
-        adam_step(fused_adam, params, grads, ws)
+        adam_step(fused_adam, params, grads, ws, helper)
         plain_adam.step(plain_params, same_grads)
         assert fused_adam.t == plain_adam.t == step + 1
         for name in params:
@@ -344,6 +364,54 @@ def test_trainer_runs_the_reference_math():
     for k, p in vae.params.items():
         np.testing.assert_allclose(trainer.model.params[k], p, rtol=1e-10, atol=1e-13,
                                    err_msg=k)
+
+
+class InlineExecutor:
+    """An executor that runs each task at once, on the calling thread."""
+
+    def submit(self, fn, *args):
+        done = Future()
+        done.set_result(fn(*args))
+        return done
+
+
+def test_a_split_step_gives_the_same_bits_however_its_halves_are_run(monkeypatch):
+    """Trainer steps that split the batch (two cores, fused_step.SPLIT_ROWS)
+    give the same parameters to the bit whether the second half and half
+    of Adam's slices run on the helper thread or, one after the other, on
+    the calling thread; BLAS's threads are restored after each step. One
+    core (no split) rounds differently, and stays close."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    x = (np.random.default_rng(3).random((64, 30)) < 0.3).astype(np.float32)
+    monkeypatch.setattr(fused_step, "ADAM_CHUNK", 64)
+    monkeypatch.setattr(fused_step, "SPLIT_ROWS", 2)
+
+    def train(cores: int, executor, objective: str) -> dict:
+        monkeypatch.setattr(_threads, "two_cores", lambda: cores == 2)
+        monkeypatch.setattr(_threads, "helper", lambda: executor)
+        trainer = Trainer(VAE(30, 3, hidden=(20, 10), rng=0), Adam(lr=LR), batch_size=21,
+                          rng=7, objective=objective, k=3 if objective == "iwae" else 1)
+        trainer.run_epoch(x)  # batches of 21, 21, 21 and 1 (too small to split)
+        return trainer.model.params
+
+    with ThreadPoolExecutor(1) as pool:
+        for objective in ("elbo", "iwae"):
+            blas = [d["num_threads"] for d in threadpoolctl.threadpool_info()]
+            threaded, inline = train(2, pool, objective), train(2, InlineExecutor(), objective)
+            assert [d["num_threads"] for d in threadpoolctl.threadpool_info()] == blas
+            for name in threaded:
+                np.testing.assert_array_equal(threaded[name], inline[name], err_msg=name)
+            whole = train(1, None, objective)
+            assert any(not np.array_equal(whole[k], inline[k]) for k in whole)
+            for name in whole:
+                np.testing.assert_allclose(inline[name], whole[name], rtol=1e-4, atol=1e-5)
+
+
+def test_split_rows_counts_decoder_rows():
+    assert not fused_step.splits(1, 10**6)  # one example cannot be halved
+    assert fused_step.splits(fused_step.SPLIT_ROWS, 1)
+    assert not fused_step.splits(fused_step.SPLIT_ROWS - 1, 1)
+    assert fused_step.splits(20, 50) and not fused_step.splits(20, 1)  # the IWAE k = 50 step
 
 
 # ------------------------------------------------------ float32 throughout
