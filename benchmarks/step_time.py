@@ -100,7 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="print where numpyvae's step time goes, per phase")
     p.add_argument("--variants", action="store_true",
                    help="time whole steps of candidate designs against today's step "
-                        "(Adam unchunked; a two-thread data-parallel step)")
+                        "(Adam unchunked; BLAS at one thread; the batch whole or in "
+                        "two halves, on one thread or two)")
     p.add_argument("--adam-threads", action="store_true",
                    help="time Adam's passes on one thread against two (a design check)")
     p.add_argument("--mnist", help="mnist.npz for the epoch table "
@@ -117,9 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch = MODELS[args.model]["batch"]
     if args.cpu_time and args.threads != 1:
         p.error("--cpu-time measures one thread: use it with --threads 1")
-    if args.k > 1 and (args.breakdown or args.variants or args.adam_threads):
-        p.error("--breakdown, --variants and --adam-threads time the ELBO step: use them "
-                "without --k")
+    if args.k > 1 and (args.breakdown or args.adam_threads):
+        p.error("--breakdown and --adam-threads time the ELBO step: use them without --k")
     return args
 
 
@@ -133,7 +133,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from numpyvae import VAE  # noqa: E402
-from numpyvae import fused_step  # noqa: E402
+from numpyvae import _threads, fused_step  # noqa: E402
 from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
 from numpyvae.optim import Adam  # noqa: E402
 from numpyvae.train import Trainer, train  # noqa: E402
@@ -484,81 +484,45 @@ def adam_threads() -> list[dict]:
             for case in ("back to back", "right after the forward products")]
 
 
-def data_parallel_step(n: int):
-    """A candidate step: two threads, each the fused forward and backward of
-    half the batch in its own workspace (BLAS at one thread each), then the
-    two halves' gradients averaged and Adam's passes run, each thread on
-    one half of the packed parameters. The same update as the one-thread
-    step, to rounding. Needs threadpoolctl (BLAS pinned to one thread)."""
-    import math as _math
-    from concurrent.futures import ThreadPoolExecutor
-    trainer = new_trainer(n)
-    model, opt, x = trainer.model, trainer.optimizer, fixed_batch(n)
-    trainer.train_step(x)  # packs the parameters and Adam's moments
-    ws = trainer.workspace
-    flats = [fused_step._packed(ws, key, arrays) for key, arrays in
-             (("params", model.params), ("adam.m", opt.m), ("adam.v", opt.v))]
-    half, P = n // 2, flats[0].size
-    workspaces, rows = ({}, {}), (slice(0, half), slice(half, n))
-    buf = np.empty_like(flats[0])
-    pool = ThreadPoolExecutor(max_workers=1)
-
-    def forward_backward(i, eps):
-        _, _, cache = loss_forward(model.params, x[rows[i]], eps[rows[i]], model.config, 1.0,
-                                   workspaces[i])
-        return fused_step._packed(workspaces[i], "grads", loss_backward(cache))
-
-    def combine_and_update(part, g0, g1, lr_t, eps_t):
-        sl = slice(0, P // 2) if part == 0 else slice(P // 2, P)
-        w0, w1 = np.float32(half / n), np.float32((n - half) / n)
-        g = np.multiply(g0[sl], w0, out=g0[sl])  # the batch mean from the halves' means
-        g1[sl] *= w1
-        g += g1[sl]
-        fused_step._adam_passes(flats[0][sl], g, flats[1][sl], flats[2][sl], buf[sl],
-                                opt.beta1, opt.beta2, lr_t, eps_t)
-
-    def step():
-        eps = trainer.rng.standard_normal((n, D_Z), dtype=np.float32)
-        other = pool.submit(forward_backward, 1, eps)
-        g0 = forward_backward(0, eps)
-        g1 = other.result()
-        opt.t += 1
-        c2 = _math.sqrt(1.0 - opt.beta2 ** opt.t)
-        lr_t, eps_t = opt.lr * c2 / (1.0 - opt.beta1 ** opt.t), opt.epsilon * c2
-        other = pool.submit(combine_and_update, 1, g0, g1, lr_t, eps_t)
-        combine_and_update(0, g0, g1, lr_t, eps_t)
-        other.result()
-    return step
+def with_settings(step, **settings):
+    """`step` run with module attributes set for its duration: ("SPLIT_ROWS",
+    value) of fused_step, ("two_cores", bool) of numpyvae._threads."""
+    def run():
+        saved = {}
+        for name, value in settings.items():
+            module = _threads if name == "two_cores" else fused_step
+            saved[name] = (module, getattr(module, name))
+            setattr(module, name, (lambda v=value: v) if name == "two_cores" else value)
+        try:
+            step()
+        finally:
+            for name, (module, value) in saved.items():
+                setattr(module, name, value)
+    return run
 
 
 def variants() -> list[dict]:
-    """Whole steps per batch size: today's step (BLAS at --threads), today's
-    with each of Adam's passes over all parameters at once instead of in
-    cache-sized slices, today's with BLAS at one thread, and the two-thread
-    data-parallel step (BLAS at one thread). Wall time."""
+    """Whole steps per batch size, wall time: today's step (as
+    `Trainer.train_step` runs it: from fused_step.SPLIT_ROWS decoder rows
+    on, the batch in two halves on two threads, when threadpoolctl is
+    installed); today's with each of Adam's passes over all parameters at
+    once instead of in cache-sized slices; today's with BLAS at one
+    thread; the whole batch in one pass, at every size; and the batch in
+    two halves on two threads (BLAS at one thread each), at every size."""
     rows = []
     for n in ARGS.batch:
-        today, whole = numpyvae_step(n), numpyvae_step(n)
-        steps = {"today": today}
-        chunk = fused_step.ADAM_CHUNK
-
-        def unchunked_step(step=whole):
-            fused_step.ADAM_CHUNK = 2 ** 62  # each pass once over all parameters
-            try:
-                step()
-            finally:
-                fused_step.ADAM_CHUNK = chunk
-        steps["Adam unchunked"] = unchunked_step
+        steps = {"today": numpyvae_step(n)}
+        steps["Adam unchunked"] = with_settings(numpyvae_step(n), ADAM_CHUNK=2 ** 62)
+        steps["whole batch"] = with_settings(numpyvae_step(n), SPLIT_ROWS=2 ** 62)
         if threadpoolctl is not None:
-            one_blas, parallel = numpyvae_step(n), data_parallel_step(n)
+            one_blas = numpyvae_step(n)
 
-            def pinned(step):
-                def run():
-                    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-                        step()
-                return run
-            steps["BLAS 1 thread"] = pinned(one_blas)
-            steps["data-parallel 2 threads"] = pinned(parallel)
+            def pinned():
+                with threadpoolctl.threadpool_limits(1, user_api="blas"):
+                    one_blas()
+            steps["BLAS 1 thread"] = pinned
+            steps["halves, two threads"] = with_settings(numpyvae_step(n), SPLIT_ROWS=2,
+                                                         two_cores=True)
         t = time_interleaved(steps, ARGS.rounds, ARGS.pause)
         ref = t["today"]["round_medians_s"]
         for name, r in t.items():

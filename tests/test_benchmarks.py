@@ -65,6 +65,18 @@ def test_the_iwae_objective_step_with_k_samples(tmp_path):
     assert all(r["batch"] == 8 and r["ms_per_step"] > 0 for r in steps.values())
     assert "784-200-200-50 tanh, IWAE k=3" in stdout
 
+def test_the_design_variants_run_the_steps_they_name(tmp_path):
+    stdout, result = run(["--no-torch", "--no-epoch", "--variants", "--k", "2"], str(tmp_path),
+                         tmp_path)
+    names = [r["variant"] for r in result["variants"]]
+    assert names[:3] == ["today", "Adam unchunked", "whole batch"]
+    with_threadpoolctl = isinstance(result["machine"]["blas"], list)  # else a string says why
+    assert names[3:] == (["BLAS 1 thread", "halves, two threads"] if with_threadpoolctl else [])
+    assert all(r["batch"] == 8 and r["ms_per_step"] > 0 for r in result["variants"])
+    assert next(r for r in result["variants"] if r["variant"] == "today")["vs_today"] == 1.0
+    assert "Candidate designs" in stdout
+
+
 def test_epoch_and_iwae_tables_on_mnist(mnist_file, tmp_path):
     stdout, result = run(["--no-torch", "--mnist", str(mnist_file), "--iwae",
                           "--iwae-k", "10", "--iwae-n", "50"], str(tmp_path), tmp_path)
