@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 _lock = threading.Lock()
 _helper: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, executor)
-_controller = None  # threadpoolctl.ThreadpoolController, made once
+_controller = None  # threadpoolctl's controller of the BLAS libraries, made once
 
 
 def threadpoolctl():
@@ -35,20 +35,31 @@ def threadpoolctl():
 
 def two_cores() -> bool:
     """True when a second thread can have a core of its own: two cores or
-    more, and threadpoolctl installed to pin BLAS to one thread each."""
-    return (os.cpu_count() or 1) >= 2 and threadpoolctl() is not None
+    more, threadpoolctl installed to pin BLAS to one thread per caller,
+    and BLAS allowed two threads or more as things stand (a caller that
+    limited BLAS to one thread, as a sweep does for one-thread runs, keeps
+    to one core)."""
+    if (os.cpu_count() or 1) < 2 or threadpoolctl() is None:
+        return False
+    return max((lib.num_threads for lib in _blas().lib_controllers), default=1) >= 2
 
 
 def one_blas_thread(active: bool):
     """A context in which BLAS runs on one thread (restored after), when
     `active`; else nothing changes."""
-    global _controller
     if not active:
         return contextlib.nullcontext()
+    return _blas().limit(limits=1)
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries loaded, made once
+    (finding them takes a while)."""
+    global _controller
     with _lock:
-        if _controller is None:  # finding the loaded libraries takes a while: once
-            _controller = threadpoolctl().ThreadpoolController()
-    return _controller.limit(limits=1)
+        if _controller is None:
+            _controller = threadpoolctl().ThreadpoolController().select(user_api="blas")
+        return _controller
 
 
 def helper() -> ThreadPoolExecutor:

@@ -28,7 +28,8 @@ example. What changes (measurements in docs/performance.md):
 * the noise is drawn in the reference's order, (chunk, n, d_z) sample-
   major, so the stream, and the result up to rounding, is the same;
 * with threadpoolctl installed (``pip install numpyvae[threads]``; it
-  comes with scikit-learn) and two cores or more, two threads share the
+  comes with scikit-learn), two cores or more, and BLAS allowed two
+  threads (`_threads.two_cores`), two threads share the
   blocks of images, each taking the next block when it is free, with
   BLAS pinned to one thread for the duration of the call: the
   elementwise passes then run on both cores too, and the calling thread
@@ -204,7 +205,8 @@ class _SharedIterator:
 def _workers(n_blocks: int, n_rows: int) -> int:
     """Threads for one call: 2 when the work is large enough
     (`PARALLEL_ROWS`) and a second core can take half of it
-    (`_threads.two_cores`: two cores and threadpoolctl installed), else 1."""
+    (`_threads.two_cores`: two cores, threadpoolctl installed, BLAS
+    allowed two threads), else 1."""
     if n_blocks < 2 or n_rows < PARALLEL_ROWS:
         return 1
     return 2 if _threads.two_cores() else 1

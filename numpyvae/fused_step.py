@@ -47,7 +47,7 @@ from .model import VAEConfig
 
 Array = NDArray[np.floating]
 
-ADAM_CHUNK = 32768  # entries: five float32 arrays of it (640 KiB) fit a 1 MiB L2
+ADAM_CHUNK = 32768  # entries: five float32 arrays of it (640 KiB) fit in 1 MiB of L2
 SPLIT_ROWS = 256  # decoder rows (batch x k) from which two cores share a step
 
 
@@ -197,7 +197,7 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict, helper=None) -> 
     buffer, run over slices of `ADAM_CHUNK` entries so that a slice's
     five arrays stay in the core's cache through its 12 passes
     (docs/performance.md: 5 to 12 % of a whole step at 652,824
-    parameters, on an Intel Xeon with 1 MiB of L2 per core). With
+    parameters, on an Intel Xeon with 2 MiB of L2 per core). With
     `helper` (see `forward_backward`) the second half of the slices runs
     on it: the same bits.
     """
