@@ -379,6 +379,11 @@ def breakdown(n: int) -> dict:
     spinning); and the step less that back-to-back call and the draw
     ("step's own calls": Trainer.train_step's checks, attribute lookups
     and calls).
+
+    A batch that the package splits over two threads (fused_step.splits)
+    is broken down as one thread runs it, the whole batch in one pass (the
+    phases are the one-thread ones); "split" says so, and the main table
+    times the split step.
     """
     trainer = new_trainer(n)
     model = trainer.model
@@ -391,14 +396,25 @@ def breakdown(n: int) -> dict:
     fwd_mm, bwd_mm = floor_products(n)
     draw_rng = np.random.default_rng(1)
 
-    def in_sequence():
-        loss, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
-        grads = loss_backward(cache)
-        first_nonfinite(loss, grads)
-        adam_step(trainer.optimizer, model.params, grads, ws)
+    inside = []  # per call of in_sequence: each phase's own time inside it
 
+    def in_sequence():
+        t0 = clock()
+        loss, _, cache = loss_forward(model.params, x, eps, config, 1.0, ws)
+        t1 = clock()
+        grads = loss_backward(cache)
+        t2 = clock()
+        first_nonfinite(loss, grads)
+        t3 = clock()
+        adam_step(trainer.optimizer, model.params, grads, ws)
+        inside.append((t1 - t0, t2 - t1, t3 - t2, clock() - t3))
+
+    split = fused_step.splits(n)
+    step = lambda: trainer.train_step(x)  # noqa: E731
+    if split:
+        step = with_settings(step, SPLIT_ROWS=2 ** 62)
     t = time_interleaved({
-        "step": lambda: trainer.train_step(x),
+        "step": step,
         "in sequence": in_sequence,
         "eps": lambda: draw_rng.standard_normal((n, D_Z), dtype=np.float32),
         "forward": lambda: loss_forward(model.params, x, eps, config, 1.0, ws),
@@ -409,7 +425,7 @@ def breakdown(n: int) -> dict:
     }, ARGS.rounds, ARGS.pause)
     ms = {k: 1e3 * v["median_s"] for k, v in t.items()}
     phases = ms["forward"] + ms["backward"] + ms["finite check"] + ms["adam"]
-    return {"batch": n, "step": ms["step"],
+    return {"batch": n, "split": split, "step": ms["step"],
             "forward GEMMs": ms["forward GEMMs"],
             "forward elementwise": ms["forward"] - ms["forward GEMMs"],
             "backward GEMMs": ms["backward GEMMs"],
@@ -418,17 +434,35 @@ def breakdown(n: int) -> dict:
             "rest": ms["step"] - phases,
             "eps draw": ms["eps"],
             "phases together": ms["in sequence"] - phases,
-            "step's own calls": ms["step"] - ms["in sequence"] - ms["eps"]}
+            "step's own calls": ms["step"] - ms["in sequence"] - ms["eps"],
+            "inside a step": {name: 1e3 * statistics.median(c[i] for c in inside)
+                              for i, name in enumerate(("forward", "backward", "finite check",
+                                                        "adam"))},
+            "alone": {name: ms[name] for name in ("forward", "backward", "finite check",
+                                                  "adam")}}
 
 
 def print_breakdown(rows: list) -> None:
     print("\nWhere numpyvae's step goes (ms; elementwise = phase - its GEMMs, "
           "rest = step - phases = eps draw + phases together + step's own calls)")
-    keys = [k for k in rows[0] if k not in ("batch", "step")]
+    keys = [k for k in rows[0] if k not in ("batch", "split", "step", "inside a step",
+                                            "alone")]
     print(f"{'batch':>5} {'step':>7} " + " ".join(f"{k:>{max(8, len(k))}}" for k in keys))
     for r in rows:
         print(f"{r['batch']:>5} {r['step']:7.3f} "
-              + " ".join(f"{r[k]:>{max(8, len(k))}.3f}" for k in keys))
+              + " ".join(f"{r[k]:>{max(8, len(k))}.3f}" for k in keys)
+              + (" *" if r["split"] else ""))
+    if any(r["split"] for r in rows):
+        print(f"* the whole batch on one thread, as without threadpoolctl; the package "
+              f"runs a step of {fused_step.SPLIT_ROWS} rows or more in two halves on two "
+              "threads (the table above)")
+    print("\nEach phase timed alone (back to back) and inside the phases' sequence (ms)")
+    names = list(rows[0]["alone"])
+    print(f"{'batch':>5} " + " ".join(f"{name + ' alone':>18} {'inside':>8}" for name in names))
+    for r in rows:
+        print(f"{r['batch']:>5} " + " ".join(f"{r['alone'][name]:18.3f} "
+                                             f"{r['inside a step'][name]:8.3f}"
+                                             for name in names))
 
 
 def adam_threads() -> list[dict]:
