@@ -44,6 +44,7 @@ this one and the next); the blocks take a few MiB.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 
@@ -148,7 +149,8 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     mu, std, sum_log_var = _encode(model.params, x, config, proposal, rows)
     blocks = [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
     workers = _workers(len(blocks), n * k)
-    decoders = [_Decoder(model.params, config, x) for _ in range(workers)]
+    decoders = [_Decoder(model.params, config, x)]
+    decoders += [decoders[0].sibling() for _ in range(1, workers)]
     total = np.full(n, -np.inf)  # running log sum_i w_i, float64
 
     def score(worker: int, eps: Array, todo) -> None:
@@ -259,6 +261,13 @@ class _Decoder:
             sigma = config.sigma
             self.scale = -0.5 / (sigma * sigma)
             self.const = -0.5 * config.input_dim * math.log(2.0 * math.pi * sigma * sigma)
+
+    def sibling(self) -> "_Decoder":
+        """A decoder for another thread: this one's matrices and
+        per-example vectors (read only, shared), buffers of its own."""
+        other = copy.copy(self)
+        other.buffers = {}
+        return other
 
     def inputs(self, rows: int) -> list[Array]:
         """Each layer's input buffer (rows, width + 1), last column 1."""
