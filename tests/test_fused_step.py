@@ -375,6 +375,28 @@ class InlineExecutor:
         return done
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "halves"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_forward_backward_gradients_by_finite_differences(objective, split, monkeypatch):
+    """fused_step.forward_backward (one `_forward_backward` pass, or two
+    halves joined as (h/n) g_0 + ((n-h)/n) g_1): every parameter's gradient
+    against central differences of the loss it returns, at fixed eps."""
+    vae, x, eps = setup_case("bernoulli", "diagonal", "tanh", (5,), "float64", n=5)
+    monkeypatch.setattr(fused_step, "SPLIT_ROWS", 1)  # a batch of 5 splits 2 + 3
+    e = eps[0] if objective == "iwae" else eps[0, 0]
+    helper = InlineExecutor() if split else None
+
+    def loss_at(params):
+        return fused_step.forward_backward(params, x, e, vae.config, objective, BETA,
+                                           ({}, {}), helper)[0]
+
+    _, _, grads = fused_step.forward_backward(vae.params, x, e, vae.config, objective, BETA,
+                                              ({}, {}), helper)
+    for name, g in grads.items():
+        assert_grad_close(lambda v, n=name: loss_at(dict(vae.params, **{n: v})),
+                          lambda v, g=g.copy(): g, vae.params[name].copy())
+
+
 def test_a_split_step_gives_the_same_bits_however_its_halves_are_run(monkeypatch):
     """Trainer steps that split the batch (two cores, fused_step.SPLIT_ROWS)
     give the same parameters to the bit whether the second half and half
