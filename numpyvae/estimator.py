@@ -22,8 +22,7 @@ from scipy import sparse
 
 from ._validation import as_data, check_int, describe
 from .checkpoint import load_checkpoint, save
-from .iwae import iwae_loss_forward
-from .model import loss_forward
+from .model import bound_loss_forward, loss_forward
 from .optim import Adam
 from .train import Trainer, train, trainer_from_checkpoint
 from .vae import VAE
@@ -378,8 +377,8 @@ class VAEEstimator:
                 _, terms, _ = loss_forward(model.params, xb, eb[0], model.config, 0.0)
                 scores[lo:lo + rows] = terms["log_lik"] - terms["kl"]
             else:
-                scores[lo:lo + rows] = iwae_loss_forward(model.params, xb, eb,
-                                                         model.config)[1]["iwae"]
+                scores[lo:lo + rows] = bound_loss_forward(model.params, xb, eb, model.config,
+                                                          "iwae")[1]["iwae"]
         if self.scale_ is not None:  # log p(x) = log p(u) - sum_j log scale_j
             scores -= x.dtype.type(np.sum(np.log(self.scale_)))
         return scores

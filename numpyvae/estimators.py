@@ -1,11 +1,15 @@
-"""Estimators of log p_theta(x).
+"""Estimators of log p_theta(x), for any model, from its log-weights.
 
 The notes write p_theta(x) = E_{z~r}[p_theta(x|z)], an integral with no
-closed form; these functions estimate its logarithm. The sampled
-estimators work in log space: each keeps a running logsumexp of its
-log-weights over chunks of samples and subtracts log k at the end (the
-log-mean-exp of `log_mean_exp`, computed a chunk at a time), so tiny
-likelihoods (MNIST's are near exp(-100)) never underflow.
+closed form; these functions estimate its logarithm. Every sampled
+estimator is one streaming loop, `log_mean_weight`, over the model's
+per-sample log-weights (the model protocol's `log_weights`, or
+`prior_log_weights` for z drawn from the generative model): it draws
+the noise a chunk of samples at a time, scores blocks of (samples x
+examples), and keeps a running logsumexp per example (the IWAE head of
+iwae.py, computed a chunk at a time) or a running sum (the sampled
+ELBO), so tiny likelihoods (MNIST's are near exp(-100)) never underflow
+and the memory stays bounded whatever k and n are.
 
 * `naive_log_likelihood`: the notes' plain Monte-Carlo average over z
   drawn from the prior, under a log; biased low by Jensen's inequality.
@@ -16,24 +20,25 @@ likelihoods (MNIST's are near exp(-100)) never underflow.
 * `exact_log_likelihood`: the closed form of the linear-Gaussian VAE,
   the yardstick the others are tested against.
 
-Speed. `_block_log_weights` and `_log_mean_weight` below are the
-reference: the log-weights of a block of (samples x examples) rows
-written as the notes have them. `iwae_bound` and `naive_log_likelihood`
-run the same sum rearranged for speed (fused_eval.py; for the MNIST
-784-400-20 model about twice as fast), held equal to the reference by
-tests/test_fused_eval.py for every configuration.
+Speed. With ``fast=False`` the loop runs the reference log-weights,
+as the notes write them. With ``fast=True`` (the default) the one-layer
+model's IWAE and prior estimates run the same sum rearranged for speed
+(fused_eval.py; for the MNIST 784-400-20 model about four times as
+fast), held equal to ``fast=False`` by tests/test_fused_eval.py for
+every configuration; other models and the sampled ELBO always run the
+reference.
 
-Memory. Both forms keep a running logsumexp per example in float64 and
-work on a block of rows at a time, so the memory in use is bounded by
-`MEMORY_BUDGET` whatever k and n are. In the reference one decoder row
-(one z and its copy of x) costs at most
-``itemsize * (8 d_x + 4 sum(hidden) + 4 d_z)`` bytes: the copy of x, the
-decoder output, up to five temporaries of the log-likelihood, and per
-hidden layer its pre-activation, activation and cache; the noise of one
-chunk of samples for all n examples, (chunk, n, d_z), gets a quarter of
-the budget and the rows the rest (`chunk_plan`). The fast form needs
-less: blocks of at most `fused_eval.BLOCK_ROWS` rows and noise chunks of
-at most `fused_eval.NOISE_VALUES` normals (`fused_eval.block_plan`).
+Memory. Both forms keep a running sum per example in float64 and work
+on a block of rows at a time, so the memory in use is bounded by
+`MEMORY_BUDGET`. In the reference one row (one sample for one example)
+costs at most ``itemsize * (8 d_x + 4 sum(d_out) + 4 noise_dim)`` bytes,
+d_out running over every dense layer of the model: the decoder output
+and up to five temporaries of the log-likelihood, and per layer its
+output, activation and cache; the noise of one chunk of samples for all
+n examples, (chunk, n, noise_dim), gets a quarter of the budget and the
+rows the rest (`chunk_plan`). The fast form needs less: blocks of at
+most `fused_eval.BLOCK_ROWS` rows and noise chunks of at most
+`fused_eval.NOISE_VALUES` normals (`fused_eval.block_plan`).
 """
 
 from __future__ import annotations
@@ -47,9 +52,7 @@ from scipy.special import logsumexp
 
 from . import fused_eval
 from ._validation import check_int
-from .hierarchical_vae import HierarchicalVAE
-from .hierarchy import log_weights_forward
-from .model import decoder_forward, encoder_forward, log_lik_forward
+from .protocol import Model
 from .vae import VAE, as_generator
 
 Array = NDArray[np.floating]
@@ -91,26 +94,20 @@ def log_mean_exp(a: Array, axis: int = 0) -> Array:
     return out.astype(a.dtype, copy=False)
 
 
-def _check_model(model) -> VAE:
-    if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a numpyvae.VAE, got {type(model).__name__}")
+def _check_model(model) -> Model:
+    if not isinstance(model, Model):  # the protocol, not a class
+        raise TypeError(f"model: expected a numpyvae model (VAE or HierarchicalVAE), got "
+                        f"{type(model).__name__}")
     return model
-
-
-def _check_width(model: VAE, estimator: str) -> None:
-    """q(z|x) must be a density: a fixed posterior needs delta > 0."""
-    if model.config.posterior == "fixed" and model.config.delta == 0:
-        raise ValueError(f"model: {estimator} needs the density q(z|x), but this model's "
-                         "posterior has delta=0 (a point mass); use a model with delta > 0")
 
 
 def _optional_size(value, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
 
 
-def chunk_plan(model: VAE, n: int, k: int, chunk_size: int | None = None,
+def chunk_plan(model: Model, n: int, k: int, chunk_size: int | None = None,
                batch_size: int | None = None) -> tuple[int, int]:
-    """Samples and examples per decoder block: ``(chunk_size, batch_size)``.
+    """Samples and examples per block: ``(chunk_size, batch_size)``.
 
     Sizes left as None are chosen so the block fits `MEMORY_BUDGET` (see
     the module docstring for the per-row cost); given sizes are kept
@@ -118,16 +115,16 @@ def chunk_plan(model: VAE, n: int, k: int, chunk_size: int | None = None,
 
     Examples
     --------
-    >>> model = VAE(784, 20, hidden=(400,))
-    >>> chunk_plan(model, n=10_000, k=5000)
-    (83, 76)
+    >>> chunk_plan(VAE(784, 20, hidden=(400,)), n=10_000, k=5000)
+    (53, 98)
     """
     c = model.config
     itemsize = np.dtype(c.dtype).itemsize
-    row_bytes = itemsize * (8 * c.input_dim + 4 * sum(c.hidden) + 4 * c.latent_dim)
+    widths = sum(d_out for _, d_out in c.layer_shapes().values())
+    row_bytes = itemsize * (8 * c.input_dim + 4 * widths + 4 * c.noise_dim)
     rows = max(1, (MEMORY_BUDGET - MEMORY_BUDGET // 4) // row_bytes)
     if chunk_size is None:
-        eps_cap = (MEMORY_BUDGET // 4) // (itemsize * n * c.latent_dim)
+        eps_cap = (MEMORY_BUDGET // 4) // (itemsize * n * c.noise_dim)
         chunk_size = max(1, min(eps_cap, rows))
     chunk_size = min(chunk_size, k)
     if batch_size is None:
@@ -135,61 +132,98 @@ def chunk_plan(model: VAE, n: int, k: int, chunk_size: int | None = None,
     return chunk_size, min(batch_size, n)
 
 
-def _block_log_weights(model: VAE, x: Array, eps: Array, proposal: str) -> Array:
-    """log w for a block: x (b, d_x), eps (s, b, d_z) -> (s, b) float64.
+def block_log_weights(model: Model, x: Array, eps: Array, proposal: str) -> Array:
+    """The model's log w for a block: x (b, d_x), eps (s, b, noise_dim)
+    -> (s, b), float64.
 
-    "prior":     z = eps,                   log w = log p(x|z)
-    "posterior": z = mu + std * eps,        log w = log p(x|z) + log r(z)
-                                                    - log q(z|x)
+    "posterior": z ~ q(z|x),  log w = log p(x, z) - log q(z|x)
+                 (`model.log_weights`)
+    "prior":     z ~ the generative model, log w = log p(x|z)
+                 (`model.prior_log_weights`)
     """
-    config = model.config
-    s, b, d_z = eps.shape
     if proposal == "prior":
-        z = eps
-        log_ratio = 0.0
-    else:
-        mu, log_var, _ = encoder_forward(model.params, x, config)  # (b, d_z)
-        if log_var is None:
-            log_var = np.full_like(mu, 2.0 * math.log(config.delta))
-        z = mu + np.exp(0.5 * log_var) * eps  # (s, b, d_z)
-        # log r(z) - log q(z|x); the log(2 pi) terms cancel, and
-        # (z - mu) / std is eps exactly, so no division by a tiny std.
-        z64, eps64 = z.astype(np.float64), eps.astype(np.float64)
-        log_ratio = -0.5 * (z64 * z64 - eps64 * eps64 - log_var.astype(np.float64)).sum(-1)
-    out, _ = decoder_forward(model.params, z.reshape(s * b, d_z), config)  # (s*b, d_x)
-    x_rep = np.broadcast_to(x, (s, *x.shape)).reshape(s * b, -1)
-    log_lik, _ = log_lik_forward(x_rep, out, config)
-    return log_lik.reshape(s, b).astype(np.float64) + log_ratio
+        return model.prior_log_weights(x, eps).astype(np.float64)
+    return model.log_weights(x, eps)[0].astype(np.float64)
 
 
-def _log_mean_weight(model: VAE, x: Array, k: int, rng: np.random.Generator,
-                     proposal: str, chunk_size: int | None, batch_size: int | None) -> Array:
-    """log (1/k) sum_i w_i per example, streamed over blocks (float64 sums).
+def log_mean_weight(model: Model, x, k: int, rng, proposal: str = "posterior",
+                    bound: str = "iwae", chunk_size: int | None = None,
+                    batch_size: int | None = None, fast: bool = True) -> Array:
+    """The one streaming estimator: a bound head over k log-weights each.
 
-    The noise is drawn chunk by chunk of samples as (chunk, n, d_z) arrays:
-    sample-major, example next, so the stream -- and so the result, up to
-    rounding -- does not depend on `chunk_size` or `batch_size`.
+    Parameters
+    ----------
+    model : VAE or HierarchicalVAE (any model of the protocol)
+    x : ndarray, shape (n, d_x)
+        Converted once to the model's dtype.
+    k : int
+        Samples per example, >= 1.
+    rng : numpy.random.Generator or int
+        The noise is drawn as (chunk, n, noise_dim) arrays, sample-major,
+        so the stream -- and the result, up to rounding -- does not depend
+        on `chunk_size`, `batch_size` or `fast`.
+    proposal : {"posterior", "prior"}
+        Where z comes from (`block_log_weights`).
+    bound : {"iwae", "elbo"}
+        "iwae": log (1/k) sum_i w_i; "elbo": (1/k) sum_i log w_i.
+    chunk_size, batch_size : int, optional
+        Samples per noise draw, examples per block (`chunk_plan`).
+    fast : bool
+        Run fused_eval.py where it applies (the one-layer model's "iwae"
+        bound); False runs the reference loop below.
+
+    Returns
+    -------
+    ndarray, shape (n,), in the model's dtype (the sums are float64).
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(4,), dtype="float64")
+    >>> x = np.full((4, 3), 0.5)
+    >>> fast = log_mean_weight(model, x, 30, np.random.default_rng(0))
+    >>> ref = log_mean_weight(model, x, 30, np.random.default_rng(0), fast=False)
+    >>> bool(np.allclose(fast, ref))
+    True
     """
-    n, d_z = x.shape[0], model.config.latent_dim
+    model = _check_model(model)
+    x = model.as_input(x)
+    k, rng = check_int(k, "k", 1), as_generator(rng)
+    if proposal not in ("posterior", "prior"):
+        raise ValueError(f"proposal: expected 'posterior' or 'prior', got {proposal!r}")
+    if bound not in ("iwae", "elbo"):
+        raise ValueError(f"bound: expected 'iwae' or 'elbo', got {bound!r}")
+    if proposal == "posterior":
+        model.check_density(f"the {bound} estimate")
+    chunk_size = _optional_size(chunk_size, "chunk_size")
+    batch_size = _optional_size(batch_size, "batch_size")
+    if fast and bound == "iwae" and fused_eval.supports(model.config):
+        return fused_eval.log_mean_weight(model, x, k, rng, proposal, MEMORY_BUDGET,
+                                          chunk_size, batch_size)
+    n = x.shape[0]
     chunk_size, batch_size = chunk_plan(model, n, k, chunk_size, batch_size)
-    total = np.full(n, -np.inf)  # running log sum_i w_i, float64
+    total = np.full(n, -np.inf if bound == "iwae" else 0.0)  # float64
     for start in range(0, k, chunk_size):
         s = min(chunk_size, k - start)
-        eps = rng.standard_normal((s, n, d_z), dtype=model.dtype)
+        eps = rng.standard_normal((s, n, model.config.noise_dim), dtype=model.dtype)
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
-            log_w = _block_log_weights(model, x[lo:hi], eps[:, lo:hi], proposal)
-            total[lo:hi] = np.logaddexp(total[lo:hi], logsumexp(log_w, axis=0))
-    return (total - math.log(k)).astype(model.dtype)
+            log_w = block_log_weights(model, x[lo:hi], eps[:, lo:hi], proposal)  # (s, b)
+            if bound == "iwae":  # log sum_i w_i, a chunk at a time
+                total[lo:hi] = np.logaddexp(total[lo:hi], logsumexp(log_w, axis=0))
+            else:                # sum_i log w_i
+                total[lo:hi] += log_w.sum(axis=0)
+    estimate = total - math.log(k) if bound == "iwae" else total / k
+    return estimate.astype(model.dtype)
 
 
-def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = None,
-                         batch_size: int | None = None) -> Array:
+def naive_log_likelihood(model: Model, x, m: int, rng, chunk_size: int | None = None,
+                         batch_size: int | None = None, fast: bool = True) -> Array:
     """Plain Monte-Carlo estimate of log p(x), with z from the prior.
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
+        For the two-layer model z2 ~ r(z2), then z1 ~ p(z1|z2).
     x : ndarray, shape (n, d_x)
         Converted once to the model's dtype.
     m : int
@@ -198,6 +232,8 @@ def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = No
     chunk_size, batch_size : int, optional
         Samples and examples per decoder block; None chooses them from
         `MEMORY_BUDGET`. The result does not depend on them.
+    fast : bool
+        As for `log_mean_weight`.
 
     Returns
     -------
@@ -223,22 +259,18 @@ def naive_log_likelihood(model: VAE, x, m: int, rng, chunk_size: int | None = No
     >>> naive_log_likelihood(model, x, 100, np.random.default_rng(0)).shape
     (2,)
     """
-    model = _check_model(model)
-    x = model.as_input(x)
     m = check_int(m, "m", 1)
-    return fused_eval.log_mean_weight(model, x, m, as_generator(rng), "prior", MEMORY_BUDGET,
-                                      _optional_size(chunk_size, "chunk_size"),
-                                      _optional_size(batch_size, "batch_size"),
-                                      reference=_block_log_weights)
+    return log_mean_weight(model, x, m, rng, "prior", "iwae", chunk_size, batch_size, fast)
 
 
-def elbo(model: VAE, x, rng) -> Array:
-    """The evidence lower bound per example: one sample and the exact KL.
+def elbo(model: Model, x, rng) -> Array:
+    """The evidence lower bound per example, one sample: `model.elbo`.
 
     Parameters
     ----------
-    model : VAE
-        Its posterior must be a density (delta > 0 if fixed).
+    model : VAE or HierarchicalVAE
+        Its posterior must be a density (delta > 0 if fixed). The
+        one-layer model's KL is exact, the two-layer model's sampled.
     x : ndarray, shape (n, d_x)
     rng : numpy.random.Generator or int
 
@@ -261,20 +293,39 @@ def elbo(model: VAE, x, rng) -> Array:
     True
     """
     model = _check_model(model)
-    x = model.as_input(x)
-    _check_width(model, "elbo")
-    rng = as_generator(rng)
-    terms = model.elbo_terms(x, rng)
-    return terms["log_lik"] - terms["kl"]
+    model.check_density("elbo")
+    return model.elbo(x, as_generator(rng))
 
 
-def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
-               batch_size: int | None = None) -> Array:
+def sampled_elbo(model: Model, x, k: int, rng, chunk_size: int | None = None,
+                 batch_size: int | None = None) -> Array:
+    """The ELBO per example as the mean of k log-weights (the KL sampled).
+
+    Notes
+    -----
+    elbo_k(x) = (1/k) sum_i log w_i, z_i ~ q(z|x): the sampled-ELBO head
+    of iwae.py, streamed by `log_mean_weight`. Its expectation is the
+    ELBO, whatever k; k only shrinks its spread.
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(), likelihood="gaussian", dtype="float64")
+    >>> x = np.zeros((1, 3))
+    >>> a = sampled_elbo(model, x, 20000, np.random.default_rng(0))
+    >>> b = elbo(model, np.zeros((20000, 3)), np.random.default_rng(1)).mean()
+    >>> bool(abs(a[0] - b) < 0.05)
+    True
+    """
+    return log_mean_weight(model, x, k, rng, "posterior", "elbo", chunk_size, batch_size)
+
+
+def iwae_bound(model: Model, x, k: int, rng, chunk_size: int | None = None,
+               batch_size: int | None = None, fast: bool = True) -> Array:
     """Importance-weighted lower bound on log p(x) with k samples of q.
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
         Its posterior must be a density (delta > 0 if fixed).
     x : ndarray, shape (n, d_x)
         Converted once to the model's dtype.
@@ -285,6 +336,8 @@ def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
         Samples and examples per decoder block; None chooses them from
         `MEMORY_BUDGET` (module docstring). The noise stream, and so the
         result up to rounding, does not depend on them.
+    fast : bool
+        As for `log_mean_weight`.
 
     Returns
     -------
@@ -304,9 +357,9 @@ def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
         iwae_k(x) = log (1/k) sum_i w_i = log_mean_exp_i log w_i
 
     E[iwae_k] <= log p(x) by Jensen, E[iwae_k] grows with k and tends to
-    log p(x). k = 1 is the ELBO with the KL sampled instead of exact.
-    With z = mu + std * eps, log r(z) - log q(z|x) =
-    -0.5 sum_j (z_j^2 - eps_j^2 - log_var_j).
+    log p(x) (Burda et al., Section 3, Theorem 1). k = 1 is the ELBO
+    with the KL sampled instead of exact. The log-weights are the
+    model's (`model.log_weights_forward`, `hierarchy.log_weights_forward`).
 
     References
     ----------
@@ -321,17 +374,11 @@ def iwae_bound(model: VAE, x, k: int, rng, chunk_size: int | None = None,
     >>> np.round(bound - exact_log_likelihood(model, x), 1) + 0.0
     array([0., 0.])
     """
-    model = _check_model(model)
-    x = model.as_input(x)
     k = check_int(k, "k", 1)
-    _check_width(model, "iwae_bound")
-    return fused_eval.log_mean_weight(model, x, k, as_generator(rng), "posterior",
-                                      MEMORY_BUDGET, _optional_size(chunk_size, "chunk_size"),
-                                      _optional_size(batch_size, "batch_size"),
-                                      reference=_block_log_weights)
+    return log_mean_weight(model, x, k, rng, "posterior", "iwae", chunk_size, batch_size, fast)
 
 
-def exact_log_likelihood(model: VAE, x) -> Array:
+def exact_log_likelihood(model: Model, x) -> Array:
     """log p(x) in closed form for the linear-Gaussian VAE.
 
     Parameters
@@ -386,95 +433,6 @@ def exact_log_likelihood(model: VAE, x) -> Array:
     log_det = 2.0 * np.log(np.diag(factor[0])).sum()
     maha = (diff * cho_solve(factor, diff.T).T).sum(axis=1)  # (n,)
     return (-0.5 * (c.input_dim * LOG_2PI + log_det + maha)).astype(model.dtype)
-
-
-def hierarchy_chunk_plan(model: HierarchicalVAE, n: int, k: int,
-                         chunk_size: int | None = None,
-                         batch_size: int | None = None) -> tuple[int, int]:
-    """`chunk_plan` for the two-layer model: ``(chunk_size, batch_size)``.
-
-    One row (one sample of (z1, z2) for one example) costs at most
-    ``itemsize * (8 d_x + 8 (sum(hidden) + sum(hidden2)) + 12 (d_z1 + d_z2))``
-    bytes: the copy of x, the logits and the likelihood's temporaries, the
-    pre-activation and activation of every hidden layer of the four
-    networks, and the means, log-variances, samples and densities' caches.
-
-    Examples
-    --------
-    >>> hierarchy_chunk_plan(HierarchicalVAE(784), n=10_000, k=5000)
-    (11, 436)
-    """
-    c = model.config
-    itemsize = np.dtype(c.dtype).itemsize
-    d_z = sum(c.latent_dims)
-    row_bytes = itemsize * (8 * c.input_dim + 8 * (sum(c.hidden) + sum(c.hidden2)) + 12 * d_z)
-    rows = max(1, (MEMORY_BUDGET - MEMORY_BUDGET // 4) // row_bytes)
-    if chunk_size is None:
-        eps_cap = (MEMORY_BUDGET // 4) // (itemsize * n * d_z)
-        chunk_size = max(1, min(eps_cap, rows))
-    chunk_size = min(chunk_size, k)
-    if batch_size is None:
-        batch_size = max(1, rows // chunk_size)
-    return chunk_size, min(batch_size, n)
-
-
-def hierarchical_iwae_bound(model: HierarchicalVAE, x, k: int, rng,
-                            chunk_size: int | None = None,
-                            batch_size: int | None = None) -> Array:
-    """`iwae_bound` for the two-stochastic-layer model: log (1/k) sum_i w_i.
-
-    Parameters
-    ----------
-    model : HierarchicalVAE
-    x : ndarray, shape (n, d_x), in [0, 1]
-    k : int
-        Importance samples of (z1, z2) ~ q(z1|x) q(z2|z1) per example.
-    rng : numpy.random.Generator or int
-    chunk_size, batch_size : int, optional
-        As for `iwae_bound` (`hierarchy_chunk_plan`); the noise stream,
-        and so the result up to rounding, does not depend on them.
-
-    Returns
-    -------
-    ndarray, shape (n,), in the model's dtype (sums in float64).
-
-    Notes
-    -----
-    log w_i = log p(x|z1_i) + log p(z1_i|z2_i) + log r(z2_i)
-              - log q(z1_i|x) - log q(z2_i|z1_i),
-    computed by `hierarchy.log_weights_forward` on a block of samples at
-    a time; the noise of each chunk is drawn as eps1 (s, n, d_z1), then
-    eps2 (s, n, d_z2).
-
-    Examples
-    --------
-    >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64")
-    >>> x = np.random.default_rng(0).random((3, 4))
-    >>> bound = hierarchical_iwae_bound(model, x, 50, np.random.default_rng(1))
-    >>> bound.shape, bool(np.all(bound < 0))
-    ((3,), True)
-    """
-    if not isinstance(model, HierarchicalVAE):
-        raise TypeError(f"model: expected a numpyvae HierarchicalVAE, got "
-                        f"{type(model).__name__}")
-    x = model.as_input(x)
-    k, rng = check_int(k, "k", 1), as_generator(rng)
-    n, (d1, d2) = x.shape[0], model.config.latent_dims
-    chunk_size, batch_size = hierarchy_chunk_plan(model, n, k,
-                                                  _optional_size(chunk_size, "chunk_size"),
-                                                  _optional_size(batch_size, "batch_size"))
-    total = np.full(n, -np.inf)  # running log sum_i w_i, float64
-    for start in range(0, k, chunk_size):
-        s = min(chunk_size, k - start)
-        eps1 = rng.standard_normal((s, n, d1), dtype=model.dtype)
-        eps2 = rng.standard_normal((s, n, d2), dtype=model.dtype)
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            log_w, _, _ = log_weights_forward(model.params, x[lo:hi], eps1[:, lo:hi],
-                                              eps2[:, lo:hi], model.config)
-            total[lo:hi] = np.logaddexp(total[lo:hi],
-                                        logsumexp(log_w.astype(np.float64), axis=0))
-    return (total - math.log(k)).astype(model.dtype)
 
 
 def standard_error(estimates) -> float | None:

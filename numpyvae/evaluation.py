@@ -2,14 +2,18 @@
 
 For a test set, `evaluate_model` gives
 
-* the mean ELBO with a sampled z (one reparameterized draw per example,
-  analytic KL), the bound the model was trained on;
+* the mean ELBO with a sampled z (one reparameterized draw per example;
+  the KL analytic for the one-layer model, sampled for the two-layer
+  one), the bound the model was trained on;
 * the IWAE-k estimate of log p(x) (`estimators.iwae_bound`), whose
   negative mean is the reported test NLL (k = 5000 in the literature);
 * their gap, which measures how far q(z|x) is from the true posterior;
 * bits per dimension, NLL / (d_x log 2);
-* the number of active latent units (Burda et al., 2016): unit j is
-  active when Cov_x(E_q[z_j | x]) = Var_x(mu_j(x)) > 0.01.
+* the number of active latent units (Burda et al., 2016): unit j of a
+  stochastic layer is active when Var_x(E_q[z_j | x]) > 0.01, the inner
+  means given by the model (`posterior_means` of the model protocol).
+
+It works for any model of the protocol (protocol.py).
 """
 
 from __future__ import annotations
@@ -21,20 +25,21 @@ import numpy as np
 
 from ._progress import duration, make_bar
 from ._validation import check_int
-from .estimators import elbo, hierarchical_iwae_bound, iwae_bound, standard_error
-from .hierarchical_vae import HierarchicalVAE
-from .hierarchy import gaussian_layer_forward
+from .estimators import elbo, iwae_bound, standard_error
+from .protocol import Model
 from .vae import VAE, as_generator
 
 ACTIVE_THRESHOLD = 1e-2
 
 
-def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
-                 batch_size: int = 1000) -> tuple[int, np.ndarray]:
+def active_units(model: Model, x, threshold: float = ACTIVE_THRESHOLD,
+                 batch_size: int = 1000, rng=None) -> tuple[int, np.ndarray]:
     """Count latent units whose posterior mean varies across the data.
 
-    Returns ``(count, variances)`` where ``variances[j] = Var_x(mu_j(x))``
-    (float64, population variance over the rows of `x`).
+    Returns ``(count, variances)`` where ``variances[j] = Var_x(E_q[z_j|x])``
+    (float64, population variance over the rows of `x`), the units of
+    every stochastic layer in order (`active_units_per_layer`); for the
+    one-layer model E_q[z_j|x] = mu_j(x)."""
 
     Examples
     --------
@@ -43,14 +48,12 @@ def active_units(model: VAE, x, threshold: float = ACTIVE_THRESHOLD,
     >>> var.shape
     (3,)
     """
-    x = model.as_input(x)
-    mus = [model.encode(x[i:i + batch_size])[0].astype(np.float64)
-           for i in range(0, x.shape[0], batch_size)]
-    variances = np.concatenate(mus).var(axis=0)
-    return int((variances > threshold).sum()), variances
+    counts, variances = active_units_per_layer(model, x, rng, threshold=threshold,
+                                               batch_size=batch_size)
+    return sum(counts), np.concatenate(variances)
 
 
-def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None,
+def evaluate_model(model: Model, x, k: int = 5000, rng=None,
                    batch_size: int = 500, progress: bool = False, log=print) -> dict:
     """Test-set ELBO, IWAE-k log-likelihood, their gap, bits/dim, active units.
 
@@ -94,16 +97,13 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None,
     batch_size = check_int(batch_size, "batch_size", 1)
     rng = as_generator(rng)
     t0 = time.perf_counter()
-    hierarchical = isinstance(model, HierarchicalVAE)  # two stochastic layers
-    elbo_values = model.elbo(x, rng) if hierarchical else elbo(model, x, rng)
-    elbos = np.asarray(elbo_values, dtype=np.float64)  # (n,)
-    bound = hierarchical_iwae_bound if hierarchical else iwae_bound
+    elbos = np.asarray(elbo(model, x, rng), dtype=np.float64)  # (n,)
     n = x.shape[0]
     bar = make_bar(n, desc=f"IWAE k={k}") if progress else None
     iwaes = []
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        iwaes.append(bound(model, xb, k, rng).astype(np.float64))
+        iwaes.append(iwae_bound(model, xb, k, rng).astype(np.float64))
         done, seconds = min(start + batch_size, n), time.perf_counter() - t0
         if bar is not None:
             bar.update(xb.shape[0])
@@ -113,12 +113,10 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None,
     if bar is not None:
         bar.close()
     iwaes = np.concatenate(iwaes)  # (n,)
-    per_layer = {}
-    if hierarchical:
-        counts = active_units_per_layer(model, x, rng)[0]
-        count, per_layer = sum(counts), {"test_active_units_per_layer": counts}
-    else:
-        count, _ = active_units(model, x)
+    counts = active_units_per_layer(model, x, rng)[0]
+    count, per_layer = sum(counts), {}
+    if len(counts) > 1:  # a model with several stochastic layers
+        per_layer = {"test_active_units_per_layer": counts}
     per_bit = 1.0 / (model.config.input_dim * math.log(2.0))
     iwae_se = standard_error(iwaes)
     return {**per_layer, "test_elbo": float(elbos.mean()), "test_elbo_se": standard_error(elbos),
@@ -132,20 +130,22 @@ def evaluate_model(model: VAE | HierarchicalVAE, x, k: int = 5000, rng=None,
             "seconds": time.perf_counter() - t0}
 
 
-def active_units_per_layer(model: HierarchicalVAE, x, rng=None, n_samples: int = 20,
+def active_units_per_layer(model: Model, x, rng=None, n_samples: int = 20,
                            threshold: float = ACTIVE_THRESHOLD,
                            batch_size: int = 1000) -> tuple[list[int], list[np.ndarray]]:
-    """Active units of each stochastic layer of the two-layer model.
+    """Active units of each stochastic layer.
 
     Unit j of layer l is active when Var_x(E_q[z_l,j | x]) > threshold
-    (Burda et al., 2016). For z1 the inner mean is mu1(x). For z2 it is
-    E_{z1 ~ q(z1|x)}[mu2(z1)], estimated by the average of mu2 over
-    `n_samples` draws of z1 (from `rng`; None is seed 0).
+    (Burda et al., 2016). The inner means are the model's
+    `posterior_means`: mu(x) for the one-layer model; mu1(x) and the
+    average of mu2(z1) over `n_samples` draws of z1 ~ q(z1|x) (from
+    `rng`; None is seed 0) for the two-layer one.
 
-    Returns ``([count_z1, count_z2], [variances_z1, variances_z2])``.
+    Returns ``([count per layer], [variances per layer])``.
 
     Examples
     --------
+    >>> from numpyvae.hierarchical_vae import HierarchicalVAE
     >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,))
     >>> counts, variances = active_units_per_layer(model, np.full((6, 4), 0.5))
     >>> counts[0], [v.shape for v in variances]  # the same x six times: mu1 never varies
@@ -154,15 +154,11 @@ def active_units_per_layer(model: HierarchicalVAE, x, rng=None, n_samples: int =
     x = model.as_input(x)
     rng = as_generator(rng)
     n_samples = check_int(n_samples, "n_samples", 1)
-    c = model.config
-    means1, means2 = [], []
+    layers: list[list[np.ndarray]] = []
     for i in range(0, x.shape[0], batch_size):
-        mu1, log_var1 = model.encode(x[i:i + batch_size])[:2]
-        eps = rng.standard_normal((n_samples, *mu1.shape), dtype=model.dtype)
-        z1 = (mu1 + np.exp(0.5 * log_var1) * eps).reshape(-1, mu1.shape[1])
-        mu2, _, _ = gaussian_layer_forward(model.params, z1, "q2", len(c.hidden2),
-                                           c.activation)
-        means1.append(mu1.astype(np.float64))
-        means2.append(mu2.reshape(n_samples, *mu1.shape[:1], -1).mean(axis=0, dtype=np.float64))
-    variances = [np.concatenate(means1).var(axis=0), np.concatenate(means2).var(axis=0)]
+        means = model.posterior_means(x[i:i + batch_size], rng, n_samples)
+        layers = layers or [[] for _ in means]
+        for parts, m in zip(layers, means):
+            parts.append(m.astype(np.float64))
+    variances = [np.concatenate(parts).var(axis=0) for parts in layers]
     return [int((v > threshold).sum()) for v in variances], variances

@@ -1,11 +1,12 @@
 """The sampled estimators made fast: the same log-weights, fewer passes.
 
-`log_mean_weight` equals `estimators._log_mean_weight`, the reference
-that `iwae_bound` and `naive_log_likelihood` are defined by: same model,
-same x, same noise stream, same result to rounding
-(tests/test_fused_eval.py holds them equal for every configuration and
-dtype). Read the reference first (estimators.py, `_block_log_weights`);
-this module is the same sum rearranged for speed. For one example x and
+`log_mean_weight` equals `estimators.log_mean_weight(..., fast=False)`,
+the reference streaming loop over `model.log_weights_forward` that
+`iwae_bound` and `naive_log_likelihood` are defined by: same model, same
+x, same noise stream, same result to rounding (tests/test_fused_eval.py
+holds them equal for every configuration and dtype). It handles the
+one-layer model (`supports`). Read the reference first (estimators.py,
+model.py); this module is the same sum rearranged for speed. For one example x and
 one sample z the log-weight is
 
     log w = log p(x|z) + log r(z) - log q(z|x)      ("posterior")
@@ -22,7 +23,8 @@ example. What changes (measurements in docs/performance.md):
   l = h_aug W_aug the first sum is h_aug . (W_aug x): a product with a
   vector per example, so x is never copied per sample; the second is
   sum_j log1p(exp(l_j)), two passes. A row whose exp overflows (a logit
-  above about 88 in float32) is redone by the reference;
+  above about 88 in float32) is redone by the model's reference
+  log-weights;
 * the decoder works on blocks of about `BLOCK_ROWS` rows (samples x
   examples), small enough that its arrays stay near the core's cache;
 * the noise is drawn in the reference's order, (chunk, n, d_z) sample-
@@ -53,7 +55,8 @@ from numpy.typing import NDArray
 
 from . import _threads
 from .activations import ACTIVATIONS
-from .model import VAEConfig, encoder_forward
+from .kl import log_ratio_forward
+from .model import VAEConfig, encoder_forward, posterior_log_var
 
 Array = NDArray[np.floating]
 
@@ -61,6 +64,18 @@ SHIFT = 10.0  # softplus(l) = SHIFT + log(e^-SHIFT + e^(l - SHIFT)): see _sum_so
 BLOCK_ROWS = 1024  # decoder rows per block: its largest array, 784 wide, is 3 MiB in float32
 PARALLEL_ROWS = 100_000  # samples x images below which one thread does it all
 NOISE_VALUES = 2**20  # normals per chunk of noise: drawn in about 20 ms, 4 MiB in float32
+
+
+def supports(config) -> bool:
+    """Whether this module has a fast form of the model of `config`: the
+    one-layer VAE's (the two-layer model runs the reference).
+
+    Examples
+    --------
+    >>> supports(VAEConfig(784, 20))
+    True
+    """
+    return isinstance(config, VAEConfig)
 
 
 def block_plan(config: VAEConfig, n: int, k: int, budget: int,
@@ -115,8 +130,8 @@ def block_rows(config: VAEConfig, budget: int) -> int:
 
 def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal: str,
                     budget: int, chunk_size: int | None = None,
-                    batch_size: int | None = None, reference=None) -> Array:
-    """log (1/k) sum_i w_i per example, as `estimators._log_mean_weight`.
+                    batch_size: int | None = None) -> Array:
+    """log (1/k) sum_i w_i per example, as `estimators.log_mean_weight`.
 
     Parameters
     ----------
@@ -133,10 +148,9 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
         Bytes; see `block_plan`.
     chunk_size, batch_size : int, optional
         As in `block_plan`.
-    reference : callable, optional
-        ``reference(model, x_block, eps_block, proposal) -> (s, b)``, the
-        reference block (estimators._block_log_weights), used for a block
-        whose fast log-weights are not all finite.
+
+    A block whose fast log-weights are not all finite is redone by the
+    model's reference (`model.log_weights`, `model.prior_log_weights`).
 
     Returns
     -------
@@ -146,7 +160,7 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     n, d_z = x.shape[0], config.latent_dim
     chunk, batch = block_plan(config, n, k, budget, chunk_size, batch_size)
     rows = block_rows(config, budget)
-    mu, std, sum_log_var = _encode(model.params, x, config, proposal, rows)
+    mu, std, log_var = _encode(model.params, x, config, proposal, rows)
     blocks = [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
     workers = _workers(len(blocks), n * k)
     decoders = [_Decoder(model.params, config, x)]
@@ -160,9 +174,11 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
             step = max(1, rows // (hi - lo))  # samples per block
             for s0 in range(0, eps.shape[0], step):
                 e = eps[s0:s0 + step, lo:hi]  # (s, b, d_z)
-                log_w = _block(decoders[worker], e, lo, hi, mu, std, sum_log_var)  # (b, s)
-                if reference is not None and not np.isfinite(log_w).all():
-                    log_w = reference(model, x[lo:hi], e, proposal).T
+                log_w = _block(decoders[worker], e, lo, hi, mu, std, log_var)  # (b, s)
+                if not np.isfinite(log_w).all():  # an overflow: the reference redoes it
+                    redo = (model.prior_log_weights(x[lo:hi], e) if proposal == "prior"
+                            else model.log_weights(x[lo:hi], e)[0])
+                    log_w = redo.T.astype(np.float64)
                 total[lo:hi] = np.logaddexp(total[lo:hi], _log_sum_exp_rows(log_w))
 
     def draw(start: int) -> Array | None:
@@ -215,8 +231,8 @@ def _workers(n_blocks: int, n_rows: int) -> int:
 
 
 def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):
-    """mu, std (n, d_z) of q(z|x) and sum_j log_var_j (n,) in float64, by
-    passes of `rows` examples; None for the prior proposal (z = eps)."""
+    """mu, std and log_var (n, d_z) of q(z|x), by passes of `rows`
+    examples; None for the prior proposal (z = eps)."""
     n, d_z = x.shape[0], config.latent_dim
     if proposal == "prior":
         return None, None, None
@@ -225,8 +241,8 @@ def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):
     for lo in range(0, n, rows):
         m, lv, _ = encoder_forward(params, x[lo:lo + rows], config)
         mu[lo:lo + rows] = m
-        log_var[lo:lo + rows] = 2.0 * math.log(config.delta) if lv is None else lv
-    return mu, np.exp(0.5 * log_var), log_var.sum(axis=1, dtype=np.float64)
+        log_var[lo:lo + rows] = posterior_log_var(m, lv, config)
+    return mu, np.exp(0.5 * log_var), log_var
 
 
 class _Decoder:
@@ -331,12 +347,11 @@ def _sum_softplus(shifted: Array, groups: int) -> Array:
         return np.log(products, dtype=np.float64).sum(axis=1) + d_x * SHIFT
 
 
-def _block(decoder: _Decoder, eps: Array, lo: int, hi: int, mu, std, sum_log_var) -> Array:
+def _block(decoder: _Decoder, eps: Array, lo: int, hi: int, mu, std, log_var) -> Array:
     """log w (b, s), float64, for examples lo:hi and eps (s, b, d_z).
 
-    z = mu + std * eps, and log r(z) - log q(z|x)
-      = -0.5 sum_j (z_j^2 - eps_j^2 - log_var_j)
-    (the log(2 pi) terms cancel; (z - mu) / std is eps exactly).
+    z = mu + std * eps, written straight into the decoder's input buffer,
+    and log r(z) - log q(z|x) by its kernel (`kl.log_ratio_forward`).
     """
     s, b, d_z = eps.shape
     h0 = decoder.inputs(b * s)[0]
@@ -347,9 +362,7 @@ def _block(decoder: _Decoder, eps: Array, lo: int, hi: int, mu, std, sum_log_var
         return decoder.log_lik(b, s, lo, hi)
     np.multiply(std[lo:hi, None, :], e, out=z)
     z += mu[lo:hi, None, :]
-    sum_z2 = np.einsum("bsj,bsj->bs", z, z).astype(np.float64)
-    sum_e2 = np.einsum("bsj,bsj->bs", e, e).astype(np.float64)
-    log_ratio = -0.5 * (sum_z2 - sum_e2 - sum_log_var[lo:hi, None])
+    log_ratio, _ = log_ratio_forward(z, e, np.broadcast_to(log_var[lo:hi, None, :], z.shape))
     return decoder.log_lik(b, s, lo, hi) + log_ratio
 
 

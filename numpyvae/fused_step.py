@@ -2,12 +2,15 @@
 
 `loss_forward` / `loss_backward` equal `model.loss_forward` /
 `model.loss_backward`, `iwae_loss_forward` / `iwae_loss_backward` equal
-`iwae.iwae_loss_forward` / `iwae.iwae_loss_backward` (`forward_backward`
-runs a pair, whole or in two halves), and `adam_step` equals
-`optim.Adam.step`: same inputs, same outputs, to rounding
+`model.bound_loss_forward` / `model.bound_loss_backward` with the IWAE
+head (`forward_backward` runs a pair, whole or in two halves), and
+`adam_step` equals `optim.Adam.step`: same inputs, same outputs, to rounding
 (tests/test_fused_step.py holds them equal for every configuration and
 dtype). Read the reference first; this module is the same math
-rearranged for speed, and only `train.Trainer` uses it.
+rearranged for speed, and only `train.Trainer` uses it. The small
+(n, d_z) pieces -- the sample, the KL, the log-ratio, the bound head --
+are the reference's own kernels; what is fused is the work on the
+(n, d_x) and (n, hidden) arrays.
 
 What changes, and why (measurements in docs/performance.md):
 
@@ -39,16 +42,32 @@ import operator
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import softmax
 
+from . import iwae
 from ._validation import check_finite
 from .activations import activation_backward, activation_forward
-from .model import VAEConfig
+from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
+from .kl import log_ratio_backward, log_ratio_forward
+from .model import VAEConfig, posterior_log_var
+from .sampling import (reparameterize_backward, reparameterize_fixed_forward,
+                       reparameterize_forward)
 
 Array = NDArray[np.floating]
 
 ADAM_CHUNK = 32768  # entries: five float32 arrays of it (640 KiB) fit in 1 MiB of L2
 SPLIT_ROWS = 256  # decoder rows (batch x k) from which two cores share a step
+
+
+def supports(config) -> bool:
+    """Whether this module has a fused step for the model of `config`:
+    the one-layer VAE's (the two-layer model trains by the reference).
+
+    Examples
+    --------
+    >>> supports(VAEConfig(784, 20))
+    True
+    """
+    return isinstance(config, VAEConfig)
 
 
 def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float,
@@ -109,11 +128,12 @@ def loss_backward(cache) -> dict[str, Array]:
 
 
 def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace: dict):
-    """`iwae.iwae_loss_forward` with the network's passes in buffers.
+    """`model.bound_loss_forward(..., "iwae")` with the network's passes
+    in buffers.
 
     The k samples of each example go through the decoder as one batch of
-    k * n rows, exactly as in the reference. Inputs are not checked (see
-    `loss_forward`), except that a delta = 0 posterior has no density.
+    k * n rows. Inputs are not checked (see `loss_forward`), except that
+    a delta = 0 posterior has no density.
     """
     if config.posterior == "fixed" and not config.delta > 0:
         raise ValueError("delta: the IWAE objective needs a posterior density; delta=0 is a "
@@ -122,10 +142,13 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
     k, n, d_z = eps.shape
     h, enc_layers = _hidden_forward(params, x, "enc", config, ws)
     mu, log_var, heads_W = _heads_forward(params, h, config, ws)
-    if log_var is None:
-        log_var = np.full_like(mu, 2.0 * math.log(config.delta))
-    std = np.exp(0.5 * log_var)
-    z = mu + std * eps  # (k, n, d_z)
+    log_var_k = np.broadcast_to(posterior_log_var(mu, log_var, config), eps.shape)
+    mu_k = np.broadcast_to(mu, eps.shape)
+    if config.posterior == "diagonal":
+        z, z_cache = reparameterize_forward(mu_k, log_var_k, eps)  # (k, n, d_z)
+    else:
+        z, z_cache = reparameterize_fixed_forward(mu_k, config.delta, eps)
+    log_ratio, ratio_cache = log_ratio_forward(z, eps, log_var_k)  # (k, n)
     h_dec, dec_layers = _hidden_forward(params, z.reshape(k * n, d_z), "dec", config, ws)
     out = _dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (k n, d_x)
     x_rep = x
@@ -135,40 +158,40 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
         x_rep = x_rep.reshape(k * n, x.shape[1])
     log_lik, ll_cache = _log_lik_into(x_rep, out, config, ws)
     log_lik = log_lik.reshape(k, n)
-    log_w = log_lik - 0.5 * (z * z - eps * eps - log_var).sum(axis=-1)  # (k, n)
-    w_tilde = softmax(log_w, axis=0)
-    iwae = np.logaddexp.reduce(log_w, axis=0) - x.dtype.type(math.log(k))  # (n,)
-    kl = 0.5 * (mu * mu + std * std - log_var - 1.0).sum(axis=1)
-    loss = -float(np.mean(iwae, dtype=np.float64))
+    log_w = log_lik + log_ratio
+    loss, terms, head_cache = iwae.loss_forward(log_w, log_lik, "iwae")
     cache = {"enc_layers": enc_layers, "h_enc": h, "heads_W": heads_W, "dec_layers": dec_layers,
              "h_dec": h_dec, "out_W": params["out.W"], "ll_cache": ll_cache,
-             "w_tilde": w_tilde, "z": z, "eps": eps, "std": std, "config": config,
+             "head": head_cache, "z": z_cache, "log_ratio": ratio_cache, "config": config,
              "workspace": ws}
-    return loss, {"iwae": iwae, "log_lik": log_lik.mean(axis=0), "kl": kl}, cache
+    return loss, terms, cache
 
 
 def iwae_loss_backward(cache) -> dict[str, Array]:
     """`iwae.iwae_loss_backward`, the gradients views into one flat buffer."""
-    config, ws, w_tilde, z, eps, std = (cache["config"], cache["workspace"], cache["w_tilde"],
-                                        cache["z"], cache["eps"], cache["std"])
+    config, ws = cache["config"], cache["workspace"]
+    (z,) = cache["log_ratio"]
     k, n, d_z = z.shape
     grads = _grad_arrays(ws, config, z.dtype)
+    dlog_w = iwae.loss_backward(cache["head"])  # (k, n) = -w~ / n
     # A weight below sqrt(tiny) (1e-19 in float32) adds less than k * 1e-19
     # of the gradient's size, far under the dtype's resolution, but its
     # products with the network's numbers are subnormal, which the CPU
     # multiplies a hundred times slower: such weights count as 0.
-    w_tilde = np.where(w_tilde < math.sqrt(np.finfo(z.dtype).tiny), 0, w_tilde)
-    dlog_w = w_tilde * z.dtype.type(-1.0 / n)  # (k, n)
+    dlog_w[dlog_w > -math.sqrt(np.finfo(z.dtype).tiny) / n] = 0
     dout = _log_lik_backward_into(cache["ll_cache"], -dlog_w.reshape(k * n, 1), config, ws)
     dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
                               need_dx=True)
     dz = _hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
-    dz = dz.reshape(k, n, d_z) - dlog_w[:, :, None] * z
+    dz_ratio, dlog_var_ratio = log_ratio_backward(dlog_w, cache["log_ratio"])
+    dz = dz.reshape(k, n, d_z) + dz_ratio
     dheads = _scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), z.dtype)
-    dz.sum(axis=0, out=dheads[:, :d_z])  # dmu
     if config.posterior == "diagonal":
-        dlog_var = (dz * eps).sum(axis=0) * (0.5 * std) + dlog_w.sum(axis=0)[:, None] * 0.5
-        dheads[:, d_z:] = dlog_var
+        dmu_k, dlog_var_k = reparameterize_backward(dz, cache["z"])
+        dmu_k.sum(axis=0, out=dheads[:, :d_z])
+        (dlog_var_k + dlog_var_ratio).sum(axis=0, out=dheads[:, d_z:])
+    else:
+        dz.sum(axis=0, out=dheads[:, :d_z])  # dmu: z = mu + delta * eps
     dh = _heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
                          need_dx=bool(config.hidden))
     _hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
@@ -245,47 +268,39 @@ def _adam_passes(p, g, m, v, buf, beta1: float, beta2: float, lr_t: float,
 # buffers.
 
 def _sample_and_kl(mu: Array, log_var: Array | None, eps: Array, config: VAEConfig):
-    """z and the KL per example: `sampling.reparameterize_forward` and
-    `kl.kl_forward` (or their fixed-width forms), the same formulas
-    without the kernels' input checks. Returns ``(z, kl, cache)``."""
+    """z and the KL per example by the reference's kernels
+    (`sampling.reparameterize_forward` and `kl.kl_forward`, or their
+    fixed-width forms). Returns ``(z, kl, cache)``."""
     if config.posterior == "diagonal":
-        std = np.exp(0.5 * log_var)  # (n, d_z)
-        var = np.exp(log_var)
-        kl = 0.5 * (mu * mu + var - log_var - 1.0).sum(axis=1)
-        return mu + std * eps, kl, (mu, std, var, eps)
-    delta = config.delta
-    if delta > 0:
-        const = 0.5 * mu.shape[1] * (delta * delta - math.log(delta * delta) - 1.0)
-        kl = 0.5 * (mu * mu).sum(axis=1) + const
+        z, z_cache = reparameterize_forward(mu, log_var, eps)
+        kl, kl_cache = kl_forward(mu, log_var)
+        return z, kl, (z_cache, kl_cache)
+    z, _ = reparameterize_fixed_forward(mu, config.delta, eps)
+    if config.delta > 0:
+        kl, kl_cache = kl_fixed_forward(mu, config.delta)
     else:  # a point mass: the KL is infinite and must carry weight 0
-        kl = np.full(mu.shape[0], np.inf, dtype=mu.dtype)
-    return mu + delta * eps, kl, (mu,)
+        kl, kl_cache = np.full(mu.shape[0], np.inf, dtype=mu.dtype), mu
+    return z, kl, (None, kl_cache)
 
 
 def _sample_and_kl_backward(dz: Array, dkl: float, cache, config: VAEConfig,
                             dheads: Array) -> None:
     """[dmu | dlog_var] into `dheads`, for d loss / d kl_i = dkl (beta / n):
-        dmu = dz + dkl * mu
-        dlog_var = dz * eps * 0.5 * std + dkl * 0.5 * (var - 1)
-    (`reparameterize_backward` plus `kl_backward`; the fixed width has
-    only dmu, and no KL term when beta is 0)."""
-    dt = dz.dtype.type
+    `reparameterize_backward` plus `kl_backward` (the fixed width has
+    only dmu = dz + dkl * mu, and no KL term when beta is 0)."""
     d_z = dz.shape[1]
+    z_cache, kl_cache = cache
+    dkl_i = np.full(dz.shape[0], dkl, dtype=dz.dtype)
     if config.posterior == "diagonal":
-        mu, std, var, eps = cache
-        np.multiply(mu, dt(dkl), out=dheads[:, :d_z])
-        dheads[:, :d_z] += dz
-        dlog_var = dheads[:, d_z:]
-        np.subtract(var, 1.0, out=dlog_var)
-        dlog_var *= dt(0.5 * dkl)
-        dlog_var += dz * eps * (0.5 * std)
-        return
-    (mu,) = cache
-    if dkl != 0:
-        np.multiply(mu, dt(dkl), out=dheads)
-        dheads += dz
+        dmu, dlog_var = reparameterize_backward(dz, z_cache)
+        dmu_kl, dlog_var_kl = kl_backward(dkl_i, kl_cache)
+        np.add(dmu, dmu_kl, out=dheads[:, :d_z])
+        np.add(dlog_var, dlog_var_kl, out=dheads[:, d_z:])
+    elif dkl != 0:
+        np.add(dz, kl_fixed_backward(dkl_i, kl_cache), out=dheads)
     else:
         dheads[...] = dz
+
 
 def splits(n: int, k: int = 1) -> bool:
     """Whether a step of n examples, k samples each, is large enough to

@@ -3,7 +3,8 @@ parameters, and methods that call the pure functions of `hierarchy.py`.
 
 The sibling of `VAE` with the same methods where they make sense, so it
 trains (`fit`, `Trainer`), saves and loads (`save`, `load`), evaluates
-(`evaluation.evaluate_model`) and samples through the same entry points.
+(`evaluation.evaluate_model`) and samples through the same entry points:
+both satisfy the model protocol (protocol.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_data, check_float_dtype, check_int, check_positive
+from ._validation import as_data, check_float_dtype, check_int, check_positive, describe
 from .activations import ACTIVATIONS, sigmoid
-from .hierarchy import (OBJECTIVES, HierarchyConfig, decoder_forward, gaussian_layer_forward,
-                        init_params, loss_backward, loss_forward)
+from .hierarchy import (HierarchyConfig, bound_loss_backward, bound_loss_forward,
+                        decoder_forward, gaussian_layer_forward, init_params,
+                        log_weights_backward, log_weights_forward, prior_log_weights)
+from .iwae import OBJECTIVES
 from .model import INIT_SCHEMES
-from .sampling import draw_eps
+from .sampling import draw_eps, reparameterize_forward
 from .vae import as_generator
 
 Array = NDArray[np.floating]
@@ -74,7 +77,7 @@ class HierarchicalVAE:
     Examples
     --------
     >>> model = HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,), rng=0)
-    >>> mu1, log_var1, mu2, log_var2 = model.encode(np.full((6, 4), 0.5))
+    >>> mu1, log_var1, mu2, log_var2 = model.encode_layers(np.full((6, 4), 0.5))
     >>> mu1.shape, mu2.shape, model.sample(2, rng=1).shape
     ((6, 3), (6, 2), (2, 4))
     """
@@ -105,16 +108,18 @@ class HierarchicalVAE:
     def as_input(self, x, name="x") -> Array:
         return as_data(x, name, self.dtype, self.config.input_dim, unit_interval=True)
 
-    def _eps(self, eps, name: str, n: int, d: int) -> Array:
-        """Noise of shape (n, d) (one sample) or (k, n, d), as (k, n, d)."""
-        shape = np.shape(eps)
-        shape = (1, *shape) if len(shape) == 2 else shape
-        if len(shape) != 3 or shape[1:] != (n, d) or shape[0] < 1:
-            raise ValueError(f"{name}: expected shape ({n}, {d}) or (k, {n}, {d}), "
-                             f"got {np.shape(eps)}")
+    def as_noise(self, eps, name="eps") -> Array:
+        """`eps` = [eps1 | eps2] validated: shape (n, d_z1 + d_z2) (one
+        sample) or (k, n, d_z1 + d_z2), returned as (k, n, d_z1 + d_z2)
+        in the model's dtype."""
         if not isinstance(eps, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(eps).__name__}")
-        return as_data(eps.reshape(-1, d), name, self.dtype).reshape(shape)
+            raise TypeError(f"{name}: expected a numpy array, got {describe(eps)}")
+        d = self.config.noise_dim
+        if eps.ndim not in (2, 3) or eps.shape[-1] != d or eps.shape[0] < 1:
+            raise ValueError(f"{name}: expected shape (n, {d}) or (k, n, {d}) (eps1 and eps2 "
+                             f"side by side), got {eps.shape}")
+        eps = eps if eps.ndim == 3 else eps[None]
+        return as_data(eps.reshape(-1, d), name, self.dtype).reshape(eps.shape)
 
     def check_beta(self, beta) -> float:
         beta = check_positive(beta, "beta", allow_zero=True)
@@ -123,28 +128,66 @@ class HierarchicalVAE:
                              f"itself; expected 1, got {beta}")
         return beta
 
-    def loss_and_grads(self, x, eps1, eps2, objective: str = "elbo") -> tuple[float, dict]:
+    def loss_and_grads(self, x, eps, beta: float = 1.0,
+                       objective: str = "elbo") -> tuple[float, dict]:
         """Batch-mean loss -bound(x) and its gradients.
 
         Parameters
         ----------
         x : ndarray, shape (n, input_dim), in [0, 1]
-        eps1, eps2 : ndarray, shapes (n, d_z1), (n, d_z2) or (k, n, .)
-            Standard-normal noise of z1 and z2; fixed noise makes the
-            loss deterministic.
+        eps : ndarray, shape (n, d_z1 + d_z2) or (k, n, d_z1 + d_z2)
+            Standard-normal noise [eps1 | eps2] of z1 and z2; fixed noise
+            makes the loss deterministic.
+        beta : float
+            Must be 1: the two-layer model's KL is not a separate term.
         objective : {"elbo", "iwae"}
             The mean of the k samples' log w, or log of their mean w.
         """
         if objective not in OBJECTIVES:
             raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
         x = self.as_input(x)
-        d1, d2 = self.config.latent_dims
-        eps1 = self._eps(eps1, "eps1", x.shape[0], d1)
-        eps2 = self._eps(eps2, "eps2", x.shape[0], d2)
-        loss, _, cache = loss_forward(self.params, x, eps1, eps2, self.config, objective)
-        return loss, loss_backward(cache)
+        eps = self.as_noise(eps)
+        beta = self.check_beta(beta)
+        if eps.shape[1] != x.shape[0]:
+            raise ValueError(f"eps: expected {x.shape[0]} rows per sample like x's batch, "
+                             f"got shape {eps.shape}")
+        loss, _, grads = self.forward_backward(x, eps, beta, objective)
+        return loss, grads
 
-    def encode(self, x) -> tuple[Array, Array, Array, Array]:
+    def forward_backward(self, x: Array, eps: Array, beta: float = 1.0,
+                         objective: str = "elbo") -> tuple[float, dict, dict]:
+        """``(loss, terms, grads)`` of `loss_and_grads`, inputs trusted
+        (as `as_input` and `as_noise` return them, or eps (n, noise_dim)
+        for one sample); beta is 1."""
+        eps = eps if eps.ndim == 3 else eps[None]
+        loss, terms, cache = bound_loss_forward(self.params, x, eps, self.config, objective)
+        return loss, terms, bound_loss_backward(cache)
+
+    def log_weights(self, x: Array, eps: Array):
+        """`hierarchy.log_weights_forward` on this model (inputs trusted)."""
+        return log_weights_forward(self.params, x, eps, self.config)
+
+    def log_weights_backward(self, dlog_w: Array, cache) -> dict:
+        """`hierarchy.log_weights_backward`."""
+        return log_weights_backward(dlog_w, cache)
+
+    def prior_log_weights(self, x: Array, eps: Array) -> Array:
+        """`hierarchy.prior_log_weights`: log p(x|z1) with (z1, z2) drawn
+        from the generative model (inputs trusted)."""
+        return prior_log_weights(self.params, x, eps, self.config)
+
+    def check_density(self, what: str) -> None:
+        """Both posteriors are Gaussian densities: nothing to refuse."""
+
+    def encode(self, x) -> tuple[Array, Array]:
+        """``(mu1, log_var1)`` of q(z1|x): the latent the decoder reads."""
+        x = self.as_input(x)
+        c = self.config
+        mu1, log_var1, _ = gaussian_layer_forward(self.params, x, "q1", len(c.hidden),
+                                                  c.activation)
+        return mu1, log_var1
+
+    def encode_layers(self, x) -> tuple[Array, Array, Array, Array]:
         """Per-layer posterior parameters ``(mu1, log_var1, mu2, log_var2)``:
         q(z1|x), and q(z2|z1) at z1 = mu1."""
         x = self.as_input(x)
@@ -154,6 +197,19 @@ class HierarchicalVAE:
         mu2, log_var2, _ = gaussian_layer_forward(self.params, mu1, "q2", len(c.hidden2),
                                                   c.activation)
         return mu1, log_var1, mu2, log_var2
+
+    def posterior_means(self, x, rng=None, n_samples: int = 20) -> list[Array]:
+        """``[E_q[z1|x], E_q[z2|x]]``: mu1(x), and the mean of mu2(z1) over
+        `n_samples` draws z1 ~ q(z1|x) from `rng` (None: the model's)."""
+        mu1, log_var1 = self.encode(x)
+        rng = self.rng if rng is None else as_generator(rng)
+        n_samples = check_int(n_samples, "n_samples", 1)
+        eps = draw_eps(rng, (n_samples, *mu1.shape), self.dtype)
+        mu1_k = np.broadcast_to(mu1, eps.shape)
+        z1, _ = reparameterize_forward(mu1_k, np.broadcast_to(log_var1, eps.shape), eps)
+        c = self.config
+        mu2, _, _ = gaussian_layer_forward(self.params, z1, "q2", len(c.hidden2), c.activation)
+        return [mu1, mu2.mean(axis=0, dtype=np.float64).astype(self.dtype)]
 
     def decode(self, z1) -> Array:
         """Mean of p(x|z1): the Bernoulli probabilities."""
@@ -168,16 +224,16 @@ class HierarchicalVAE:
         z2 = draw_eps(rng, (n, c.latent_dims[1]), self.dtype)
         mu, log_var, _ = gaussian_layer_forward(self.params, z2, "p1", len(c.hidden2),
                                                 c.activation)
-        z1 = mu + np.exp(0.5 * log_var) * draw_eps(rng, mu.shape, self.dtype)
+        z1, _ = reparameterize_forward(mu, log_var, draw_eps(rng, mu.shape, self.dtype))
         return self.decode(z1)
 
     def reconstruct(self, x, rng=None) -> Array:
         """decode(mu1(x)) when rng is None, else decode of a sampled z1."""
-        mu1, log_var1 = self.encode(x)[:2]
+        mu1, log_var1 = self.encode(x)
         if rng is None:
             return self.decode(mu1)
         eps = draw_eps(as_generator(rng), mu1.shape, self.dtype)
-        return self.decode(mu1 + np.exp(0.5 * log_var1) * eps)
+        return self.decode(reparameterize_forward(mu1, log_var1, eps)[0])
 
     def elbo(self, x, rng=None) -> Array:
         """Per-example ELBO, mean log w of one sample (nats)."""
@@ -189,10 +245,9 @@ class HierarchicalVAE:
         of k samples of (z1, z2)."""
         x = self.as_input(x)
         rng = self.rng if rng is None else as_generator(rng)
-        k, (d1, d2) = check_int(k, "k", 1), self.config.latent_dims
-        eps1 = draw_eps(rng, (k, x.shape[0], d1), self.dtype)
-        eps2 = draw_eps(rng, (k, x.shape[0], d2), self.dtype)
-        return loss_forward(self.params, x, eps1, eps2, self.config)[1]
+        k = check_int(k, "k", 1)
+        eps = draw_eps(rng, (k, x.shape[0], self.config.noise_dim), self.dtype)
+        return bound_loss_forward(self.params, x, eps, self.config)[1]
 
     def init_output_bias(self, x_train) -> None:
         """Start p(x|z1) at the data's mean: out.b = logit of the mean pixel

@@ -22,8 +22,10 @@ L_k = log (1/k) sum_i w_i, whose gradient weighs each sample's by its
 softmax weight w~_i, as in iwae.py. `log_weights_forward` computes log w
 one kernel call per equation; `log_weights_backward` walks the same
 calls in reverse. docs/derivations.md ("Two stochastic layers") derives
-every step. The noise (eps1, eps2) is an argument, so the loss is a
-deterministic function of the parameters.
+every step. The noise eps = [eps1 | eps2], shape (k, n, d_z1 + d_z2), is
+an argument, so the loss is a deterministic function of the parameters;
+the bounds are the heads of iwae.py over these log-weights, as for the
+one-layer model (model.py), whose pattern this module follows.
 
 Parameter names, in forward order (each network is dense layers with an
 activation, then one or two linear heads):
@@ -35,23 +37,19 @@ activation, then one or two linear heads):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import logsumexp, softmax
 
-from ._validation import check_dtype_like_params, check_float_array, check_unit_interval
-from .layers import dense_backward, dense_forward, init_dense
+from . import iwae
+from .layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
 from .likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
                           gaussian_log_density_backward, gaussian_log_density_forward)
-from .model import _mlp_backward, _mlp_forward, layer_scheme
+from .model import layer_scheme
 from .sampling import reparameterize_backward, reparameterize_forward
 
 Array = NDArray[np.floating]
-
-OBJECTIVES = ("elbo", "iwae")
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,11 @@ class HierarchyConfig:
     def latent_dim(self) -> int:
         """d_z1, the size of the latent the decoder p(x|z1) reads."""
         return self.latent_dims[0]
+
+    @property
+    def noise_dim(self) -> int:
+        """d_z1 + d_z2: one sample's noise [eps1 | eps2]."""
+        return self.latent_dims[0] + self.latent_dims[1]
 
     def to_dict(self) -> dict:
         """JSON-ready; ``model`` says which class a checkpoint rebuilds."""
@@ -132,8 +135,9 @@ def init_params(config: HierarchyConfig, rng: np.random.Generator,
 
 def gaussian_layer_forward(params, h: Array, net: str, n_layers: int, activation: str):
     """One conditional Gaussian: hidden layers ``net.h*``, then the heads
-    ``net.mu`` and ``net.log_var``. Returns ``(mu, log_var, cache)``."""
-    h, mlp_cache = _mlp_forward(params, h, f"{net}.h", n_layers, activation)
+    ``net.mu`` and ``net.log_var``. Returns ``(mu, log_var, cache)``;
+    `h` may carry a leading sample axis, (k, n, d)."""
+    h, mlp_cache = mlp_forward(params, h, f"{net}.h", n_layers, activation)
     mu, mu_cache = dense_forward(h, params[f"{net}.mu.W"], params[f"{net}.mu.b"])
     log_var, lv_cache = dense_forward(h, params[f"{net}.log_var.W"], params[f"{net}.log_var.b"])
     return mu, log_var, (mlp_cache, mu_cache, lv_cache)
@@ -146,12 +150,12 @@ def gaussian_layer_backward(dmu, dlog_var, cache, net: str, activation: str,
     dh, grads[f"{net}.mu.W"], grads[f"{net}.mu.b"] = dense_backward(dmu, mu_cache)
     dh_lv, grads[f"{net}.log_var.W"], grads[f"{net}.log_var.b"] = dense_backward(dlog_var,
                                                                                 lv_cache)
-    return _mlp_backward(dh + dh_lv, mlp_cache, activation, grads)
+    return mlp_backward(dh + dh_lv, mlp_cache, activation, grads)
 
 
 def decoder_forward(params, z1: Array, config: HierarchyConfig):
-    """p(x|z1) before the sigmoid: ``(logits, cache)``, logits (n, d_x)."""
-    h, mlp_cache = _mlp_forward(params, z1, "px.h", len(config.hidden), config.activation)
+    """p(x|z1) before the sigmoid: ``(logits, cache)``, logits (..., d_x)."""
+    h, mlp_cache = mlp_forward(params, z1, "px.h", len(config.hidden), config.activation)
     logits, out_cache = dense_forward(h, params["out.W"], params["out.b"])
     return logits, (mlp_cache, out_cache)
 
@@ -160,45 +164,31 @@ def decoder_backward(dlogits, cache, config: HierarchyConfig, grads: dict) -> Ar
     """Backward of `decoder_forward`; fills its grads, returns dz1."""
     mlp_cache, out_cache = cache
     dh, grads["out.W"], grads["out.b"] = dense_backward(dlogits, out_cache)
-    return _mlp_backward(dh, mlp_cache, config.activation, grads)
+    return mlp_backward(dh, mlp_cache, config.activation, grads)
 
 
-def _repeat(a: Array, k: int) -> Array:
-    """(n, d) -> (k * n, d): the same rows for each of the k samples."""
-    return np.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], a.shape[1])
+def split_noise(eps: Array, config: HierarchyConfig) -> tuple[Array, Array]:
+    """eps = [eps1 | eps2] along the last axis: the noise of z1 and of z2.
+
+    Examples
+    --------
+    >>> eps1, eps2 = split_noise(np.zeros((5, 6, 5)), HierarchyConfig(4, (3, 2)))
+    >>> eps1.shape, eps2.shape
+    ((5, 6, 3), (5, 6, 2))
+    """
+    d1 = config.latent_dims[0]
+    return eps[..., :d1], eps[..., d1:]
 
 
-def _sum_over_samples(da: Array, k: int) -> Array:
-    """Backward of `_repeat`: (k * n, d) -> (n, d), summed over samples."""
-    return da.reshape(k, -1, da.shape[1]).sum(axis=0)
-
-
-def check_hierarchy_batch(params, x: Array, eps1: Array, eps2: Array,
-                          config: HierarchyConfig) -> None:
-    """x (n, d_x) in [0, 1]; eps1 (k, n, d_z1) and eps2 (k, n, d_z2) with
-    k >= 1; all in the parameters' dtype (TypeError), else ValueError."""
-    check_float_array(x, "x", ndim=2)
-    check_float_array(eps1, "eps1", ndim=3)
-    check_float_array(eps2, "eps2", ndim=3)
-    check_dtype_like_params(params["out.W"].dtype, x=x, eps1=eps1, eps2=eps2)
-    if x.shape[1] != config.input_dim:
-        raise ValueError(f"x: expected shape (n, {config.input_dim}), got {x.shape}")
-    k = eps1.shape[0]
-    for name, eps, d in (("eps1", eps1, config.latent_dims[0]),
-                         ("eps2", eps2, config.latent_dims[1])):
-        if eps.shape != (k, x.shape[0], d) or k < 1:
-            raise ValueError(f"{name}: expected shape (k, {x.shape[0]}, {d}) with k >= 1 "
-                             f"like eps1's k, got {eps.shape}")
-    check_unit_interval(x, "x")
-
-
-def log_weights_forward(params, x: Array, eps1: Array, eps2: Array, config: HierarchyConfig):
-    """log w of each sample, kernel by kernel: ``(log_w, terms, cache)``.
+def log_weights_forward(params, x: Array, eps: Array, config: HierarchyConfig):
+    """log w of each of k samples per example, kernel by kernel.
 
     Parameters
     ----------
-    x : ndarray, shape (n, d_x), in [0, 1]
-    eps1, eps2 : ndarray, shapes (k, n, d_z1) and (k, n, d_z2)
+    x : ndarray, shape (n, d_x), in [0, 1], in the parameters' dtype
+        (preconditions, not checked: `HierarchicalVAE` checks them)
+    eps : ndarray, shape (k, n, d_z1 + d_z2)
+        Standard-normal noise [eps1 | eps2] (`split_noise`).
 
     Returns
     -------
@@ -209,35 +199,48 @@ def log_weights_forward(params, x: Array, eps1: Array, eps2: Array, config: Hier
 
     Notes
     -----
+    The pattern of `model.log_weights_forward`, one stochastic layer more:
         mu1, log_var1 = q1(x);                z1 = mu1 + std1 * eps1
         mu2, log_var2 = q2(z1);               z2 = mu2 + std2 * eps2
         mu_p1, log_var_p1 = p1(z2);           logits = px(z1)
         log w = log Bern(x; logits) + log N(z1; mu_p1, var_p1) + log N(z2; 0, I)
                 - log N(z1; mu1, var1) - log N(z2; mu2, var2)
+
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders"
+    (2016), Section 2 and Appendix: the model with two stochastic layers.
+
+    Examples
+    --------
+    >>> config = HierarchyConfig(4, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((6, 4)), rng.standard_normal((5, 6, 5))  # k = 5
+    >>> log_weights_forward(params, x, eps, config)[0].shape
+    (5, 6)
     """
-    check_hierarchy_batch(params, x, eps1, eps2, config)
-    k, n, d1 = eps1.shape
+    eps1, eps2 = split_noise(eps, config)                                       # (k, n, d)
     act, n1, n2 = config.activation, len(config.hidden), len(config.hidden2)
     mu1, log_var1, q1_cache = gaussian_layer_forward(params, x, "q1", n1, act)  # (n, d1)
-    mu1_k, log_var1_k = _repeat(mu1, k), _repeat(log_var1, k)                   # (k*n, d1)
-    z1, z1_cache = reparameterize_forward(mu1_k, log_var1_k, eps1.reshape(k * n, d1))
-    log_q1, lq1_cache = gaussian_log_density_forward(z1, mu1_k, log_var1_k)     # (k*n,)
-    mu2, log_var2, q2_cache = gaussian_layer_forward(params, z1, "q2", n2, act)  # (k*n, d2)
-    z2, z2_cache = reparameterize_forward(mu2, log_var2, eps2.reshape(k * n, -1))
+    mu1_k, log_var1_k = np.broadcast_to(mu1, eps1.shape), np.broadcast_to(log_var1, eps1.shape)
+    z1, z1_cache = reparameterize_forward(mu1_k, log_var1_k, eps1)             # (k, n, d1)
+    log_q1, lq1_cache = gaussian_log_density_forward(z1, mu1_k, log_var1_k)     # (k, n)
+    mu2, log_var2, q2_cache = gaussian_layer_forward(params, z1, "q2", n2, act)  # (k, n, d2)
+    z2, z2_cache = reparameterize_forward(mu2, log_var2, eps2)
     log_q2, lq2_cache = gaussian_log_density_forward(z2, mu2, log_var2)
     zeros = np.zeros_like(z2)  # r(z2) = N(0, I): mean 0, log-variance 0
     log_r2, lr2_cache = gaussian_log_density_forward(z2, zeros, zeros)
     mu_p1, log_var_p1, p1_cache = gaussian_layer_forward(params, z2, "p1", n2, act)
     log_p1, lp1_cache = gaussian_log_density_forward(z1, mu_p1, log_var_p1)
-    logits, dec_cache = decoder_forward(params, z1, config)                     # (k*n, d_x)
-    log_lik, ll_cache = bernoulli_log_lik_forward(_repeat(x, k), logits)
+    logits, dec_cache = decoder_forward(params, z1, config)                     # (k, n, d_x)
+    log_lik, ll_cache = bernoulli_log_lik_forward(x, logits)                    # (k, n)
     log_ratio = log_p1 + log_r2 - log_q1 - log_q2
-    log_w = (log_lik + log_ratio).reshape(k, n)
+    log_w = log_lik + log_ratio
     cache = {"q1": q1_cache, "z1": z1_cache, "log_q1": lq1_cache, "q2": q2_cache,
              "z2": z2_cache, "log_q2": lq2_cache, "log_r2": lr2_cache, "p1": p1_cache,
-             "log_p1": lp1_cache, "dec": dec_cache, "log_lik": ll_cache, "k": k,
-             "config": config}
-    return log_w, {"log_lik": log_lik.reshape(k, n), "log_ratio": log_ratio.reshape(k, n)}, cache
+             "log_p1": lp1_cache, "dec": dec_cache, "log_lik": ll_cache, "config": config}
+    return log_w, {"log_lik": log_lik, "log_ratio": log_ratio}, cache
 
 
 def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
@@ -245,8 +248,9 @@ def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
 
     Notes
     -----
-    With g = dlog_w, the forward's calls in reverse; z1 collects four
-    gradients (p(x|z1), p(z1|z2), q(z2|z1)'s input, q(z1|x)) and z2 three:
+    With g = dlog_w (k, n), the forward's calls in reverse; z1 collects
+    four gradients (p(x|z1), p(z1|z2), q(z2|z1)'s input, q(z1|x)) and z2
+    three:
         dz1  = px_backward(g * (x - sigmoid(logits))) + g * dlog N(z1; mu_p1)/dz1
         dz2  = p1_backward(g * dlog N/dmu_p1, g * dlog N/dlog_var_p1)
                - g * z2 - g * dlog N(z2; mu2)/dz2
@@ -255,11 +259,10 @@ def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
         dz1 += q2_backward(dmu2, dlog_var2) - g * dlog N(z1; mu1)/dz1
         dmu1, dlog_var1 likewise, summed over the k samples; q1_backward.
     """
-    config, k = cache["config"], cache["k"]
-    act, grads = config.activation, {}
-    g = dlog_w.reshape(-1)  # (k*n,)
+    config, act, grads = cache["config"], cache["config"].activation, {}
+    g = dlog_w  # (k, n)
     dlogits = bernoulli_log_lik_backward(g, cache["log_lik"])
-    dz1 = decoder_backward(dlogits, cache["dec"], config, grads)                 # (k*n, d1)
+    dz1 = decoder_backward(dlogits, cache["dec"], config, grads)                 # (k, n, d1)
     dz1_p1, dmu_p1, dlog_var_p1 = gaussian_log_density_backward(g, cache["log_p1"])
     dz1 += dz1_p1
     dz2 = gaussian_layer_backward(dmu_p1, dlog_var_p1, cache["p1"], "p1", act, grads)
@@ -272,61 +275,59 @@ def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
     dz1_q1, dmu1, dlog_var1 = gaussian_log_density_backward(-g, cache["log_q1"])
     dz1 += dz1_q1
     dmu1_z1, dlog_var1_z1 = reparameterize_backward(dz1, cache["z1"])  # z1 = mu1 + std1 eps1
-    gaussian_layer_backward(_sum_over_samples(dmu1 + dmu1_z1, k),
-                            _sum_over_samples(dlog_var1 + dlog_var1_z1, k), cache["q1"],
-                            "q1", act, grads)
+    gaussian_layer_backward((dmu1 + dmu1_z1).sum(axis=0), (dlog_var1 + dlog_var1_z1).sum(axis=0),
+                            cache["q1"], "q1", act, grads)
     return {name: grads[name] for name in config.param_shapes()}
 
 
-def loss_forward(params, x: Array, eps1: Array, eps2: Array, config: HierarchyConfig,
-                 objective: str = "elbo"):
-    """loss = -mean_x bound(x) for the k samples of (eps1, eps2).
+def prior_log_weights(params, x: Array, eps: Array, config: HierarchyConfig) -> Array:
+    """log w = log p(x|z1) with (z1, z2) drawn from the generative model:
+    z2 = eps2 ~ r(z2), z1 = mu_p1(z2) + std_p1(z2) * eps1. Forward only
+    (`estimators.naive_log_likelihood`); shapes as `log_weights_forward`.
+
+    Examples
+    --------
+    >>> config = HierarchyConfig(4, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> prior_log_weights(params, np.zeros((6, 4)), np.zeros((7, 6, 5)), config).shape
+    (7, 6)
+    """
+    eps1, z2 = split_noise(eps, config)
+    mu_p1, log_var_p1, _ = gaussian_layer_forward(params, z2, "p1", len(config.hidden2),
+                                                  config.activation)
+    z1, _ = reparameterize_forward(mu_p1, log_var_p1, eps1)
+    logits, _ = decoder_forward(params, z1, config)
+    return bernoulli_log_lik_forward(x, logits)[0]
+
+
+def bound_loss_forward(params, x: Array, eps: Array, config: HierarchyConfig,
+                       objective: str = "elbo"):
+    """loss = -mean_x bound(x): a bound head (iwae.py) over the log-weights,
+    as `model.bound_loss_forward`.
 
     Returns
     -------
-    loss : float, nats per example
-    terms : dict of (n,) arrays: ``elbo`` (mean_i log w_i), ``iwae``
-        (log mean_i w_i), ``log_lik`` (mean_i log p(x|z1_i)) and ``kl``
-        (the sampled KL, log_lik - elbo)
-    cache : dict, for `loss_backward`
-
-    Notes
-    -----
-    "elbo":  bound = (1/k) sum_i log w_i,        dbound/dlog w_i = 1/k
-    "iwae":  bound = logsumexp_i(log w_i) - log k,  dbound/dlog w_i = w~_i
-    with w~ = softmax_i(log w); dloss/dlog w_i = -(dbound/dlog w_i) / n.
+    ``(loss, terms, cache)`` as `iwae.loss_forward`: terms ``elbo``,
+    ``iwae``, ``log_lik`` and ``kl`` (sampled: log_lik - elbo), each (n,).
 
     Examples
     --------
     >>> config = HierarchyConfig(4, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64")
     >>> params = init_params(config, np.random.default_rng(0))
     >>> rng = np.random.default_rng(1)
-    >>> x = rng.random((6, 4))
-    >>> eps1, eps2 = rng.standard_normal((5, 6, 3)), rng.standard_normal((5, 6, 2))
-    >>> loss, terms, _ = loss_forward(params, x, eps1, eps2, config, "iwae")
+    >>> x, eps = rng.random((6, 4)), rng.standard_normal((5, 6, 5))
+    >>> loss, terms, _ = bound_loss_forward(params, x, eps, config, "iwae")
     >>> bool(np.all(terms["iwae"] >= terms["elbo"])), round(loss, 6) == round(
     ...     -float(terms["iwae"].mean()), 6)
     (True, True)
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
-    log_w, parts, cache = log_weights_forward(params, x, eps1, eps2, config)
-    k, n = log_w.shape
-    elbo = log_w.mean(axis=0)                                           # (n,)
-    iwae = logsumexp(log_w, axis=0) - x.dtype.type(math.log(k))         # (n,)
-    if objective == "elbo":
-        dbound = np.full_like(log_w, 1.0 / k)
-    else:
-        dbound = softmax(log_w, axis=0)                                 # w~, columns sum to 1
-    bound = elbo if objective == "elbo" else iwae
-    loss = -float(np.mean(bound, dtype=np.float64))
-    log_lik = parts["log_lik"].mean(axis=0)
-    cache = {**cache, "dlog_w": dbound * x.dtype.type(-1.0 / n)}
-    terms = {"elbo": elbo, "iwae": iwae, "log_lik": log_lik, "kl": log_lik - elbo}
-    return loss, terms, cache
+    log_w, parts, cache = log_weights_forward(params, x, eps, config)
+    loss, terms, head_cache = iwae.loss_forward(log_w, parts["log_lik"], objective)
+    return loss, terms, (head_cache, cache)
 
 
-def loss_backward(cache) -> dict[str, Array]:
-    """Gradients of `loss_forward`'s loss: `log_weights_backward` of its
-    dloss/dlog w (see the Notes of both)."""
-    return log_weights_backward(cache["dlog_w"], cache)
+def bound_loss_backward(cache) -> dict[str, Array]:
+    """Gradients of `bound_loss_forward`'s loss: the head's backward, then
+    `log_weights_backward`."""
+    head_cache, log_w_cache = cache
+    return log_weights_backward(iwae.loss_backward(head_cache), log_w_cache)

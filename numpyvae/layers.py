@@ -2,7 +2,9 @@
 
 Every network in numpyvae -- the encoder lambda_phi(x) and the decoder
 mu_theta(z) of the notes -- is a stack of dense layers ``h = x W + b``
-with an activation between them.
+with an activation between them (`mlp_forward`). A leading sample axis
+is allowed: x of shape (k, n, d_in) maps each of its k * n rows, which
+is how k samples of z per example go through the decoder at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import check_float_array, check_same_dtype
+from .activations import activation_backward, activation_forward
 
 Array = NDArray[np.floating]
 
@@ -22,14 +25,15 @@ def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Arr
 
     Parameters
     ----------
-    x : ndarray, shape (n, d_in)
+    x : ndarray, shape (..., d_in)
+        Rows (n, d_in), or with leading sample axes (k, n, d_in).
     W : ndarray, shape (d_in, d_out)
     b : ndarray, shape (d_out,)
         All three of one dtype, float32 or float64.
 
     Returns
     -------
-    h : ndarray, shape (n, d_out)
+    h : ndarray, shape (..., d_out)
     cache : tuple ``(x, W)``, exactly what `dense_backward` needs.
 
     Raises
@@ -43,6 +47,7 @@ def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Arr
     -----
     Forward:   h[i, j] = sum_k x[i, k] W[k, j] + b[j]
     Backward:  dx = dh W^T,   dW = x^T dh,   db[j] = sum_i dh[i, j]
+    where i runs over every row (all leading axes together).
 
     Examples
     --------
@@ -51,18 +56,18 @@ def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Arr
     array([[3.],
            [3.]])
     """
-    check_float_array(x, "x", ndim=2)
+    check_float_array(x, "x")
     check_float_array(W, "W", ndim=2)
     check_float_array(b, "b", ndim=1)
     check_same_dtype(x=x, W=W, b=b)
-    if W.shape[0] != x.shape[1]:
+    if x.ndim < 2 or W.shape[0] != x.shape[-1]:
         raise ValueError(
-            f"W: expected shape ({x.shape[1]}, d_out) to match x of shape "
+            f"W: expected shape ({x.shape[-1]}, d_out) to match x of shape (..., n, d_in) "
             f"{x.shape}, got {W.shape}"
         )
     if b.shape != (W.shape[1],):
         raise ValueError(f"b: expected shape ({W.shape[1]},) like W's columns, got {b.shape}")
-    h = x @ W + b  # (n, d_out)
+    h = x @ W + b  # (..., d_out)
     return h, (x, W)
 
 
@@ -71,7 +76,7 @@ def dense_backward(dh: Array, cache: tuple[Array, Array]) -> tuple[Array, Array,
 
     Returns
     -------
-    dx : ndarray, shape (n, d_in)
+    dx : ndarray, shape (..., d_in), like x
     dW : ndarray, shape (d_in, d_out)
     db : ndarray, shape (d_out,)
 
@@ -89,7 +94,70 @@ def dense_backward(dh: Array, cache: tuple[Array, Array]) -> tuple[Array, Array,
     True
     """
     x, W = cache
-    return dh @ W.T, x.T @ dh, dh.sum(axis=0)
+    rows_x = x.reshape(-1, x.shape[-1])     # (rows, d_in): every leading axis
+    rows_dh = dh.reshape(-1, dh.shape[-1])  # (rows, d_out)
+    return dh @ W.T, rows_x.T @ rows_dh, rows_dh.sum(axis=0)
+
+
+def mlp_forward(params: dict, h: Array, prefix: str, n_layers: int,
+                activation: str) -> tuple[Array, list]:
+    """Hidden layers ``prefix0 .. prefix{n-1}``: each dense, then the activation.
+
+    Parameters
+    ----------
+    params : dict of name -> ndarray
+        Holds ``{prefix}{i}.W`` and ``{prefix}{i}.b`` for each layer i.
+    h : ndarray, shape (..., d_in)
+    prefix : str
+        The layers' name before the index, e.g. "enc" or "q1.h".
+    n_layers : int
+        How many layers; 0 returns `h` itself.
+    activation : str
+        One of `activations.ACTIVATIONS`.
+
+    Returns
+    -------
+    h : ndarray, shape (..., d_last)
+    caches : list, what `mlp_backward` needs.
+
+    Notes
+    -----
+    Forward:   a_i = h_{i-1} W_i + b_i,   h_i = act(a_i)
+    Backward:  da_i = dh_i * act'(a_i), then `dense_backward` of each layer
+               in reverse order.
+
+    Examples
+    --------
+    >>> params = {"enc0.W": np.ones((3, 2)), "enc0.b": np.zeros(2)}
+    >>> h, caches = mlp_forward(params, np.ones((4, 3)), "enc", 1, "relu")
+    >>> h.shape, len(caches)
+    ((4, 2), 1)
+    """
+    caches = []
+    for i in range(n_layers):
+        name = f"{prefix}{i}"
+        a, dense_cache = dense_forward(h, params[f"{name}.W"], params[f"{name}.b"])
+        h, act_cache = activation_forward(activation, a)
+        caches.append((name, dense_cache, act_cache))
+    return h, caches
+
+
+def mlp_backward(dh: Array, caches: list, activation: str, grads: dict) -> Array:
+    """Reverse of `mlp_forward`: writes ``grads[name.W]`` and
+    ``grads[name.b]`` of each layer, returns d loss / d input.
+
+    Examples
+    --------
+    >>> params = {"enc0.W": np.ones((3, 2)), "enc0.b": np.zeros(2)}
+    >>> h, caches = mlp_forward(params, np.ones((4, 3)), "enc", 1, "relu")
+    >>> grads = {}
+    >>> mlp_backward(np.ones((4, 2)), caches, "relu", grads).shape, sorted(grads)
+    ((4, 3), ['enc0.W', 'enc0.b'])
+    """
+    for name, dense_cache, act_cache in reversed(caches):
+        da = activation_backward(activation, dh, act_cache)
+        dh, grads[f"{name}.W"], grads[f"{name}.b"] = dense_backward(da, dense_cache)
+    return dh
 
 
 def init_dense(rng: np.random.Generator, d_in: int, d_out: int,

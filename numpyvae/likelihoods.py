@@ -5,11 +5,19 @@ a data batch under the decoder's output. Two families:
 
 * Bernoulli pixels, from the decoder's pre-sigmoid ``logits``;
 * a Gaussian with mean mu_theta(z) (``recon``) and a fixed, shared
-  sigma -- the notes' running example, where log p(x|z) is, up to a
-  constant, -||x - mu_theta(z)||^2.
+  sigma -- the notes' running example, where log p(x|z) is, up to an
+  additive constant and the positive factor 1 / (2 sigma^2),
+  -||x - mu_theta(z)||^2.
 
-Each returns ``(log_lik, cache)`` with ``log_lik`` of shape (n,), and its
-backward maps ``dlog_lik`` (n,) to the gradient wrt the decoder output.
+Each returns ``(log_lik, cache)`` with ``log_lik`` of shape (...): the
+decoder output may carry a leading sample axis, (k, n, d_x) beside data
+x of shape (n, d_x), which then broadcasts over the k samples. Its
+backward maps ``dlog_lik`` (...) to the gradient wrt the decoder output.
+
+The kernels trust their callers for the values (x in [0, 1] for the
+Bernoulli decoder, everything finite): the public entry points check
+the data once (`VAE.as_input`); the kernels check only what is cheap,
+the types, dtypes and shapes.
 """
 
 from __future__ import annotations
@@ -19,18 +27,19 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import (check_finite, check_float_array, check_positive,
-                          check_same_dtype, check_same_shape,
-                          check_unit_interval)
+from ._validation import check_float_array, check_positive, check_same_dtype, check_same_shape
 from .activations import sigmoid, softplus
 
 Array = NDArray[np.floating]
 
 
 def _check_pair(x: Array, out: Array, out_name: str) -> None:
-    check_float_array(x, "x", ndim=2)
-    check_float_array(out, out_name, ndim=2)
-    check_same_shape("x", x, **{out_name: out})
+    """x of out's shape, or of its trailing (n, d_x) (broadcast over samples)."""
+    check_float_array(x, "x")
+    check_float_array(out, out_name)
+    if x.ndim < 1 or out.shape[out.ndim - x.ndim:] != x.shape:
+        raise ValueError(f"x: expected shape {out.shape[-2:]} (or {out.shape}) to match "
+                         f"{out_name} of shape {out.shape}, got {x.shape}")
     check_same_dtype(x=x, **{out_name: out})
 
 
@@ -40,21 +49,22 @@ def bernoulli_log_lik_forward(x: Array, logits: Array) -> tuple[Array, tuple[Arr
     Parameters
     ----------
     x : ndarray, shape (n, d_x)
-        Targets in [0, 1]. Grey levels are allowed (the common MNIST
-        practice): the formula is then the negative binary cross-entropy.
-    logits : ndarray, shape (n, d_x)
-        Decoder output before the sigmoid, same dtype as `x`.
+        Targets in [0, 1] (a precondition: not checked here). Grey levels
+        are allowed (the common MNIST practice): the formula is then the
+        negative binary cross-entropy.
+    logits : ndarray, shape (..., n, d_x)
+        Decoder output before the sigmoid, same dtype as `x`; leading
+        sample axes broadcast `x`.
 
     Returns
     -------
-    log_lik : ndarray, shape (n,)
+    log_lik : ndarray, shape (..., n)
     cache : tuple ``(x, logits)``
 
     Raises
     ------
     ValueError
-        If `x` has an entry outside [0, 1], NaN or inf, or a shape unlike
-        `logits`.
+        If the shapes do not match.
     TypeError
         If the dtypes differ or are not float32/float64.
 
@@ -77,14 +87,12 @@ def bernoulli_log_lik_forward(x: Array, logits: Array) -> tuple[Array, tuple[Arr
     array([-1.38629436])
     """
     _check_pair(x, logits, "logits")
-    check_unit_interval(x, "x")
-    check_finite(logits, "logits")
-    log_lik = (x * logits - softplus(logits)).sum(axis=1)  # (n,)
+    log_lik = (x * logits - softplus(logits)).sum(axis=-1)  # (..., n)
     return log_lik, (x, logits)
 
 
 def bernoulli_log_lik_backward(dlog_lik: Array, cache: tuple[Array, Array]) -> Array:
-    """Gradient wrt the logits: dlogits = dlog_lik[:, None] * (x - sigmoid(l)).
+    """Gradient wrt the logits: dlogits = dlog_lik[..., None] * (x - sigmoid(l)).
 
     Examples
     --------
@@ -94,7 +102,7 @@ def bernoulli_log_lik_backward(dlog_lik: Array, cache: tuple[Array, Array]) -> A
     array([[ 0.5, -0.5]])
     """
     x, logits = cache
-    return dlog_lik[:, None] * (x - sigmoid(logits))
+    return dlog_lik[..., None] * (x - sigmoid(logits))
 
 
 def gaussian_log_lik_forward(x: Array, recon: Array, sigma: float) -> tuple[Array, tuple]:
@@ -103,26 +111,30 @@ def gaussian_log_lik_forward(x: Array, recon: Array, sigma: float) -> tuple[Arra
     Parameters
     ----------
     x : ndarray, shape (n, d_x)
-    recon : ndarray, shape (n, d_x)
-        The decoder mean mu_theta(z), same dtype as `x`.
+        Finite (a precondition: not checked here).
+    recon : ndarray, shape (..., n, d_x)
+        The decoder mean mu_theta(z), same dtype as `x`; leading sample
+        axes broadcast `x`.
     sigma : float
         Fixed standard deviation, > 0.
 
     Returns
     -------
-    log_lik : ndarray, shape (n,)
-    cache : tuple ``(x, recon, sigma)``
+    log_lik : ndarray, shape (..., n)
+    cache : tuple ``(diff, sigma)`` with diff = x - recon
 
     Raises
     ------
     ValueError
-        If sigma <= 0, or x or recon holds NaN/inf, or the shapes differ.
+        If sigma <= 0, or the shapes do not match.
 
     Notes
     -----
     Forward:   log p(x|z) = -||x - recon||^2 / (2 sigma^2)
                             - (D / 2) log(2 pi sigma^2)
     Backward:  dlog_lik/drecon = (x - recon) / sigma^2
+    The notes' "-||x - mu_theta(z)||^2 up to a constant" is this with the
+    positive factor 1 / (2 sigma^2) and the additive constant dropped.
 
     Examples
     --------
@@ -132,17 +144,15 @@ def gaussian_log_lik_forward(x: Array, recon: Array, sigma: float) -> tuple[Arra
     """
     _check_pair(x, recon, "recon")
     sigma = check_positive(sigma, "sigma")
-    check_finite(x, "x")
-    check_finite(recon, "recon")
-    d_x = x.shape[1]
-    diff = x - recon  # (n, d_x)
+    d_x = x.shape[-1]
+    diff = x - recon  # (..., n, d_x)
     const = -0.5 * d_x * math.log(2.0 * math.pi * sigma * sigma)
-    log_lik = (diff * diff).sum(axis=1) * (-0.5 / (sigma * sigma)) + const
+    log_lik = (diff * diff).sum(axis=-1) * (-0.5 / (sigma * sigma)) + const
     return log_lik, (diff, sigma)
 
 
 def gaussian_log_lik_backward(dlog_lik: Array, cache: tuple) -> Array:
-    """Gradient wrt recon: drecon = dlog_lik[:, None] * (x - recon) / sigma^2.
+    """Gradient wrt recon: drecon = dlog_lik[..., None] * (x - recon) / sigma^2.
 
     Examples
     --------
@@ -152,7 +162,7 @@ def gaussian_log_lik_backward(dlog_lik: Array, cache: tuple) -> Array:
     array([[0.25, 0.5 ]])
     """
     diff, sigma = cache
-    return dlog_lik[:, None] * diff * (1.0 / (sigma * sigma))
+    return dlog_lik[..., None] * diff * (1.0 / (sigma * sigma))
 
 
 def gaussian_log_density_forward(z: Array, mu: Array,
@@ -165,14 +175,14 @@ def gaussian_log_density_forward(z: Array, mu: Array,
 
     Parameters
     ----------
-    z : ndarray, shape (n, d)
+    z : ndarray, shape (..., d)
         The point at which the density is evaluated.
-    mu, log_var : ndarray, shape (n, d)
-        Mean and log-variance, same dtype as `z`.
+    mu, log_var : ndarray, shape (..., d)
+        Mean and log-variance, same shape and dtype as `z`.
 
     Returns
     -------
-    log_density : ndarray, shape (n,)
+    log_density : ndarray, shape (...)
     cache : tuple ``(diff, inv_var)`` with diff = z - mu, inv_var = exp(-log_var)
 
     Raises
@@ -197,13 +207,13 @@ def gaussian_log_density_forward(z: Array, mu: Array,
     array([-0.91893853])
     """
     for name, a in (("z", z), ("mu", mu), ("log_var", log_var)):
-        check_float_array(a, name, ndim=2)
+        check_float_array(a, name)
     check_same_shape("z", z, mu=mu, log_var=log_var)
     check_same_dtype(z=z, mu=mu, log_var=log_var)
-    diff = z - mu                   # (n, d)
-    inv_var = np.exp(-log_var)      # (n, d)
-    const = -0.5 * z.shape[1] * math.log(2.0 * math.pi)
-    log_density = -0.5 * (log_var + diff * diff * inv_var).sum(axis=1) + const
+    diff = z - mu                   # (..., d)
+    inv_var = np.exp(-log_var)      # (..., d)
+    const = -0.5 * z.shape[-1] * math.log(2.0 * math.pi)
+    log_density = -0.5 * (log_var + diff * diff * inv_var).sum(axis=-1) + const
     return log_density, (diff, inv_var)
 
 
@@ -220,7 +230,7 @@ def gaussian_log_density_backward(dlog_density: Array,
     (array([[-2.]]), array([[2.]]), array([[1.5]]))
     """
     diff, inv_var = cache
-    g = dlog_density[:, None]       # (n, 1)
+    g = dlog_density[..., None]     # (..., 1)
     scaled = diff * inv_var         # (z - mu) / var
     dmu = g * scaled
     return -dmu, dmu, g * (0.5 * diff * scaled - 0.5)

@@ -17,6 +17,22 @@ kernel's backward. The noise `eps` is an argument, so the loss is a
 deterministic function of the parameters and can be checked by finite
 differences. Everything here is pure: fresh arrays, no buffers.
 
+The same model's log-weights (`log_weights_forward`), one per sample of
+k samples of z per example,
+
+    log w = log p_theta(x|z) + log r(z) - log q_phi(z|x),
+
+are what every sampled bound and estimator is made of: the IWAE bound
+and the sampled ELBO are heads over them (iwae.py), and the estimators
+of log p(x) stream them (estimators.py). The two-layer model
+(hierarchy.py) gives its log-weights in the same form.
+
+Preconditions, not checked here (the callers check them once: `VAE`'s
+methods, `fit`, the estimators): x of shape (n, d_x) in the parameters'
+dtype, in [0, 1] for a Bernoulli decoder and finite for a Gaussian one;
+eps standard-normal noise in that dtype. The kernels still check the
+cheap things, shapes and dtypes.
+
 The training step runs a faster form of the same chain (fused_step.py),
 tested equal to this one for every configuration.
 
@@ -28,16 +44,16 @@ the diagonal posterior, ``log_var.W, log_var.b`` (the heads),
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import (check_dtype_like_params, check_finite, check_float_array,
-                          check_unit_interval)
-from .activations import activation_backward, activation_forward
-from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
-from .layers import dense_backward, dense_forward, init_dense
+from . import iwae
+from .kl import (kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward,
+                 log_ratio_backward, log_ratio_forward)
+from .layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
 from .likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
                           gaussian_log_lik_backward, gaussian_log_lik_forward)
 from .sampling import (reparameterize_backward, reparameterize_fixed_backward,
@@ -68,6 +84,11 @@ class VAEConfig:
     posterior: str = "diagonal"
     delta: float | None = None
     dtype: str = "float32"
+
+    @property
+    def noise_dim(self) -> int:
+        """d_z: one sample's noise eps."""
+        return self.latent_dim
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -152,25 +173,6 @@ def init_params(config: VAEConfig, rng: np.random.Generator,
     return params
 
 
-def _mlp_forward(params, h, prefix: str, n_layers: int, activation: str):
-    """Hidden layers ``prefix0 .. prefix{n-1}``, each dense then activation."""
-    caches = []
-    for i in range(n_layers):
-        name = f"{prefix}{i}"
-        a, dense_cache = dense_forward(h, params[f"{name}.W"], params[f"{name}.b"])
-        h, act_cache = activation_forward(activation, a)
-        caches.append((name, dense_cache, act_cache))
-    return h, caches
-
-
-def _mlp_backward(dh, caches, activation: str, grads: dict):
-    """Reverse of `_mlp_forward`; writes ``grads[name.W]``, ``grads[name.b]``."""
-    for name, dense_cache, act_cache in reversed(caches):
-        da = activation_backward(activation, dh, act_cache)
-        dh, grads[f"{name}.W"], grads[f"{name}.b"] = dense_backward(da, dense_cache)
-    return dh
-
-
 def encoder_forward(params, x: Array, config: VAEConfig):
     """lambda_phi(x): returns ``(mu, log_var, cache)``.
 
@@ -184,7 +186,7 @@ def encoder_forward(params, x: Array, config: VAEConfig):
     >>> mu.shape, log_var.shape
     ((5, 2), (5, 2))
     """
-    h, mlp_cache = _mlp_forward(params, x, "enc", len(config.hidden), config.activation)
+    h, mlp_cache = mlp_forward(params, x, "enc", len(config.hidden), config.activation)
     mu, mu_cache = dense_forward(h, params["mu.W"], params["mu.b"])  # (n, d_z)
     log_var, lv_cache = None, None
     if config.posterior == "diagonal":
@@ -210,7 +212,7 @@ def encoder_backward(dmu, dlog_var, cache, config: VAEConfig, grads: dict) -> Ar
     if config.posterior == "diagonal":
         dh_lv, grads["log_var.W"], grads["log_var.b"] = dense_backward(dlog_var, lv_cache)
         dh = dh + dh_lv
-    return _mlp_backward(dh, mlp_cache, config.activation, grads)
+    return mlp_backward(dh, mlp_cache, config.activation, grads)
 
 
 def decoder_forward(params, z: Array, config: VAEConfig):
@@ -225,7 +227,7 @@ def decoder_forward(params, z: Array, config: VAEConfig):
     >>> out.shape
     (5, 3)
     """
-    h, mlp_cache = _mlp_forward(params, z, "dec", len(config.hidden), config.activation)
+    h, mlp_cache = mlp_forward(params, z, "dec", len(config.hidden), config.activation)
     out, out_cache = dense_forward(h, params["out.W"], params["out.b"])  # (n, d_x)
     return out, (mlp_cache, out_cache)
 
@@ -245,7 +247,7 @@ def decoder_backward(dout, cache, config: VAEConfig, grads: dict) -> Array:
     """
     mlp_cache, out_cache = cache
     dh, grads["out.W"], grads["out.b"] = dense_backward(dout, out_cache)
-    return _mlp_backward(dh, mlp_cache, config.activation, grads)
+    return mlp_backward(dh, mlp_cache, config.activation, grads)
 
 
 def log_lik_forward(x: Array, out: Array, config: VAEConfig):
@@ -279,27 +281,6 @@ def log_lik_backward(dlog_lik: Array, cache, config: VAEConfig) -> Array:
     return gaussian_log_lik_backward(dlog_lik, cache)
 
 
-def check_batch(params, x: Array, eps: Array, config: VAEConfig) -> None:
-    """The checks the kernels would make, done once per loss call.
-
-    Raises TypeError unless x and eps are float arrays of the parameters'
-    dtype; ValueError for a wrong shape, x outside [0, 1] for a Bernoulli
-    decoder, or non-finite x for a Gaussian one.
-    """
-    check_float_array(x, "x", ndim=2)
-    check_float_array(eps, "eps", ndim=2)
-    check_dtype_like_params(params["mu.W"].dtype, x=x, eps=eps)
-    if x.shape[1] != config.input_dim:
-        raise ValueError(f"x: expected shape (n, {config.input_dim}), got {x.shape}")
-    if eps.shape != (x.shape[0], config.latent_dim):
-        raise ValueError(f"eps: expected shape ({x.shape[0]}, {config.latent_dim}) like "
-                         f"x's batch, got {eps.shape}")
-    if config.likelihood == "bernoulli":
-        check_unit_interval(x, "x")
-    else:
-        check_finite(x, "x")
-
-
 def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 1.0):
     """loss = mean_i [ -log p(x_i|z_i) + beta * KL_i ], kernel by kernel.
 
@@ -307,9 +288,11 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     ----------
     params : dict of name -> ndarray
     x : ndarray, shape (n, d_x), in the parameters' dtype
+        (the module's preconditions)
     eps : ndarray, shape (n, d_z), standard-normal noise
     config : VAEConfig
-    beta : float, the weight of the KL term (1 for the ELBO)
+    beta : float, the weight of the KL term (1 for the ELBO; beta != 1
+        is the beta-VAE of Higgins et al., 2017)
 
     Returns
     -------
@@ -327,7 +310,6 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     >>> bool(np.isclose(loss, np.mean(terms["kl"] - terms["log_lik"])))
     True
     """
-    check_batch(params, x, eps, config)
     mu, log_var, enc_cache = encoder_forward(params, x, config)        # (n, d_z) each
     if config.posterior == "diagonal":
         z, z_cache = reparameterize_forward(mu, log_var, eps)          # mu + std * eps
@@ -363,6 +345,12 @@ def loss_backward(cache) -> dict[str, Array]:
         encoder_backward(dmu, dlog_var)
     docs/derivations.md derives every step.
 
+    References
+    ----------
+    Kingma and Welling, "Auto-Encoding Variational Bayes" (2014): the
+    reparameterized ELBO with the analytic KL of their Appendix B;
+    Higgins et al., "beta-VAE" (2017) for the weight beta.
+
     Examples
     --------
     >>> from numpyvae.gradcheck import numerical_gradient
@@ -393,3 +381,178 @@ def loss_backward(cache) -> dict[str, Array]:
             dmu = dmu + kl_fixed_backward(dkl, cache["kl"])
     encoder_backward(dmu, dlog_var, cache["enc"], config, grads)
     return {name: grads[name] for name in config.param_shapes()}
+
+
+def posterior_log_var(mu: Array, log_var: Array | None, config: VAEConfig) -> Array:
+    """log_var of q(z|x) as an array: the encoder's head, or 2 log delta
+    everywhere for the fixed-width posterior (delta > 0)."""
+    if log_var is not None:
+        return log_var
+    return np.full_like(mu, 2.0 * math.log(config.delta))
+
+
+def log_weights_forward(params, x: Array, eps: Array, config: VAEConfig):
+    """log w of each of k samples per example, kernel by kernel.
+
+    Parameters
+    ----------
+    params : dict of name -> ndarray
+    x : ndarray, shape (n, d_x)
+        In the parameters' dtype (the module's preconditions).
+    eps : ndarray, shape (k, n, d_z)
+        Standard-normal noise, one (n, d_z) slab per sample.
+    config : VAEConfig
+        A posterior with a density (delta > 0 if fixed).
+
+    Returns
+    -------
+    log_w : ndarray, shape (k, n)
+    terms : dict of (k, n) arrays, ``log_lik`` = log p(x|z_i) and
+        ``log_ratio`` = log r(z_i) - log q(z_i|x)
+    cache : dict, for `log_weights_backward`
+
+    Notes
+    -----
+    Forward, each line one kernel call:
+        mu, log_var = encoder(x)                        (n, d_z)
+        z_i = mu + std * eps_i                          (k, n, d_z)
+        log r(z_i) - log q(z_i|x) = -0.5 sum_j (z_ij^2 - eps_ij^2 - log_var_j)
+        log p(x|z_i) = log_lik(x, decoder(z_i))         (k, n)
+        log w_i = log p(x|z_i) + log r(z_i) - log q(z_i|x)
+    Backward: `log_weights_backward`.
+
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders"
+    (2016), Section 3: the weights w_i = p(x, z_i) / q(z_i|x).
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((10, 5, 2))  # k = 10
+    >>> log_w, terms, cache = log_weights_forward(params, x, eps, config)
+    >>> log_w.shape, bool(np.allclose(log_w, terms["log_lik"] + terms["log_ratio"]))
+    ((10, 5), True)
+    """
+    mu, log_var, enc_cache = encoder_forward(params, x, config)           # (n, d_z)
+    log_var = posterior_log_var(mu, log_var, config)
+    mu_k = np.broadcast_to(mu, eps.shape)                                 # (k, n, d_z)
+    log_var_k = np.broadcast_to(log_var, eps.shape)
+    if config.posterior == "diagonal":
+        z, z_cache = reparameterize_forward(mu_k, log_var_k, eps)         # mu + std * eps
+    else:
+        z, z_cache = reparameterize_fixed_forward(mu_k, config.delta, eps)  # mu + delta * eps
+    log_ratio, ratio_cache = log_ratio_forward(z, eps, log_var_k)        # (k, n)
+    out, dec_cache = decoder_forward(params, z, config)                  # (k, n, d_x)
+    log_lik, ll_cache = log_lik_forward(x, out, config)                  # (k, n)
+    log_w = log_lik + log_ratio
+    cache = {"enc": enc_cache, "z": z_cache, "log_ratio": ratio_cache, "dec": dec_cache,
+             "log_lik": ll_cache, "config": config}
+    return log_w, {"log_lik": log_lik, "log_ratio": log_ratio}, cache
+
+
+def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
+    """Gradients of sum(dlog_w * log_w) wrt every parameter.
+
+    Notes
+    -----
+    With g = dlog_w (k, n), the forward's calls in reverse; z_i collects
+    two gradients (the decoder's and the log-ratio's), and mu and log_var
+    sum theirs over the k samples:
+        dz_i = decoder_backward(log_lik_backward(g_i)) - g_i * z_i
+        dmu = sum_i dz_i
+        dlog_var = sum_i (dz_i * eps_i * 0.5 * std + 0.5 * g_i)
+        encoder_backward(dmu, dlog_var)
+    (the fixed-width posterior has no dlog_var).
+
+    Examples
+    --------
+    >>> from numpyvae.gradcheck import numerical_gradient
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((10, 5, 2))
+    >>> g = rng.standard_normal((10, 5))
+    >>> grads = log_weights_backward(g, log_weights_forward(params, x, eps, config)[2])
+    >>> f = lambda W: float(np.sum(g * log_weights_forward(
+    ...     {**params, "mu.W": W}, x, eps, config)[0]))
+    >>> np.allclose(grads["mu.W"], numerical_gradient(f, params["mu.W"]))
+    True
+    """
+    config, grads = cache["config"], {}
+    dout = log_lik_backward(dlog_w, cache["log_lik"], config)            # (k, n, d_x)
+    dz = decoder_backward(dout, cache["dec"], config, grads)             # (k, n, d_z)
+    dz_ratio, dlog_var_ratio = log_ratio_backward(dlog_w, cache["log_ratio"])
+    dz = dz + dz_ratio
+    dlog_var = None
+    if config.posterior == "diagonal":
+        dmu_k, dlog_var_k = reparameterize_backward(dz, cache["z"])
+        dmu, dlog_var = dmu_k.sum(axis=0), (dlog_var_k + dlog_var_ratio).sum(axis=0)
+    else:  # log_var = 2 log delta is a constant
+        dmu = reparameterize_fixed_backward(dz, cache["z"]).sum(axis=0)
+    encoder_backward(dmu, dlog_var, cache["enc"], config, grads)
+    return {name: grads[name] for name in config.param_shapes()}
+
+
+def prior_log_weights(params, x: Array, eps: Array, config: VAEConfig) -> Array:
+    """log w = log p(x|z) with z = eps drawn from the prior r(z) itself.
+
+    The notes' naive Monte-Carlo estimate averages these weights
+    (`estimators.naive_log_likelihood`); forward only.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d_x)
+    eps : ndarray, shape (k, n, d_z), the samples z ~ N(0, I)
+
+    Returns
+    -------
+    log_w : ndarray, shape (k, n)
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> prior_log_weights(params, np.zeros((5, 3)), np.zeros((7, 5, 2)), config).shape
+    (7, 5)
+    """
+    out, _ = decoder_forward(params, eps, config)                        # (k, n, d_x)
+    return log_lik_forward(x, out, config)[0]
+
+
+def bound_loss_forward(params, x: Array, eps: Array, config: VAEConfig, objective: str):
+    """loss = -mean_x bound(x): a bound head (iwae.py) over the log-weights.
+
+    Parameters
+    ----------
+    eps : ndarray, shape (k, n, d_z)
+    objective : {"elbo", "iwae"}
+        The sampled ELBO (k = 1: the ELBO with the KL sampled) or the
+        IWAE bound L_k.
+
+    Returns
+    -------
+    ``(loss, terms, cache)`` as `iwae.loss_forward`.
+
+    Examples
+    --------
+    >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> params = init_params(config, np.random.default_rng(0))
+    >>> rng = np.random.default_rng(1)
+    >>> x, eps = rng.random((5, 3)), rng.standard_normal((10, 5, 2))
+    >>> loss, terms, _ = bound_loss_forward(params, x, eps, config, "iwae")
+    >>> bool(np.all(terms["iwae"] >= terms["elbo"]))
+    True
+    """
+    log_w, parts, cache = log_weights_forward(params, x, eps, config)
+    loss, terms, head_cache = iwae.loss_forward(log_w, parts["log_lik"], objective)
+    return loss, terms, (head_cache, cache)
+
+
+def bound_loss_backward(cache) -> dict[str, Array]:
+    """Gradients of `bound_loss_forward`'s loss: the head's backward, then
+    `log_weights_backward`."""
+    head_cache, log_w_cache = cache
+    return log_weights_backward(iwae.loss_backward(head_cache), log_w_cache)

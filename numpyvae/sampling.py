@@ -4,6 +4,10 @@ The notes write a sample of q_phi(z|x) = N(lambda_phi(x), Delta^2 I) as
 z = lambda_phi(x) + Delta * eps with eps ~ N(0, I) drawn independently of
 x. Because the randomness sits in eps, z is a differentiable function of
 the encoder's outputs and gradients flow through the sample.
+
+The kernels work elementwise on arrays of one shape (..., d_z): one
+sample per example (n, d_z), or k samples of each (k, n, d_z), with mu
+and log_var broadcast over the sample axis by the caller.
 """
 
 from __future__ import annotations
@@ -47,11 +51,11 @@ def reparameterize_forward(mu: Array, log_var: Array, eps: Array) -> tuple[Array
 
     Parameters
     ----------
-    mu, log_var, eps : ndarray, shape (n, d_z), one dtype
+    mu, log_var, eps : ndarray, shape (..., d_z), one shape and dtype
 
     Returns
     -------
-    z : ndarray, shape (n, d_z)
+    z : ndarray, shape (..., d_z)
     cache : tuple ``(std, eps)``
 
     Notes
@@ -67,10 +71,10 @@ def reparameterize_forward(mu: Array, log_var: Array, eps: Array) -> tuple[Array
     array([[2.]])
     """
     for name, a in (("mu", mu), ("log_var", log_var), ("eps", eps)):
-        check_float_array(a, name, ndim=2)
+        check_float_array(a, name)
     check_same_shape("mu", mu, log_var=log_var, eps=eps)
     check_same_dtype(mu=mu, log_var=log_var, eps=eps)
-    std = np.exp(0.5 * log_var)  # (n, d_z)
+    std = np.exp(0.5 * log_var)  # (..., d_z)
     z = mu + std * eps
     return z, (std, eps)
 
@@ -108,8 +112,8 @@ def reparameterize_fixed_forward(mu: Array, delta: float, eps: Array) -> tuple[A
     >>> reparameterize_fixed_forward(np.ones((1, 2)), 0.0, eps)[0]  # delta = 0: z = mu
     array([[1., 1.]])
     """
-    check_float_array(mu, "mu", ndim=2)
-    check_float_array(eps, "eps", ndim=2)
+    check_float_array(mu, "mu")
+    check_float_array(eps, "eps")
     check_same_shape("mu", mu, eps=eps)
     check_same_dtype(mu=mu, eps=eps)
     delta = check_positive(delta, "delta", allow_zero=True)

@@ -1,7 +1,15 @@
 """The training loop: shuffled minibatches, one reparameterized sample per
-example, the loss and its gradient, an optimizer step. The step runs the
-fused form of `model.py` / `iwae.py` and Adam (`fused_step.py`), tested
-equal to the reference.
+example, the loss and its gradient, an optimizer step.
+
+One argument chooses the code that runs the step. ``fast=False`` runs
+the reference, for any model: draw eps, the model's loss and its
+backward (`model.loss_forward` / `loss_backward`, or a bound head over
+its log-weights), then `optim.Adam.step` -- the equations as the notes
+and the papers write them (`Trainer.train_step`, the lines after
+"reference"). ``fast=True`` (the default) swaps in, where it exists, the
+fused form of the same step (`fused_step.py`: the one-layer model's
+loss, its gradient and Adam in preallocated buffers), held equal to the
+reference by tests/test_fused_step.py and tests/test_train.py.
 
 Maximising the notes' bound over (theta, phi) is done by stochastic
 gradient descent on loss = mean[-log p(x|z) + beta * KL], with x drawn
@@ -21,12 +29,11 @@ import time
 
 import numpy as np
 
+from . import _progress, _threads, fused_step
 from ._validation import check_int, describe
-from . import _progress, _threads, fused_step, hierarchy
 from .estimators import standard_error
-from .hierarchical_vae import HierarchicalVAE
-from .model import loss_forward
 from .optim import Adam, iwae_learning_rate
+from .protocol import Model
 from .vae import VAE, as_generator
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_log_lik", "train_kl",
@@ -81,12 +88,14 @@ def _first_nonfinite(loss: float, grads: dict) -> str | None:
     return None
 
 
-def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
+def evaluate(model: Model, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
     """Mean ELBO, log-likelihood term and KL over `x` with sampled z (nats).
 
     log_lik = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
-    kl = mean_i KL(q(.|x_i) || r); elbo = log_lik - kl; elbo_se its
-    Monte-Carlo standard error (`estimators.standard_error`).
+    kl = mean_i KL(q(.|x_i) || r) (exact for the one-layer model, sampled
+    for the two-layer one: `model.elbo_terms`); elbo = log_lik - kl;
+    elbo_se its standard error over the examples
+    (`estimators.standard_error`).
 
     Examples
     --------
@@ -101,15 +110,7 @@ def evaluate(model: VAE, x, rng: np.random.Generator, batch_size: int = 1000) ->
     log_lik_sum = kl_sum = 0.0
     elbos = []
     for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        if isinstance(model, HierarchicalVAE):  # the KL is sampled too
-            terms = model.elbo_terms(xb, rng)
-            log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
-            kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
-            elbos.append(terms["log_lik"].astype(np.float64) - terms["kl"])
-            continue
-        eps = rng.standard_normal((xb.shape[0], model.config.latent_dim), dtype=model.dtype)
-        _, terms, _ = loss_forward(model.params, xb, eps, model.config, 0.0)
+        terms = model.elbo_terms(x[start:start + batch_size], rng)
         log_lik_sum += float(np.sum(terms["log_lik"], dtype=np.float64))
         kl_sum += float(np.sum(terms["kl"], dtype=np.float64))
         elbos.append(terms["log_lik"].astype(np.float64) - terms["kl"])
@@ -124,7 +125,7 @@ class Trainer:
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE (any model of protocol.py)
     optimizer : Adam or SGD, optional
         Default ``Adam(lr=1e-3)``.
     beta : float
@@ -144,6 +145,10 @@ class Trainer:
     lr_schedule : {"constant", "iwae"}
         "iwae": the 3^i-epoch stages of `optim.iwae_learning_rate`, spread
         over `schedule_epochs` (default: the epochs of the first `train`).
+    fast : bool
+        True (the default): the fused step where the model has one
+        (`fused_step.supports`); False: the reference step (module
+        docstring). The two agree to rounding.
 
     Examples
     --------
@@ -154,12 +159,16 @@ class Trainer:
     (3, 0, 3)
     """
 
-    def __init__(self, model: VAE, optimizer=None, beta: float = 1.0, batch_size: int = 128,
+    def __init__(self, model: Model, optimizer=None, beta: float = 1.0, batch_size: int = 128,
                  rng=None, objective: str = "elbo", k: int = 1, binarize: str = "none",
-                 lr_schedule: str = "constant", schedule_epochs: int | None = None):
-        if not isinstance(model, (VAE, HierarchicalVAE)):
-            raise TypeError(f"model: expected a numpyvae.VAE or HierarchicalVAE, got "
-                            f"{type(model).__name__}")
+                 lr_schedule: str = "constant", schedule_epochs: int | None = None,
+                 fast: bool = True):
+        if not isinstance(model, Model):  # the protocol, not a class
+            raise TypeError(f"model: expected a numpyvae model (VAE or HierarchicalVAE), "
+                            f"got {type(model).__name__}")
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast: expected True or False, got {describe(fast)}")
+        self.fast = fast
         self.model = model
         self.optimizer = Adam() if optimizer is None else optimizer
         self.beta = model.check_beta(beta)
@@ -173,6 +182,8 @@ class Trainer:
         self.workspace: dict = {}  # scratch arrays reused by every step; see fused_step
         self.workspace_2: dict = {}  # the second half's, for a step that splits the batch
         self.objective, self.k = _check_objective(objective, k, self.beta)
+        if self.objective == "iwae":
+            model.check_density("the IWAE objective")
         if binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize: expected 'none' or 'dynamic' (a static binarization "
                              f"is applied to the data once), got {binarize!r}")
@@ -199,16 +210,22 @@ class Trainer:
         ``model.as_input(xb)`` to validate a batch of your own).
         """
         params, config, ws = self.model.params, self.model.config, self.workspace
-        if isinstance(self.model, HierarchicalVAE):
-            return self._hierarchical_step(xb)
         if not (isinstance(xb, np.ndarray) and xb.dtype == self.model.dtype and xb.ndim == 2
                 and xb.shape[1] == config.input_dim):
             raise ValueError(f"xb: expected a {self.model.dtype} array of shape "
                              f"(n, {config.input_dim}), got {describe(xb)}")
         n, k = xb.shape[0], self.k if self.objective == "iwae" else 1
-        shape = (k, n, config.latent_dim) if self.objective == "iwae" else (n, config.latent_dim)
+        shape = (k, n, config.noise_dim) if self.objective == "iwae" else (n, config.noise_dim)
         eps = self.rng.standard_normal(shape, dtype=self.model.dtype)
-        # A large step runs as two halves of the batch on two cores, when the
+        if not (self.fast and fused_step.supports(config)):
+            # the reference: the model's loss and its backward, then the optimizer
+            loss, terms, grads = self.model.forward_backward(xb, eps, self.beta, self.objective)
+            bad = _first_nonfinite(loss, grads)
+            if bad is None:
+                self.optimizer.step(params, grads)
+            self._raise_if_diverged(bad)
+            return loss, terms
+        # the fast form swaps in here. A large step runs as two halves of the batch on two cores, when the
         # machine has them and threadpoolctl can pin BLAS (fused_step.forward_backward).
         parallel = fused_step.splits(n, k) and _threads.two_cores()
         helper = _threads.helper() if parallel else None
@@ -221,35 +238,20 @@ class Trainer:
                 fused_step.adam_step(self.optimizer, params, grads, ws, helper)
             elif bad is None:
                 self.optimizer.step(params, grads)
-        if bad is not None:
-            raise TrainingDiverged(
-                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
-                f"{bad} is not finite")
+        self._raise_if_diverged(bad)
         return loss, terms
 
-    def _hierarchical_step(self, xb: np.ndarray) -> tuple[float, dict]:
-        """`train_step` of the two-layer model: the reference loss and
-        gradient of `hierarchy.py` (no fused form), then the optimizer."""
-        shape = (self.k, xb.shape[0])
-        d1, d2 = self.model.config.latent_dims
-        eps1 = self.rng.standard_normal((*shape, d1), dtype=self.model.dtype)
-        eps2 = self.rng.standard_normal((*shape, d2), dtype=self.model.dtype)
-        loss, terms, cache = hierarchy.loss_forward(self.model.params, xb, eps1, eps2,
-                                                    self.model.config, self.objective)
-        grads = hierarchy.loss_backward(cache)
-        bad = _first_nonfinite(loss, grads)
+    def _raise_if_diverged(self, bad: str | None) -> None:
         if bad is not None:
             raise TrainingDiverged(
                 f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
                 f"{bad} is not finite")
-        self.optimizer.step(self.model.params, grads)
-        return loss, terms
 
     def settings(self) -> dict:
         """The constructor's arguments besides model and optimizer."""
         return {"beta": self.beta, "batch_size": self.batch_size, "objective": self.objective,
                 "k": self.k, "binarize": self.binarize, "lr_schedule": self.lr_schedule,
-                "schedule_epochs": self.schedule_epochs}
+                "schedule_epochs": self.schedule_epochs, "fast": self.fast}
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs besides the model and optimizer.
@@ -380,8 +382,9 @@ def trainer_from_checkpoint(ckpt) -> Trainer:
 
 
 # checkpoints written before a setting existed hold no value for it
+# (the fused step, fast=True, is what every version before the setting ran)
 _SETTING_DEFAULTS = {"objective": "elbo", "k": 1, "binarize": "none",
-                     "lr_schedule": "constant", "schedule_epochs": None}
+                     "lr_schedule": "constant", "schedule_epochs": None, "fast": True}
 
 
 def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = False,
@@ -530,15 +533,15 @@ def _report(bar, row: dict, progress: bool, epochs: int, first: int, n_train: in
         log(_progress.epoch_line(row, epochs, n_train))
 
 
-def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=None,
+def fit(model: Model, x_train, *, epochs: int, batch_size: int = 128, optimizer=None,
         x_val=None, beta: float = 1.0, rng=None, progress: bool = False,
         checkpoint_path=None, objective: str = "elbo", k: int = 1, binarize: str = "none",
-        lr_schedule: str = "constant") -> list[dict]:
+        lr_schedule: str = "constant", fast: bool = True) -> list[dict]:
     """Train `model` in place and return its history.
 
     Parameters
     ----------
-    model : VAE
+    model : VAE or HierarchicalVAE
     x_train : ndarray, shape (n, input_dim)
         Real float data (converted once to the model's dtype); in [0, 1]
         for a Bernoulli decoder.
@@ -564,6 +567,8 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
         As for `Trainer`: "elbo" or "iwae" with k samples; "none" or
         "dynamic" binarization of each batch; a "constant" learning rate
         or the IWAE paper's "iwae" stages over `epochs`.
+    fast : bool
+        False trains through the reference equations (`Trainer`).
 
     Returns
     -------
@@ -580,6 +585,7 @@ def fit(model: VAE, x_train, *, epochs: int, batch_size: int = 128, optimizer=No
     [1, 2]
     """
     trainer = Trainer(model, optimizer, beta=beta, batch_size=batch_size, rng=rng,
-                      objective=objective, k=k, binarize=binarize, lr_schedule=lr_schedule)
+                      objective=objective, k=k, binarize=binarize, lr_schedule=lr_schedule,
+                      fast=fast)
     return train(trainer, x_train, epochs, x_val=x_val, progress=progress,
                  checkpoint_path=checkpoint_path)

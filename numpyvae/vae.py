@@ -5,20 +5,24 @@ Encoder lambda_phi(x) -> q_phi(z|x) = N(mu, diag(exp(log_var))) (or the
 notes' N(lambda(x), delta^2 I)); prior r(z) = N(0, I); decoder
 mu_theta(z) -> p_theta(x|z), Bernoulli from logits or Gaussian with a
 fixed sigma.
+
+`VAE` satisfies the model protocol (protocol.py), as `HierarchicalVAE`
+does: training, evaluation, checkpoints and the CLI use only that.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import as_data, check_float_dtype, check_int, check_positive, describe
 from .activations import ACTIVATIONS, sigmoid
-from .model import (INIT_SCHEMES, VAEConfig, decoder_forward, encoder_forward, init_params,
-                    loss_backward, loss_forward)
-from .sampling import draw_eps
+from .iwae import OBJECTIVES
+from .model import (INIT_SCHEMES, VAEConfig, bound_loss_backward, bound_loss_forward,
+                    decoder_forward, encoder_forward, init_params, log_weights_backward,
+                    log_weights_forward, loss_backward, loss_forward, posterior_log_var,
+                    prior_log_weights)
+from .sampling import draw_eps, reparameterize_fixed_forward, reparameterize_forward
 
 Array = NDArray[np.floating]
 
@@ -47,6 +51,18 @@ def as_generator(rng, name: str = "rng") -> np.random.Generator:
         return np.random.default_rng(int(rng))
     raise TypeError(f"{name}: expected a numpy.random.Generator or a non-negative int seed, "
                     f"got {describe(rng)}")
+
+
+def _check_objective(objective: str, beta: float, eps_ndim: int) -> None:
+    """The one-layer objectives: "elbo" with one sample of eps (n, d_z),
+    "iwae" with beta 1 and k samples (k, n, d_z)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if objective == "elbo" and eps_ndim != 2:
+        raise ValueError("eps: the 'elbo' objective (analytic KL) takes one sample, shape "
+                         "(n, latent_dim); use objective='iwae' for k samples")
+    if objective == "iwae" and beta != 1:
+        raise ValueError(f"beta: the 'iwae' objective has no KL weight; expected 1, got {beta}")
 
 
 def make_config(input_dim, latent_dim, hidden=(400,), activation="relu",
@@ -181,17 +197,34 @@ class VAE:
                              "use beta=0 with delta=0, or a delta > 0")
         return beta
 
-    def loss_and_grads(self, x, eps, beta: float = 1.0) -> tuple[float, dict]:
-        """Batch-mean loss -log p(x|z) + beta * KL, and its gradients.
+    def as_noise(self, eps, name="eps") -> Array:
+        """`eps` validated like `as_input`: shape (n, latent_dim), or
+        (k, n, latent_dim) for k samples per example. Returned as given
+        (2-D or 3-D), in the model's dtype."""
+        if not isinstance(eps, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {describe(eps)}")
+        d = self.config.noise_dim
+        if eps.ndim not in (2, 3) or eps.shape[-1] != d or eps.shape[0] < 1:
+            raise ValueError(f"{name}: expected shape (n, {d}) or (k, n, {d}), got {eps.shape}")
+        return as_data(eps.reshape(-1, d), name, self.dtype).reshape(eps.shape)
+
+    def loss_and_grads(self, x, eps, beta: float = 1.0,
+                       objective: str = "elbo") -> tuple[float, dict]:
+        """Batch-mean loss and its gradients.
 
         Parameters
         ----------
         x : ndarray, shape (n, input_dim)
-        eps : ndarray, shape (n, latent_dim)
+        eps : ndarray, shape (n, latent_dim), or (k, n, latent_dim) for
+            the "iwae" objective
             Standard-normal noise; z = mu + std * eps. Fixed eps makes
             the loss deterministic.
         beta : float
-            KL weight, >= 0.
+            KL weight, >= 0 ("elbo" only).
+        objective : {"elbo", "iwae"}
+            "elbo": -log p(x|z) + beta * KL with the analytic KL
+            (`model.loss_forward`). "iwae": -L_k, the IWAE bound of the k
+            samples (`model.bound_loss_forward`).
 
         Returns
         -------
@@ -201,13 +234,50 @@ class VAE:
             Same keys, shapes and dtypes as `params`.
         """
         x = self.as_input(x)
-        eps = self.as_latent(eps, "eps")
-        if eps.shape[0] != x.shape[0]:
-            raise ValueError(f"eps: expected shape ({x.shape[0]}, {self.config.latent_dim}) "
-                             f"like x's batch, got {eps.shape}")
+        eps = self.as_noise(eps)
         beta = self.check_beta(beta)
-        loss, _, cache = loss_forward(self.params, x, eps, self.config, beta)
-        return loss, loss_backward(cache)
+        _check_objective(objective, beta, eps.ndim)
+        if eps.shape[-2] != x.shape[0]:
+            raise ValueError(f"eps: expected {x.shape[0]} rows per sample like x's batch, "
+                             f"got shape {eps.shape}")
+        if objective == "iwae":
+            self.check_density("the IWAE objective")
+            eps = eps if eps.ndim == 3 else eps[None]
+        loss, _, grads = self.forward_backward(x, eps, beta, objective)
+        return loss, grads
+
+    def forward_backward(self, x: Array, eps: Array, beta: float = 1.0,
+                         objective: str = "elbo") -> tuple[float, dict, dict]:
+        """``(loss, terms, grads)`` of `loss_and_grads`, inputs trusted.
+
+        x and eps as `as_input` and `as_noise` return them (not checked
+        again): the reference step that `Trainer(fast=False)` runs.
+        """
+        if objective == "iwae":
+            loss, terms, cache = bound_loss_forward(self.params, x, eps, self.config, "iwae")
+            return loss, terms, bound_loss_backward(cache)
+        loss, terms, cache = loss_forward(self.params, x, eps, self.config, beta)
+        return loss, terms, loss_backward(cache)
+
+    def log_weights(self, x: Array, eps: Array):
+        """`model.log_weights_forward` on this model: log w (k, n), terms
+        and cache, for eps (k, n, latent_dim). Inputs trusted, as for
+        `forward_backward`; the posterior needs a density (delta > 0)."""
+        return log_weights_forward(self.params, x, eps, self.config)
+
+    def log_weights_backward(self, dlog_w: Array, cache) -> dict:
+        """`model.log_weights_backward`: gradients of sum(dlog_w * log w)."""
+        return log_weights_backward(dlog_w, cache)
+
+    def prior_log_weights(self, x: Array, eps: Array) -> Array:
+        """`model.prior_log_weights`: log p(x|z) (k, n) at z = eps ~ r(z)."""
+        return prior_log_weights(self.params, x, eps, self.config)
+
+    def check_density(self, what: str) -> None:
+        """q(z|x) must be a density: a fixed posterior needs delta > 0."""
+        if self.config.posterior == "fixed" and self.config.delta == 0:
+            raise ValueError(f"model: {what} needs the density q(z|x), but this model's "
+                             "posterior has delta=0 (a point mass); use a model with delta > 0")
 
     def encode(self, x) -> tuple[Array, Array]:
         """Parameters of q(z|x): ``(mu, log_var)``, each (n, latent_dim).
@@ -217,11 +287,14 @@ class VAE:
         """
         x = self.as_input(x)
         mu, log_var, _ = encoder_forward(self.params, x, self.config)
-        if log_var is None:
-            delta = self.config.delta
-            value = 2.0 * math.log(delta) if delta > 0 else -np.inf
-            log_var = np.full_like(mu, value)
-        return mu, log_var
+        if log_var is None and self.config.delta == 0:
+            return mu, np.full_like(mu, -np.inf)
+        return mu, posterior_log_var(mu, log_var, self.config)
+
+    def posterior_means(self, x, rng=None, n_samples: int = 1) -> list[Array]:
+        """``[mu(x)]``: E_q[z|x] of the one stochastic layer (`rng` and
+        `n_samples` unused; the mean is exact)."""
+        return [self.encode(x)[0]]
 
     def decode(self, z) -> Array:
         """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean."""
@@ -230,11 +303,12 @@ class VAE:
         return sigmoid(out) if self.config.likelihood == "bernoulli" else out
 
     def _sample_z(self, x: Array, rng: np.random.Generator) -> Array:
+        """One z ~ q(z|x) per example (the sampling kernels)."""
         mu, log_var = self.encode(x)
         eps = draw_eps(rng, mu.shape, self.dtype)
         if self.config.posterior == "fixed":
-            return mu + self.config.delta * eps
-        return mu + np.exp(0.5 * log_var) * eps
+            return reparameterize_fixed_forward(mu, self.config.delta, eps)[0]
+        return reparameterize_forward(mu, log_var, eps)[0]
 
     def reconstruct(self, x, rng=None) -> Array:
         """decode(mu(x)) when rng is None, else decode of a sampled z."""
