@@ -1,7 +1,8 @@
 """Input checks: the one place where numpyvae words its error messages.
 
-Public entry points call these once, at the boundary; the math inside
-trusts its callers. Every message names the argument, what was expected
+Public entry points call these once, at the boundary; the kernels
+inside check only shapes and dtypes, and trust their callers for the
+values (finite, in range). Every message names the argument, what was expected
 and what was given.
 """
 
@@ -276,3 +277,26 @@ def as_data(x, name: str, dtype, n_features: int | None = None,
     if unit_interval:
         check_unit_interval(x, name)
     return x
+
+
+def as_noise(eps, name: str, dtype, noise_dim: int) -> np.ndarray:
+    """Standard-normal noise of k samples per example, validated like
+    `as_data`: shape (n, noise_dim) (one sample) or (k, n, noise_dim),
+    finite, converted once to `dtype`; returned as (k, n, noise_dim).
+
+    Examples
+    --------
+    >>> as_noise(np.zeros((4, 2)), "eps", "float32", 2).shape
+    (1, 4, 2)
+    >>> as_noise(np.zeros((4, 3)), "eps", "float32", 2)
+    Traceback (most recent call last):
+        ...
+    ValueError: eps: expected shape (n, 2) or (k, n, 2), got (4, 3)
+    """
+    if not isinstance(eps, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {describe(eps)}")
+    if eps.ndim not in (2, 3) or eps.shape[-1] != noise_dim or eps.shape[0] < 1:
+        raise ValueError(f"{name}: expected shape (n, {noise_dim}) or (k, n, {noise_dim}), "
+                         f"got {eps.shape}")
+    eps = eps if eps.ndim == 3 else eps[None]
+    return as_data(eps.reshape(-1, noise_dim), name, dtype).reshape(eps.shape)

@@ -116,7 +116,7 @@ def chunk_plan(model: Model, n: int, k: int, chunk_size: int | None = None,
     Examples
     --------
     >>> chunk_plan(VAE(784, 20, hidden=(400,)), n=10_000, k=5000)
-    (53, 98)
+    (83, 47)
     """
     c = model.config
     itemsize = np.dtype(c.dtype).itemsize

@@ -39,7 +39,7 @@ def active_units(model: Model, x, threshold: float = ACTIVE_THRESHOLD,
     Returns ``(count, variances)`` where ``variances[j] = Var_x(E_q[z_j|x])``
     (float64, population variance over the rows of `x`), the units of
     every stochastic layer in order (`active_units_per_layer`); for the
-    one-layer model E_q[z_j|x] = mu_j(x)."""
+    one-layer model E_q[z_j|x] = mu_j(x).
 
     Examples
     --------
@@ -59,9 +59,8 @@ def evaluate_model(model: Model, x, k: int = 5000, rng=None,
 
     Parameters
     ----------
-    model : VAE or HierarchicalVAE
-        For the two-layer model the ELBO's KL is sampled, IWAE-k is
-        `estimators.hierarchical_iwae_bound`, and
+    model : VAE or HierarchicalVAE (any model of protocol.py)
+        For the two-layer model the ELBO's KL is sampled, and
         ``test_active_units_per_layer`` is added (``test_active_units`` is
         their sum).
     x : ndarray, shape (n, d_x)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_data, check_float_dtype, check_int, check_positive, describe
+from ._validation import as_data, as_noise, check_float_dtype, check_int, check_positive
 from .activations import ACTIVATIONS, sigmoid
 from .hierarchy import (HierarchyConfig, bound_loss_backward, bound_loss_forward,
                         decoder_forward, gaussian_layer_forward, init_params,
@@ -112,14 +112,7 @@ class HierarchicalVAE:
         """`eps` = [eps1 | eps2] validated: shape (n, d_z1 + d_z2) (one
         sample) or (k, n, d_z1 + d_z2), returned as (k, n, d_z1 + d_z2)
         in the model's dtype."""
-        if not isinstance(eps, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {describe(eps)}")
-        d = self.config.noise_dim
-        if eps.ndim not in (2, 3) or eps.shape[-1] != d or eps.shape[0] < 1:
-            raise ValueError(f"{name}: expected shape (n, {d}) or (k, n, {d}) (eps1 and eps2 "
-                             f"side by side), got {eps.shape}")
-        eps = eps if eps.ndim == 3 else eps[None]
-        return as_data(eps.reshape(-1, d), name, self.dtype).reshape(eps.shape)
+        return as_noise(eps, name, self.dtype, self.config.noise_dim)
 
     def check_beta(self, beta) -> float:
         beta = check_positive(beta, "beta", allow_zero=True)
@@ -240,13 +233,20 @@ class HierarchicalVAE:
         terms = self.elbo_terms(x, rng)
         return terms["log_lik"] - terms["kl"]
 
-    def elbo_terms(self, x, rng=None, k: int = 1) -> dict[str, Array]:
+    def elbo_terms(self, x, rng=None, k: int = 1, eps=None) -> dict[str, Array]:
         """Per-example ``log_lik``, ``kl`` (sampled), ``elbo`` and ``iwae``
-        of k samples of (z1, z2)."""
+        of k samples of (z1, z2): of `eps`, shape (n, noise_dim) or (k, n,
+        noise_dim), when given (`rng` and `k` unused), else drawn from `rng`."""
         x = self.as_input(x)
-        rng = self.rng if rng is None else as_generator(rng)
-        k = check_int(k, "k", 1)
-        eps = draw_eps(rng, (k, x.shape[0], self.config.noise_dim), self.dtype)
+        if eps is None:
+            rng = self.rng if rng is None else as_generator(rng)
+            k = check_int(k, "k", 1)
+            eps = draw_eps(rng, (k, x.shape[0], self.config.noise_dim), self.dtype)
+        else:
+            eps = self.as_noise(eps)  # (k, n, noise_dim)
+            if eps.shape[1] != x.shape[0]:
+                raise ValueError(f"eps: expected {x.shape[0]} rows per sample like x's "
+                                 f"batch, got shape {eps.shape}")
         return bound_loss_forward(self.params, x, eps, self.config)[1]
 
     def init_output_bias(self, x_train) -> None:

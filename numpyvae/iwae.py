@@ -53,6 +53,12 @@ def elbo_bound_forward(log_w: Array) -> tuple[Array, int]:
     Forward:   elbo = (1/k) sum_i log w_i
     Backward:  delbo/dlog w_i = 1/k
 
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders"
+    (2016), Section 3: the bound L_1, the VAE's, estimated with k
+    samples; the notes, the ELBO by Jensen's inequality.
+
     Examples
     --------
     >>> elbo_bound_forward(np.array([[0.0], [2.0]]))[0]
@@ -93,6 +99,13 @@ def iwae_bound_forward(log_w: Array) -> tuple[Array, Array]:
     Backward:  dL_k/dlog w_i = w~_i = softmax_i(log w)_i; the columns of
                w~ sum to 1.
 
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders"
+    (2016), Section 3: the bound L_k and Theorem 1 (L_k <= L_{k+1}
+    <= log p(x)); the notes, the importance-sampling identity
+    p(x) = E_q[w].
+
     Examples
     --------
     >>> bound, w_tilde = iwae_bound_forward(np.log(np.array([[1.0], [3.0]])))
@@ -106,6 +119,11 @@ def iwae_bound_forward(log_w: Array) -> tuple[Array, Array]:
 
 def iwae_bound_backward(dbound: Array, cache: Array) -> Array:
     """dlog_w = w~ * dbound of `iwae_bound_forward`: the softmax weights.
+
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov (2016), Section 3: the gradient of
+    L_k as the w~-weighted average of the single-sample gradients.
 
     Examples
     --------
@@ -144,6 +162,11 @@ def loss_forward(log_w: Array, log_lik: Array, objective: str):
     ------
     ValueError
         For an unknown objective.
+
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov (2016), Section 3: training on L_k
+    (k = 1 is the VAE's sampled ELBO).
 
     Examples
     --------

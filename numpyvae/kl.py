@@ -119,12 +119,19 @@ def kl_fixed_forward(mu: Array, delta: float) -> tuple[Array, Array]:
     Only the ||mu||^2 term depends on the encoder, which is why the KL
     alone pulls every lambda(x) to 0.
 
+    References
+    ----------
+    Kingma and Welling (2014), Appendix B, with every variance delta^2;
+    the notes, the second term of the bound.
+
     Examples
     --------
     >>> kl_fixed_forward(np.array([[3.0, 4.0]]), 1.0)[0]
     array([12.5])
     """
     check_float_array(mu, "mu")
+    if mu.ndim < 1:
+        raise ValueError(f"mu: expected shape (..., d_z), got {mu.shape}")
     delta = check_positive(delta, "delta")
     d_z = mu.shape[-1]
     const = 0.5 * d_z * (delta * delta - math.log(delta * delta) - 1.0)

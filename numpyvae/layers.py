@@ -60,7 +60,9 @@ def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Arr
     check_float_array(W, "W", ndim=2)
     check_float_array(b, "b", ndim=1)
     check_same_dtype(x=x, W=W, b=b)
-    if x.ndim < 2 or W.shape[0] != x.shape[-1]:
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (n, d_in) or (k, n, d_in), got {x.shape}")
+    if W.shape[0] != x.shape[-1]:
         raise ValueError(
             f"W: expected shape ({x.shape[-1]}, d_out) to match x of shape (..., n, d_in) "
             f"{x.shape}, got {W.shape}"

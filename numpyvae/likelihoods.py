@@ -37,9 +37,9 @@ def _check_pair(x: Array, out: Array, out_name: str) -> None:
     """x of out's shape, or of its trailing (n, d_x) (broadcast over samples)."""
     check_float_array(x, "x")
     check_float_array(out, out_name)
-    if x.ndim < 1 or out.shape[out.ndim - x.ndim:] != x.shape:
-        raise ValueError(f"x: expected shape {out.shape[-2:]} (or {out.shape}) to match "
-                         f"{out_name} of shape {out.shape}, got {x.shape}")
+    if x.ndim < 2 or out.ndim < x.ndim or out.shape[out.ndim - x.ndim:] != x.shape:
+        raise ValueError(f"x: expected shape {out.shape[-2:]} (n, d_x) to match {out_name} "
+                         f"of shape {out.shape}, got {x.shape}")
     check_same_dtype(x=x, **{out_name: out})
 
 

@@ -300,6 +300,14 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     terms : dict, ``log_lik`` (n,) and ``kl`` (n,); elbo = log_lik - kl
     cache : dict, for `loss_backward` (which only reads it)
 
+    References
+    ----------
+    Kingma and Welling, "Auto-Encoding Variational Bayes" (2014),
+    Section 2.4 and Appendix B: the reparameterized ELBO with the KL in
+    closed form; Higgins et al., "beta-VAE: Learning Basic Visual
+    Concepts with a Constrained Variational Framework" (2017): the
+    weight beta; the notes, the bound as reconstruction minus KL.
+
     Examples
     --------
     >>> config = VAEConfig(3, 2, hidden=(4,), activation="tanh", dtype="float64")
@@ -535,6 +543,11 @@ def bound_loss_forward(params, x: Array, eps: Array, config: VAEConfig, objectiv
     Returns
     -------
     ``(loss, terms, cache)`` as `iwae.loss_forward`.
+
+    References
+    ----------
+    Burda, Grosse and Salakhutdinov (2016), Section 3: the IWAE
+    objective L_k over the weights w_i = p(x, z_i) / q(z_i|x).
 
     Examples
     --------

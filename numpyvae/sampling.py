@@ -63,6 +63,12 @@ def reparameterize_forward(mu: Array, log_var: Array, eps: Array) -> tuple[Array
     Forward:   std = exp(0.5 * log_var),   z = mu + std * eps
     Backward:  dmu = dz,   dlog_var = dz * eps * 0.5 * std
 
+    References
+    ----------
+    Kingma and Welling, "Auto-Encoding Variational Bayes" (2014),
+    Section 2.4: the reparameterization trick; the notes,
+    z = lambda_phi(x) + Delta * epsilon.
+
     Examples
     --------
     >>> z, _ = reparameterize_forward(np.zeros((1, 1)), np.zeros((1, 1)),

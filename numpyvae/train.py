@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from . import _progress, _threads, fused_step
+from . import _progress, fused_step, threads
 from ._validation import check_int, describe
 from .estimators import standard_error
 from .optim import Adam, iwae_learning_rate
@@ -65,7 +65,7 @@ class TrainingDiverged(ValueError):
     """
 
 
-def _first_nonfinite(loss: float, grads: dict) -> str | None:
+def first_nonfinite(loss: float, grads: dict) -> str | None:
     """Name of the first non-finite quantity of a step, or None.
 
     Each gradient array is checked through its sum of squares, sum g^2:
@@ -220,20 +220,20 @@ class Trainer:
         if not (self.fast and fused_step.supports(config)):
             # the reference: the model's loss and its backward, then the optimizer
             loss, terms, grads = self.model.forward_backward(xb, eps, self.beta, self.objective)
-            bad = _first_nonfinite(loss, grads)
+            bad = first_nonfinite(loss, grads)
             if bad is None:
                 self.optimizer.step(params, grads)
             self._raise_if_diverged(bad)
             return loss, terms
         # the fast form swaps in here. A large step runs as two halves of the batch on two cores, when the
         # machine has them and threadpoolctl can pin BLAS (fused_step.forward_backward).
-        parallel = fused_step.splits(n, k) and _threads.two_cores()
-        helper = _threads.helper() if parallel else None
-        with _threads.one_blas_thread(parallel):
+        parallel = fused_step.splits(n, k) and threads.two_cores()
+        helper = threads.helper() if parallel else None
+        with threads.one_blas_thread(parallel):
             loss, terms, grads = fused_step.forward_backward(
                 params, xb, eps, config, self.objective, self.beta, (ws, self.workspace_2),
                 helper)  # grads: views into ws, valid until the next step
-            bad = _first_nonfinite(loss, grads)
+            bad = first_nonfinite(loss, grads)
             if bad is None and isinstance(self.optimizer, Adam):
                 fused_step.adam_step(self.optimizer, params, grads, ws, helper)
             elif bad is None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_data, check_float_dtype, check_int, check_positive, describe
+from ._validation import (as_data, as_noise, check_float_dtype, check_int, check_positive,
+                          describe)
 from .activations import ACTIVATIONS, sigmoid
 from .iwae import OBJECTIVES
 from .model import (INIT_SCHEMES, VAEConfig, bound_loss_backward, bound_loss_forward,
@@ -198,15 +199,10 @@ class VAE:
         return beta
 
     def as_noise(self, eps, name="eps") -> Array:
-        """`eps` validated like `as_input`: shape (n, latent_dim), or
-        (k, n, latent_dim) for k samples per example. Returned as given
-        (2-D or 3-D), in the model's dtype."""
-        if not isinstance(eps, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {describe(eps)}")
-        d = self.config.noise_dim
-        if eps.ndim not in (2, 3) or eps.shape[-1] != d or eps.shape[0] < 1:
-            raise ValueError(f"{name}: expected shape (n, {d}) or (k, n, {d}), got {eps.shape}")
-        return as_data(eps.reshape(-1, d), name, self.dtype).reshape(eps.shape)
+        """`eps` validated like `as_input`: shape (n, latent_dim) (one
+        sample), or (k, n, latent_dim) for k samples per example; returned
+        as (k, n, latent_dim) in the model's dtype."""
+        return as_noise(eps, name, self.dtype, self.config.noise_dim)
 
     def loss_and_grads(self, x, eps, beta: float = 1.0,
                        objective: str = "elbo") -> tuple[float, dict]:
@@ -234,15 +230,17 @@ class VAE:
             Same keys, shapes and dtypes as `params`.
         """
         x = self.as_input(x)
-        eps = self.as_noise(eps)
+        ndim = np.ndim(eps)
+        eps = self.as_noise(eps)  # (k, n, d_z)
         beta = self.check_beta(beta)
-        _check_objective(objective, beta, eps.ndim)
-        if eps.shape[-2] != x.shape[0]:
+        _check_objective(objective, beta, ndim)
+        if eps.shape[1] != x.shape[0]:
             raise ValueError(f"eps: expected {x.shape[0]} rows per sample like x's batch, "
                              f"got shape {eps.shape}")
         if objective == "iwae":
             self.check_density("the IWAE objective")
-            eps = eps if eps.ndim == 3 else eps[None]
+        else:
+            eps = eps[0]  # one sample, (n, d_z): the analytic-KL loss
         loss, _, grads = self.forward_backward(x, eps, beta, objective)
         return loss, grads
 
@@ -332,11 +330,21 @@ class VAE:
         terms = self.elbo_terms(x, rng)
         return terms["log_lik"] - terms["kl"]
 
-    def elbo_terms(self, x, rng=None) -> dict[str, Array]:
-        """Per-example ``log_lik`` and ``kl`` of one reparameterized sample."""
+    def elbo_terms(self, x, rng=None, eps=None) -> dict[str, Array]:
+        """Per-example ``log_lik`` and ``kl`` of one reparameterized sample:
+        of `eps`, shape (n, latent_dim), when given (`rng` unused), else
+        of noise drawn from `rng`."""
         x = self.as_input(x)
-        rng = self.rng if rng is None else as_generator(rng)
-        eps = draw_eps(rng, (x.shape[0], self.config.latent_dim), self.dtype)
+        if eps is None:
+            rng = self.rng if rng is None else as_generator(rng)
+            eps = draw_eps(rng, (x.shape[0], self.config.latent_dim), self.dtype)
+        else:
+            shape = np.shape(eps)
+            eps = self.as_noise(eps)  # (k, n, d_z)
+            if eps.shape[:2] != (1, x.shape[0]):
+                raise ValueError(f"eps: expected one sample per row of x, shape "
+                                 f"({x.shape[0]}, {self.config.latent_dim}), got {shape}")
+            eps = eps[0]
         _, terms, _ = loss_forward(self.params, x, eps, self.config, 0.0)
         return terms
 

@@ -48,6 +48,19 @@ def test_backward_matches_finite_differences(name, n, d, seed):
     assert_vjp_close(forward, a, backward, rng, names=["a"])
 
 
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@given(k=st.integers(1, 4), n=batch, d=features, seed=seeds)
+def test_backward_with_a_leading_sample_axis(name, k, n, d, seed):
+    # (k, n, d): the decoder's hidden layers see k samples of z at once.
+    forward, backward = PAIRS[name]
+    rng = np.random.default_rng(seed)
+    a = pre_activations(rng, (k, n, d), name)
+    assert_vjp_close(forward, a, backward, rng, names=["a"], **TOL)
+    h, _ = forward(a)
+    for i in range(k):
+        np.testing.assert_array_equal(h[i], forward(a[i])[0])
+
+
 def test_relu_gradient_at_the_kink_is_zero():
     a = np.array([[0.0, -0.0, 1.0, -1.0]])
     dh = np.array([[3.0, 3.0, 3.0, 3.0]])

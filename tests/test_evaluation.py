@@ -119,3 +119,32 @@ def test_evaluate_command_prints_progress_lines_without_tqdm(tmp_path, capsys, m
 def test_evaluate_command_needs_a_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "absent")]) == 2
     assert "numpyvae: error:" in capsys.readouterr().err
+
+
+def test_evaluation_works_for_the_two_layer_model_through_the_protocol():
+    from numpyvae import HierarchicalVAE
+    from numpyvae.estimators import iwae_bound
+    model = HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64", rng=0)
+    x = (np.random.default_rng(0).random((20, 6)) < 0.4).astype(np.float64)
+    result = evaluate_model(model, x, k=50, rng=1, batch_size=20)
+    assert len(result["test_active_units_per_layer"]) == 2
+    assert result["test_active_units"] == sum(result["test_active_units_per_layer"])
+    assert result["test_elbo"] < result["test_iwae_k"] < 0
+    # the ELBO is drawn first; the IWAE-k estimate is iwae_bound's on the same stream
+    rng = np.random.default_rng(1)
+    model.elbo(x, rng)
+    assert result["test_iwae_k"] == pytest.approx(float(np.mean(iwae_bound(model, x, 50, rng))),
+                                                  rel=1e-12)
+
+
+def test_evaluation_refuses_a_point_mass_posterior_and_bad_data():
+    point = VAE(4, 2, hidden=(), posterior="fixed", delta=0.0, rng=0)
+    x = np.random.default_rng(0).random((5, 4))
+    with pytest.raises(ValueError, match="delta=0"):
+        evaluate_model(point, x, k=3)
+    model = VAE(4, 2, hidden=(), rng=0)
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="^x: expected finite values"):
+        evaluate_model(model, x, k=3)
+    with pytest.raises(ValueError, match="^k:"):
+        evaluate_model(model, np.zeros((5, 4)), k=0)

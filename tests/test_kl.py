@@ -1,6 +1,7 @@
-"""Tests for numpyvae/kl.py: both backwards against central differences,
-the closed forms against Monte Carlo and against scipy.stats densities,
-known values, dtypes and input errors."""
+"""Tests for numpyvae/kl.py: every backward (the two KLs and the sampled
+log-ratio) against central differences, with and without a leading
+sample axis, the closed forms against Monte Carlo and against
+scipy.stats densities, known values, dtypes and input errors."""
 
 import math
 
@@ -10,7 +11,8 @@ from hypothesis import given, strategies as st
 from scipy.integrate import quad
 from scipy.stats import multivariate_normal, norm
 
-from numpyvae.kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
+from numpyvae.kl import (kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward,
+                         log_ratio_backward, log_ratio_forward)
 from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
@@ -40,6 +42,114 @@ def test_kl_fixed_backward_matches_finite_differences(n, d_z, seed, delta):
     mu = rng.uniform(-2.0, 2.0, (n, d_z))
     assert_vjp_close(lambda v: kl_fixed_forward(v, delta), mu, kl_fixed_backward, rng,
                      names=["mu"])
+
+
+@given(k=st.integers(1, 4), n=batch, d_z=features, seed=seeds)
+def test_kl_backward_with_a_leading_sample_axis(k, n, d_z, seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var = rng.uniform(-2.0, 2.0, (2, k, n, d_z))
+    assert_vjp_close(kl_forward, [mu, log_var], kl_backward, rng, names=["mu", "log_var"],
+                     **TOL)
+    assert_vjp_close(lambda v: kl_fixed_forward(v, 0.7), mu, kl_fixed_backward, rng,
+                     names=["mu"], **TOL)
+
+
+@given(k=st.integers(1, 4), n=batch, d_z=features, seed=seeds)
+def test_kl_with_a_sample_axis_is_each_slab_on_its_own(k, n, d_z, seed):
+    mu, log_var = np.random.default_rng(seed).uniform(-2.0, 2.0, (2, k, n, d_z))
+    kl, _ = kl_forward(mu, log_var)
+    assert kl.shape == (k, n)
+    for i in range(k):
+        np.testing.assert_array_equal(kl[i], kl_forward(mu[i], log_var[i])[0])
+        np.testing.assert_array_equal(kl_fixed_forward(mu, 0.7)[0][i],
+                                      kl_fixed_forward(mu[i], 0.7)[0])
+
+
+def sampled_posterior(rng, shape, log_var_range=(-2.0, 2.0)):
+    """mu, log_var, eps and z = mu + exp(0.5 log_var) eps, each of `shape`."""
+    mu = rng.uniform(-2.0, 2.0, shape)
+    log_var = rng.uniform(*log_var_range, shape)
+    eps = rng.standard_normal(shape)
+    return mu, log_var, eps, mu + np.exp(0.5 * log_var) * eps
+
+
+@given(lead=st.sampled_from([(), (1,), (3,)]), n=batch, d_z=features, seed=seeds)
+def test_log_ratio_backward_matches_finite_differences(lead, n, d_z, seed):
+    # eps is held fixed: the gradient flows to z and log_var only.
+    rng = np.random.default_rng(seed)
+    _, log_var, eps, z = sampled_posterior(rng, (*lead, n, d_z))
+    assert_vjp_close(lambda z_, lv: log_ratio_forward(z_, eps, lv), [z, log_var],
+                     log_ratio_backward, rng, names=["z", "log_var"], **TOL)
+
+
+def test_log_ratio_backward_planted_error_is_caught():
+    rng = np.random.default_rng(0)
+    _, log_var, eps, z = sampled_posterior(rng, (3, 4, 2))
+
+    def planted(dout, cache):  # d/dlog_var = 0.5 * 1.001
+        dz, dlog_var = log_ratio_backward(dout, cache)
+        return dz, dlog_var * 1.001
+
+    with pytest.raises(AssertionError, match="log_var"):
+        assert_vjp_close(lambda z_, lv: log_ratio_forward(z_, eps, lv), [z, log_var], planted,
+                         rng, names=["z", "log_var"], **TOL)
+
+
+def test_log_ratio_is_zero_when_q_is_the_prior_at_zero():
+    zeros = np.zeros((2, 3, 4))
+    log_ratio, _ = log_ratio_forward(zeros, zeros, zeros)
+    assert log_ratio.shape == (2, 3)
+    np.testing.assert_array_equal(log_ratio, 0.0)
+    # q = r anywhere (mu = 0, log_var = 0, so z = eps): still exactly 0
+    eps = np.random.default_rng(0).standard_normal((2, 3, 4))
+    np.testing.assert_array_equal(log_ratio_forward(eps, eps, zeros)[0], 0.0)
+
+
+def test_log_ratio_known_value():
+    z, eps = np.array([[1.0, -2.0]]), np.array([[0.5, 1.0]])
+    log_var = np.array([[math.log(4.0), 0.0]])
+    # -0.5 [(1 - 0.25 - log 4) + (4 - 1 - 0)]
+    expected = -0.5 * (0.75 - math.log(4.0) + 3.0)
+    np.testing.assert_allclose(log_ratio_forward(z, eps, log_var)[0], [expected], **TOL)
+    dz, dlog_var = log_ratio_backward(np.array([2.0]), log_ratio_forward(z, eps, log_var)[1])
+    np.testing.assert_allclose(dz, [[-2.0, 4.0]], **TOL)        # -g z
+    np.testing.assert_allclose(dlog_var, [[1.0, 1.0]], **TOL)   # 0.5 g
+
+
+@given(lead=st.sampled_from([(), (3,)]), n=batch, d_z=features, seed=seeds)
+def test_log_ratio_is_log_r_minus_log_q_by_scipy(lead, n, d_z, seed):
+    mu, log_var, eps, z = sampled_posterior(np.random.default_rng(seed), (*lead, n, d_z))
+    expected = (norm.logpdf(z) - norm.logpdf(z, mu, np.exp(0.5 * log_var))).sum(axis=-1)
+    np.testing.assert_allclose(log_ratio_forward(z, eps, log_var)[0], expected,
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_of_minus_log_ratio_is_the_analytic_kl(seed):
+    # E_eps[log q(z|x) - log r(z)] = KL(q || r): the sampled KL of the bounds.
+    rng = np.random.default_rng(seed)
+    mu, log_var = posterior(rng, 2, 3)
+    m = 200_000
+    eps = rng.standard_normal((m, 2, 3))
+    z = mu + np.exp(0.5 * log_var) * eps
+    sampled = -log_ratio_forward(z, eps, np.broadcast_to(log_var, eps.shape))[0]  # (m, 2)
+    stderr = sampled.std(axis=0, ddof=1) / math.sqrt(m)
+    assert np.all(stderr < 0.02)
+    assert np.all(np.abs(sampled.mean(axis=0) - kl_forward(mu, log_var)[0]) < 4.0 * stderr)
+
+
+@pytest.mark.parametrize("delta", [0.3, 0.7, 2.5])
+def test_mean_of_minus_log_ratio_is_the_fixed_kl(delta):
+    rng = np.random.default_rng(4)
+    mu = rng.uniform(-2.0, 2.0, (2, 3))
+    m = 200_000
+    eps = rng.standard_normal((m, 2, 3))
+    log_var = np.full(eps.shape, 2.0 * math.log(delta))
+    sampled = -log_ratio_forward(mu + delta * eps, eps, log_var)[0]
+    stderr = sampled.std(axis=0, ddof=1) / math.sqrt(m)
+    assert np.all(stderr < 0.05)  # log(delta) for 2 log(delta): off by 1.5 log(delta)
+    assert np.all(np.abs(sampled.mean(axis=0) - kl_fixed_forward(mu, delta)[0])
+                  < 4.0 * stderr)
 
 
 # ------------------------------------------------------------ references
@@ -180,10 +290,36 @@ def test_wrong_shapes_name_the_argument():
     mu, log_var = posterior(np.random.default_rng(0), 3, 4)
     with pytest.raises(ValueError, match="^log_var:"):
         kl_forward(mu, log_var[:, :2])
-    with pytest.raises(ValueError, match="^mu:"):
+    with pytest.raises(ValueError, match=r"^log_var: expected shape \(4,\) like mu"):
         kl_forward(mu[0], log_var)
-    with pytest.raises(ValueError, match="^mu:"):
-        kl_fixed_forward(mu[None], 1.0)
+    with pytest.raises(ValueError, match=r"^log_var: expected shape \(1, 3, 4\)"):
+        kl_forward(mu[None], log_var)  # no broadcasting over a sample axis
+
+
+def test_log_ratio_wrong_shapes_and_dtypes_name_the_argument():
+    _, log_var, eps, z = sampled_posterior(np.random.default_rng(0), (2, 3, 4))
+    with pytest.raises(ValueError, match="^eps:"):
+        log_ratio_forward(z, eps[:, :, :3], log_var)
+    with pytest.raises(ValueError, match="^log_var:"):
+        log_ratio_forward(z, eps, log_var[0])  # the caller broadcasts, not the kernel
+    with pytest.raises(TypeError, match="^eps:"):
+        log_ratio_forward(z, eps.astype(np.float32), log_var)
+    with pytest.raises(TypeError, match="^log_var:"):
+        log_ratio_forward(z, eps, log_var.astype(np.float32))
+    with pytest.raises(TypeError, match="^z:"):
+        log_ratio_forward(z.astype(np.int64), eps, log_var)
+    with pytest.raises(TypeError, match="^eps:"):
+        log_ratio_forward(z, eps.tolist(), log_var)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_ratio_keeps_its_dtype(dtype):
+    rng = np.random.default_rng(1)
+    _, log_var, eps, z = (a.astype(dtype) for a in sampled_posterior(rng, (2, 3, 4)))
+    log_ratio, cache = log_ratio_forward(z, eps, log_var)
+    assert log_ratio.dtype == dtype
+    dz, dlog_var = log_ratio_backward(rng.standard_normal((2, 3)).astype(dtype), cache)
+    assert dz.dtype == dlog_var.dtype == dtype and dz.shape == dlog_var.shape == z.shape
 
 
 def test_mismatched_dtypes_name_the_argument():

@@ -1,5 +1,6 @@
-"""Tests for numpyvae/layers.py: dense_backward (dx, dW, db) against
-central differences, known values, dtypes, input errors and init_dense."""
+"""Tests for numpyvae/layers.py: dense_backward (dx, dW, db) and
+mlp_backward against central differences, with and without a leading
+sample axis, known values, dtypes, input errors and init_dense."""
 
 import math
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from numpyvae.layers import dense_backward, dense_forward, init_dense
-from numpyvae.testing import assert_vjp_close
+from numpyvae.activations import ACTIVATIONS
+from numpyvae.layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
+from numpyvae.testing import KINK_MARGIN, assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -30,6 +32,33 @@ def test_dense_backward_matches_finite_differences(n, d_in, d_out, seed):
     rng = np.random.default_rng(seed)
     x, W, b, _ = dense_inputs(rng, n, d_in, d_out)
     assert_vjp_close(dense_forward, [x, W, b], dense_backward, rng, names=["x", "W", "b"])
+
+
+@given(k=st.integers(1, 4), n=batch, d_in=features, d_out=features, seed=seeds)
+def test_dense_backward_with_a_leading_sample_axis(k, n, d_in, d_out, seed):
+    # x (k, n, d_in): dW and db sum over every row of every sample.
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((k, n, d_in))
+    W, b = rng.standard_normal((d_in, d_out)), rng.standard_normal(d_out)
+    assert_vjp_close(dense_forward, [x, W, b], dense_backward, rng, names=["x", "W", "b"],
+                     **TOL)
+
+
+@given(k=st.integers(1, 4), n=batch, d_in=features, d_out=features, seed=seeds)
+def test_dense_with_a_sample_axis_is_each_slab_on_its_own(k, n, d_in, d_out, seed):
+    rng = np.random.default_rng(seed)
+    x, W, b, _ = dense_inputs(rng, n, d_in, d_out)
+    xs = np.stack([x + rng.standard_normal(x.shape) for _ in range(k)])  # (k, n, d_in)
+    dh = rng.standard_normal((k, n, d_out))
+    h, cache = dense_forward(xs, W, b)
+    dx, dW, db = dense_backward(dh, cache)
+    assert h.shape == (k, n, d_out) and dx.shape == xs.shape
+    parts = [dense_backward(dh[i], dense_forward(xs[i], W, b)[1]) for i in range(k)]
+    for i in range(k):
+        np.testing.assert_allclose(h[i], dense_forward(xs[i], W, b)[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx[i], parts[i][0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, sum(p[1] for p in parts), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(db, sum(p[2] for p in parts), rtol=1e-10, atol=1e-12)
 
 
 def test_dense_forward_known_values():
@@ -63,12 +92,20 @@ def test_wrong_shapes_name_the_argument():
     x, W, b, _ = dense_inputs(np.random.default_rng(0), 3, 4, 2)
     with pytest.raises(ValueError, match="^W:"):
         dense_forward(x, W[:3], b)
+    with pytest.raises(ValueError, match="^W:"):
+        dense_forward(x[None], W[:3], b)  # a sample axis does not hide a bad d_in
     with pytest.raises(ValueError, match="^b:"):
         dense_forward(x, W, np.zeros(3))
-    with pytest.raises(ValueError, match="^x:"):
-        dense_forward(x[0], W, b)
     with pytest.raises(ValueError, match="^b:"):
         dense_forward(x, W, b[None, :])
+    with pytest.raises(ValueError, match="^W:"):
+        dense_forward(x, W[None], b)
+
+
+def test_a_one_dimensional_x_is_refused_naming_x():
+    x, W, b, _ = dense_inputs(np.random.default_rng(0), 3, 4, 2)
+    with pytest.raises(ValueError, match="^x:"):
+        dense_forward(x[0], W, b)
 
 
 @pytest.mark.parametrize("bad", ["x", "W", "b"])
@@ -87,6 +124,88 @@ def test_int_arrays_are_refused(bad):
     args[bad] = np.ones(args[bad].shape, dtype=np.int64)
     with pytest.raises(TypeError, match=f"^{bad}:"):
         dense_forward(args["x"], args["W"], args["b"])
+
+
+# ------------------------------------------------------------- mlp
+
+WIDTHS = (5, 4)  # hidden widths of depth 2; depth 1 uses the first
+
+
+def mlp_point(rng, activation, depth, lead, d_in=3):
+    """h (lead + (n, d_in)) and params, every relu input off its kink."""
+    n = 4
+    for _ in range(100):
+        h = rng.standard_normal((*lead, n, d_in))
+        dims = [d_in, *WIDTHS[:depth]]
+        params = {}
+        for i in range(depth):
+            W = rng.standard_normal((dims[i], dims[i + 1])) / math.sqrt(dims[i])
+            params[f"enc{i}.W"] = W
+            params[f"enc{i}.b"] = rng.uniform(-0.5, 0.5, dims[i + 1])
+        _, caches = mlp_forward(params, h, "enc", depth, activation)
+        # a relu's cache is its input a = h W + b
+        if activation != "relu" or all(np.abs(a).min() > KINK_MARGIN for _, _, a in caches):
+            return h, params
+    raise AssertionError("no draw keeps every relu input off its kink")
+
+
+@pytest.mark.parametrize("lead", [(), (3,)], ids=["rows", "samples"])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_mlp_backward_matches_finite_differences(activation, depth, lead):
+    rng = np.random.default_rng(depth + 10 * len(lead))
+    h, params = mlp_point(rng, activation, depth, lead)
+    names = list(params)
+
+    def forward(h, *arrays):
+        return mlp_forward(dict(zip(names, arrays)), h, "enc", depth, activation)
+
+    def backward(dout, caches):
+        grads = {}
+        dh = mlp_backward(dout, caches, activation, grads)
+        assert sorted(grads) == sorted(names)
+        return [dh] + [grads[k] for k in names]
+
+    assert_vjp_close(forward, [h] + [params[k] for k in names], backward, rng,
+                     names=["h"] + names, **TOL)
+
+
+def test_mlp_without_layers_is_the_identity():
+    h = np.random.default_rng(0).standard_normal((2, 4, 3))
+    out, caches = mlp_forward({}, h, "enc", 0, "tanh")
+    assert out is h and caches == []
+    grads = {}
+    dh = np.ones_like(h)
+    assert mlp_backward(dh, caches, "tanh", grads) is dh and grads == {}
+
+
+def test_mlp_is_dense_then_activation_layer_by_layer():
+    rng = np.random.default_rng(1)
+    h, params = mlp_point(rng, "tanh", 2, (2,))
+    out, caches = mlp_forward(params, h, "enc", 2, "tanh")
+    expected = np.tanh(np.tanh(h @ params["enc0.W"] + params["enc0.b"]) @ params["enc1.W"]
+                       + params["enc1.b"])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+    assert [name for name, _, _ in caches] == ["enc0", "enc1"]
+
+
+def test_mlp_backward_planted_error_is_caught():
+    rng = np.random.default_rng(2)
+    h, params = mlp_point(rng, "softplus", 2, (3,))
+    names = list(params)
+
+    def forward(h, *arrays):
+        return mlp_forward(dict(zip(names, arrays)), h, "enc", 2, "softplus")
+
+    def planted(dout, caches):
+        grads = {}
+        dh = mlp_backward(dout, caches, "softplus", grads)
+        grads["enc0.W"] = grads["enc0.W"] * 1.001  # a 0.1% error
+        return [dh] + [grads[k] for k in names]
+
+    with pytest.raises(AssertionError, match="enc0.W"):
+        assert_vjp_close(forward, [h] + [params[k] for k in names], planted, rng,
+                         names=["h"] + names, **TOL)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

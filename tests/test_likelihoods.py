@@ -1,6 +1,11 @@
-"""Tests for numpyvae/likelihoods.py: both backwards against central
-differences, both forwards against scipy.stats, Bernoulli stability at
-huge logits, dtypes, and the input errors of these public kernels."""
+"""Tests for numpyvae/likelihoods.py: every backward against central
+differences, with and without a leading sample axis (x broadcast over
+the samples), the forwards against scipy.stats, Bernoulli stability at
+huge logits, dtypes, and the input errors of these public kernels.
+
+The kernels check types, dtypes and shapes only; the values (x finite,
+in [0, 1] for a Bernoulli decoder) are their callers' preconditions, and
+the last section shows every public entry point refusing bad values."""
 
 import math
 
@@ -10,8 +15,11 @@ from hypothesis import given, strategies as st
 from scipy.special import expit
 from scipy.stats import bernoulli, norm
 
+from numpyvae import VAE, HierarchicalVAE, fit
 from numpyvae.likelihoods import (bernoulli_log_lik_backward,
                                   bernoulli_log_lik_forward,
+                                  gaussian_log_density_backward,
+                                  gaussian_log_density_forward,
                                   gaussian_log_lik_backward,
                                   gaussian_log_lik_forward)
 from numpyvae.testing import assert_vjp_close
@@ -101,6 +109,72 @@ def test_gaussian_known_value():
     np.testing.assert_allclose(gaussian_log_lik_forward(x, recon, 2.0)[0], [expected], **TOL)
 
 
+# ------------------------------------------- a leading sample axis, x broadcast
+
+@given(k=st.integers(1, 4), n=batch, d=features, seed=seeds)
+def test_bernoulli_backward_with_samples_and_broadcast_x(k, n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (n, d))      # one x for all k samples
+    logits = rng.uniform(-6.0, 6.0, (k, n, d))
+    assert_vjp_close(lambda v: bernoulli_log_lik_forward(x, v), logits,
+                     bernoulli_log_lik_backward, rng, names=["logits"], **TOL)
+
+
+@given(k=st.integers(1, 4), n=batch, d=features, seed=seeds, sigma=sigmas)
+def test_gaussian_backward_with_samples_and_broadcast_x(k, n, d, seed, sigma):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2.0, 2.0, (n, d))
+    recon = rng.uniform(-2.0, 2.0, (k, n, d))
+    assert_vjp_close(lambda v: gaussian_log_lik_forward(x, v, sigma), recon,
+                     gaussian_log_lik_backward, rng, names=["recon"], **TOL)
+
+
+@pytest.mark.parametrize("kernel", ["bernoulli", "gaussian"])
+@given(k=st.integers(1, 4), n=batch, d=features, seed=seeds)
+def test_broadcast_x_is_x_repeated_per_sample(kernel, k, n, d, seed):
+    rng = np.random.default_rng(seed)
+    x, out = rng.uniform(0.0, 1.0, (n, d)), rng.uniform(-4.0, 4.0, (k, n, d))
+    dlog_lik = rng.standard_normal((k, n))
+    if kernel == "bernoulli":
+        forward, backward = bernoulli_log_lik_forward, bernoulli_log_lik_backward
+    else:
+        forward = lambda a, b: gaussian_log_lik_forward(a, b, 0.6)  # noqa: E731
+        backward = gaussian_log_lik_backward
+    log_lik, cache = forward(x, out)
+    full, full_cache = forward(np.broadcast_to(x, out.shape).copy(), out)  # x as (k, n, d)
+    assert log_lik.shape == (k, n)
+    np.testing.assert_array_equal(log_lik, full)
+    np.testing.assert_array_equal(backward(dlog_lik, cache), backward(dlog_lik, full_cache))
+    for i in range(k):
+        np.testing.assert_array_equal(log_lik[i], forward(x, out[i])[0])
+
+
+@pytest.mark.parametrize("lead", [(), (1,), (3,), (2, 3)], ids=str)
+def test_gaussian_log_density_backward_with_leading_axes(lead):
+    rng = np.random.default_rng(len(lead))
+    shape = (*lead, 4, 3)
+    z, mu = rng.standard_normal(shape), rng.standard_normal(shape)
+    log_var = rng.uniform(-1.5, 1.5, shape)
+    log_density, _ = gaussian_log_density_forward(z, mu, log_var)
+    assert log_density.shape == shape[:-1]
+    expected = norm.logpdf(z, mu, np.exp(0.5 * log_var)).sum(axis=-1)
+    np.testing.assert_allclose(log_density, expected, rtol=1e-12, atol=1e-12)
+    assert_vjp_close(gaussian_log_density_forward, [z, mu, log_var],
+                     gaussian_log_density_backward, rng, names=["z", "mu", "log_var"], **TOL)
+
+
+def test_gaussian_log_density_known_value_and_symmetry():
+    # N(z; mu, var) depends on z - mu only: dz = -dmu.
+    z, mu, log_var = np.array([[1.0]]), np.array([[-1.0]]), np.array([[math.log(4.0)]])
+    log_density, cache = gaussian_log_density_forward(z, mu, log_var)
+    # -0.5 (log 2 pi + log 4 + 4 / 4)
+    np.testing.assert_allclose(log_density, [-0.5 * (math.log(8.0 * math.pi) + 1.0)], **TOL)
+    dz, dmu, dlog_var = gaussian_log_density_backward(np.array([1.0]), cache)
+    np.testing.assert_allclose(dz, [[-0.5]], **TOL)
+    np.testing.assert_allclose(dmu, [[0.5]], **TOL)
+    np.testing.assert_allclose(dlog_var, [[0.0]], **TOL)  # -0.5 + 0.5 * 4 / 4
+
+
 # -------------------------------------------------------------------- dtype
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -167,12 +241,22 @@ def good_pair():
 @pytest.mark.parametrize("kernel, out_name", KERNELS)
 def test_wrong_shapes_name_the_argument(kernel, out_name):
     x, out = good_pair()
-    with pytest.raises(ValueError, match=f"^{out_name}:"):
+    with pytest.raises(ValueError, match=f"^x: .*{out_name}"):
         kernel(x, out[:, :3])
+    with pytest.raises(ValueError, match=f"^x: .*{out_name}"):
+        kernel(x[:2], out)
+    with pytest.raises(ValueError, match=f"^x: .*{out_name}"):
+        kernel(x, out[None, :2])  # samples of a different batch
+    with pytest.raises(ValueError, match=f"^x: .*{out_name}"):
+        kernel(x[None].repeat(2, 0), out)  # x is never broadcast up to out
+    assert kernel(x, out[None].repeat(2, 0))[0].shape == (2, 3)  # samples of x's batch
+
+
+@pytest.mark.parametrize("kernel, out_name", KERNELS)
+def test_a_one_dimensional_x_is_refused(kernel, out_name):
+    x, out = good_pair()
     with pytest.raises(ValueError, match="^x:"):
         kernel(x[0], out)
-    with pytest.raises(ValueError, match=f"^{out_name}:"):
-        kernel(x, out[None])
 
 
 @pytest.mark.parametrize("kernel, out_name", KERNELS)
@@ -191,29 +275,6 @@ def test_int_arrays_are_refused(kernel, out_name):
         kernel(np.ones((3, 4), dtype=np.int64), out)
     with pytest.raises(TypeError, match=f"^{out_name}:"):
         kernel(x, np.ones((3, 4), dtype=np.int32))
-
-
-@pytest.mark.parametrize("kernel, out_name", KERNELS)
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@given(index=st.tuples(st.integers(0, 2), st.integers(0, 3)))
-def test_non_finite_values_name_the_argument(kernel, out_name, bad, index):
-    x, out = good_pair()
-    x_bad = x.copy()
-    x_bad[index] = bad
-    with pytest.raises(ValueError, match="^x:"):
-        kernel(x_bad, out)
-    out_bad = out.copy()
-    out_bad[index] = bad
-    with pytest.raises(ValueError, match=f"^{out_name}:"):
-        kernel(x, out_bad)
-
-
-@pytest.mark.parametrize("value", [-0.1, 1.5, -1e-12, 1.0 + 1e-12])
-def test_bernoulli_refuses_x_outside_the_unit_interval(value):
-    x, logits = good_pair()
-    x[1, 2] = value
-    with pytest.raises(ValueError, match=r"^x:.*\[0, 1\]"):
-        bernoulli_log_lik_forward(x, logits)
 
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, np.inf, np.nan])
@@ -249,3 +310,97 @@ def test_gaussian_log_density_backward_matches_finite_differences(n, d, seed):
     with pytest.raises(AssertionError, match="log_var"):
         assert_vjp_close(gaussian_log_density_forward, [z, mu, log_var], planted, rng=seed,
                          names=["z", "mu", "log_var"])
+
+
+# ------------------------------------------ values are checked at the boundary
+
+def test_the_kernels_trust_their_callers_and_propagate_nan():
+    # No value check inside: a NaN reaches the output, it is never cleaned.
+    x, out = good_pair()
+    x[1, 2] = np.nan
+    for kernel, _ in KERNELS:
+        log_lik, _ = kernel(x, out)
+        assert np.isnan(log_lik[1]) and np.isfinite(log_lik[[0, 2]]).all()
+
+
+def _one_layer(likelihood):
+    return VAE(4, 2, hidden=(3,), likelihood=likelihood, rng=0)
+
+
+def _two_layer():
+    return HierarchicalVAE(4, (2, 2), hidden=(3,), hidden2=(3,), rng=0)
+
+
+def _entry_points():
+    """(name, call(model, x)) for every public function that takes data."""
+    from numpyvae import estimators
+    from numpyvae.evaluation import evaluate_model
+
+    def eps_for(model, x, k=None):
+        shape = (x.shape[0], model.config.noise_dim)
+        return np.zeros(shape if k is None else (k, *shape), np.float32)
+
+    return [
+        ("as_input", lambda m, x: m.as_input(x)),
+        ("encode", lambda m, x: m.encode(x)),
+        ("elbo", lambda m, x: m.elbo(x, rng=0)),
+        ("reconstruct", lambda m, x: m.reconstruct(x)),
+        ("loss_and_grads", lambda m, x: m.loss_and_grads(x, eps_for(m, x))),
+        ("loss_and_grads-iwae",
+         lambda m, x: m.loss_and_grads(x, eps_for(m, x, 2), objective="iwae")),
+        ("fit", lambda m, x: fit(m, x, epochs=1, batch_size=2, rng=0)),
+        ("iwae_bound", lambda m, x: estimators.iwae_bound(m, x, 3, 0)),
+        ("iwae_bound-reference", lambda m, x: estimators.iwae_bound(m, x, 3, 0, fast=False)),
+        ("naive_log_likelihood", lambda m, x: estimators.naive_log_likelihood(m, x, 3, 0)),
+        ("sampled_elbo", lambda m, x: estimators.sampled_elbo(m, x, 3, 0)),
+        ("estimators.elbo", lambda m, x: estimators.elbo(m, x, 0)),
+        ("evaluate_model", lambda m, x: evaluate_model(m, x, k=2, rng=0)),
+    ]
+
+
+ENTRY_POINTS = _entry_points()
+MODELS = [("bernoulli", lambda: _one_layer("bernoulli")),
+          ("gaussian", lambda: _one_layer("gaussian")), ("two-layer", _two_layer)]
+
+
+@pytest.mark.parametrize("make", [m for _, m in MODELS], ids=[n for n, _ in MODELS])
+@pytest.mark.parametrize("call", [c for _, c in ENTRY_POINTS], ids=[n for n, _ in ENTRY_POINTS])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_every_entry_point_refuses_non_finite_x(make, call, bad):
+    model = make()
+    x = np.random.default_rng(0).random((4, 4)).astype(np.float32)
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match=r"^x\w*: expected finite values.*\(2, 1\)"):
+        call(model, x)
+
+
+@pytest.mark.parametrize("make", [MODELS[0][1], MODELS[2][1]], ids=["bernoulli", "two-layer"])
+@pytest.mark.parametrize("call", [c for _, c in ENTRY_POINTS], ids=[n for n, _ in ENTRY_POINTS])
+@pytest.mark.parametrize("value", [-0.1, 1.5, -1e-6, 1.0 + 1e-6])
+def test_every_bernoulli_entry_point_refuses_x_outside_the_unit_interval(make, call, value):
+    model = make()
+    x = np.random.default_rng(0).random((4, 4)).astype(np.float32)
+    x[1, 2] = value
+    with pytest.raises(ValueError, match=r"^x\w*: expected values in \[0, 1\]"):
+        call(model, x)
+
+
+@pytest.mark.parametrize("call", [c for _, c in ENTRY_POINTS], ids=[n for n, _ in ENTRY_POINTS])
+def test_a_gaussian_decoder_takes_real_x(call):
+    # The [0, 1] check belongs to the Bernoulli decoder alone.
+    x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32) * 3.0
+    call(_one_layer("gaussian"), x)
+
+
+@pytest.mark.parametrize("make", [m for _, m in MODELS], ids=[n for n, _ in MODELS])
+@pytest.mark.parametrize("call", [c for _, c in ENTRY_POINTS], ids=[n for n, _ in ENTRY_POINTS])
+@pytest.mark.parametrize("bad,error,pattern", [
+    (np.zeros((4, 5), np.float32), ValueError, r"expected shape \(n, 4\), got \(4, 5\)"),
+    (np.zeros((2, 2, 4), np.float32), ValueError, "expected shape"),
+    (np.zeros((4, 4), np.int64), TypeError, "expected floating-point data"),
+    (np.zeros((4, 4), bool), TypeError, "expected floating-point data"),
+    (np.zeros((4, 4), np.complex128), TypeError, "expected real floating-point"),
+], ids=["features", "3d", "int", "bool", "complex"])
+def test_every_entry_point_refuses_bad_shapes_and_dtypes(make, call, bad, error, pattern):
+    with pytest.raises(error, match=r"^x\w*: " + pattern):
+        call(make(), bad)

@@ -1,20 +1,31 @@
 """Tests for numpyvae/model.py: the whole loss checked against central
 differences for every configuration (every parameter array, eps held
 fixed), a property-based directional check, the delta = 0 autoencoder,
-known values and an independent reference of the linear model."""
+known values and an independent reference of the linear model; then the
+same model's log-weights (k samples per example) and the bound losses
+over them, their backwards for every configuration, and their known
+values (k samples are k one-sample calls, the sampled KL averages to the
+analytic one, IWAE >= ELBO, k = 1 makes the two bounds one)."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
+from scipy.stats import norm
 
 from numpyvae import VAE
+from numpyvae.activations import ACTIVATIONS
 from numpyvae.gradcheck import check_gradients, directional_check
-from numpyvae.model import (_mlp_backward, _mlp_forward, decoder_backward, decoder_forward,
-                            encoder_backward, encoder_forward, log_lik_backward,
-                            log_lik_forward, loss_backward, loss_forward)
-from numpyvae.testing import assert_grad_close, hidden_pre_activations
+from numpyvae.layers import mlp_backward, mlp_forward
+from numpyvae.model import (bound_loss_backward, bound_loss_forward, decoder_backward,
+                            decoder_forward, encoder_backward, encoder_forward,
+                            log_lik_backward, log_lik_forward, log_weights_backward,
+                            log_weights_forward, loss_backward, loss_forward,
+                            posterior_log_var, prior_log_weights)
+from numpyvae.testing import (assert_grad_close, batches, hidden_pre_activations,
+                              relu_margin, vae_models)
 
 N, D_X, D_Z = 5, 6, 3  # batch, input and latent sizes: small, so each check is ~20 ms
 RELU_MARGIN = 1e-3     # no relu pre-activation this close to its kink at 0
@@ -283,13 +294,13 @@ def setup():
 def test_mlp_backward(setup):
     model, rng = setup
     z = rng.standard_normal((4, 3))
-    h, caches = _mlp_forward(model.params, z, "dec", 2, "tanh")
+    h, caches = mlp_forward(model.params, z, "dec", 2, "tanh")
     dh = rng.standard_normal(h.shape)
     grads = {}
-    dz = _mlp_backward(dh, caches, "tanh", grads)
-    _close("z", dz, lambda v: _mlp_forward(model.params, v, "dec", 2, "tanh")[0], z, dh)
+    dz = mlp_backward(dh, caches, "tanh", grads)
+    _close("z", dz, lambda v: mlp_forward(model.params, v, "dec", 2, "tanh")[0], z, dh)
     _close("dec1.W", grads["dec1.W"],
-           lambda v: _mlp_forward(dict(model.params, **{"dec1.W": v}), z, "dec", 2, "tanh")[0],
+           lambda v: mlp_forward(dict(model.params, **{"dec1.W": v}), z, "dec", 2, "tanh")[0],
            model.params["dec1.W"].copy(), dh)
 
 
@@ -333,3 +344,353 @@ def test_log_lik_backward(setup, likelihood):
     _, cache = log_lik_forward(x, out, model.config)
     dout = log_lik_backward(dlog_lik, cache, model.config)
     _close("out", dout, lambda v: log_lik_forward(x, v, model.config)[0], out, dlog_lik)
+
+
+def test_decoder_backward_with_a_sample_axis(setup):
+    # z (k, n, d_z): the decoder's weight gradients sum over every sample.
+    model, rng = setup
+    z = rng.standard_normal((3, 4, 3))
+    out, cache = decoder_forward(model.params, z, model.config)
+    assert out.shape == (3, 4, 6)
+    dout = rng.standard_normal(out.shape)
+    grads = {}
+    dz = decoder_backward(dout, cache, model.config, grads)
+    _close("z", dz, lambda v: decoder_forward(model.params, v, model.config)[0], z, dout)
+    for name in ("dec0.W", "out.b"):
+        _close(name, grads[name],
+               lambda v, name=name: decoder_forward(dict(model.params, **{name: v}), z,
+                                                    model.config)[0],
+               model.params[name].copy(), dout)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_log_lik_backward_with_samples_and_broadcast_x(setup, likelihood):
+    _, rng = setup
+    model = VAE(6, 3, hidden=(), likelihood=likelihood, sigma=0.7 if likelihood == "gaussian"
+                else None, dtype="float64", rng=3)
+    x, out = rng.random((4, 6)), rng.standard_normal((3, 4, 6))
+    dlog_lik = rng.standard_normal((3, 4))
+    _, cache = log_lik_forward(x, out, model.config)
+    dout = log_lik_backward(dlog_lik, cache, model.config)
+    _close("out", dout, lambda v: log_lik_forward(x, v, model.config)[0], out, dlog_lik)
+
+
+# ============================================== log-weights and bound losses
+
+FD_TOL = dict(abs_tol=1e-9, rel_tol=1e-6)  # float64 and a smooth function
+DEPTHS = {0: (), 1: (5,), 2: (5, 4)}
+DELTA = 0.7
+
+
+def sampled_point(likelihood, posterior, hidden, activation, k, n=N):
+    """A model, x and eps (k, n, d_z), every relu input of every slab off its kink."""
+    for seed in range(50):
+        model = make_model(likelihood, posterior, hidden, activation, delta=DELTA, seed=seed)
+        x, _ = make_batch(model, seed, n)
+        eps = np.random.default_rng(seed + 500).standard_normal((k, n, D_Z))
+        if activation != "relu" or relu_margin(model, x, eps) > RELU_MARGIN:
+            return model, x, eps
+    raise AssertionError("no seed in 0..49 keeps the relu pre-activations away from 0")
+
+
+def check_log_weights_gradients(model, x, eps, dlog_w, grads):
+    """gradcheck of sum(dlog_w * log_w) wrt every parameter array, eps fixed."""
+    names = list(model.params)
+
+    def f(*arrays):
+        log_w = log_weights_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
+        return float(np.sum(dlog_w * log_w))
+
+    return check_gradients(f, [model.params[k] for k in names], [grads[k] for k in names],
+                           names, **FD_TOL)
+
+
+def check_bound_gradients(model, x, eps, objective, grads):
+    """gradcheck of the bound loss wrt every parameter array, eps fixed."""
+    names = list(model.params)
+
+    def f(*arrays):
+        return bound_loss_forward(dict(zip(names, arrays)), x, eps, model.config, objective)[0]
+
+    return check_gradients(f, [model.params[k] for k in names], [grads[k] for k in names],
+                           names, **FD_TOL)
+
+
+LOG_W_CASES = list(itertools.product(["bernoulli", "gaussian"], ["diagonal", "fixed"],
+                                     ACTIVATIONS, sorted(DEPTHS), [1, 3]))
+
+
+@pytest.mark.parametrize("likelihood,posterior,activation,depth,k", LOG_W_CASES,
+                         ids=["-".join(map(str, c)) for c in LOG_W_CASES])
+def test_log_weights_backward_matches_finite_differences(likelihood, posterior, activation,
+                                                         depth, k):
+    model, x, eps = sampled_point(likelihood, posterior, DEPTHS[depth], activation, k)
+    dlog_w = np.random.default_rng(k).standard_normal((k, N))  # a random upstream gradient
+    log_w, terms, cache = log_weights_forward(model.params, x, eps, model.config)
+    assert log_w.shape == terms["log_lik"].shape == terms["log_ratio"].shape == (k, N)
+    grads = log_weights_backward(dlog_w, cache)
+    assert list(grads) == list(model.params)
+    report = check_log_weights_gradients(model, x, eps, dlog_w, grads)
+    assert report.passed, f"\n{report}"
+
+
+def test_relu_log_weights_case_really_is_away_from_kinks():
+    model, x, eps = sampled_point("bernoulli", "diagonal", DEPTHS[2], "relu", 3)
+    a = np.concatenate([hidden_pre_activations(model, x, e) for e in eps])
+    assert a.size == 3 * N * 2 * (5 + 4)
+    assert np.abs(a).min() > RELU_MARGIN and (a < 0).any() and (a > 0).any()
+
+
+@pytest.mark.parametrize("name", ["enc0.W", "mu.b", "log_var.W", "log_var.b", "dec1.b",
+                                  "out.W"])
+def test_log_weights_backward_planted_error_is_caught(name):
+    model, x, eps = sampled_point("bernoulli", "diagonal", (5, 4), "tanh", 3)
+    dlog_w = np.random.default_rng(0).standard_normal((3, N))
+    grads = log_weights_backward(dlog_w, log_weights_forward(model.params, x, eps,
+                                                             model.config)[2])
+    assert check_log_weights_gradients(model, x, eps, dlog_w, grads).passed
+    grads[name] = grads[name] * 1.001
+    report = check_log_weights_gradients(model, x, eps, dlog_w, grads)
+    assert [c.name for c in report.inputs if not c.passed] == [name]
+
+
+BOUND_CASES = list(itertools.product(["bernoulli", "gaussian"], ["diagonal", "fixed"],
+                                     [((), "tanh"), ((7, 5), "tanh"), ((7, 5), "relu")],
+                                     ["elbo", "iwae"], [1, 3]))
+
+
+@pytest.mark.parametrize("likelihood,posterior,arch,objective,k", BOUND_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{len(c[2][0])}{c[2][1]}-{c[3]}-k{c[4]}"
+                              for c in BOUND_CASES])
+def test_bound_loss_backward_matches_finite_differences(likelihood, posterior, arch,
+                                                        objective, k):
+    hidden, activation = arch
+    model, x, eps = sampled_point(likelihood, posterior, hidden, activation, k)
+    loss, terms, cache = bound_loss_forward(model.params, x, eps, model.config, objective)
+    assert loss == pytest.approx(-float(np.mean(terms[objective])), rel=1e-14, abs=1e-14)
+    grads = bound_loss_backward(cache)
+    assert list(grads) == list(model.params)
+    report = check_bound_gradients(model, x, eps, objective, grads)
+    assert report.passed, f"\n{report}"
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_bound_loss_backward_planted_error_is_caught(objective):
+    model, x, eps = sampled_point("gaussian", "diagonal", (7, 5), "tanh", 3)
+    grads = bound_loss_backward(bound_loss_forward(model.params, x, eps, model.config,
+                                                   objective)[2])
+    grads["log_var.b"] = grads["log_var.b"] * 1.001
+    report = check_bound_gradients(model, x, eps, objective, grads)
+    assert [c.name for c in report.inputs if not c.passed] == ["log_var.b"]
+
+
+def test_the_two_objectives_have_different_gradients():
+    # With unequal weights the IWAE gradient weighs the samples by w~, not 1/k:
+    # one objective's gradient fails the other's check.
+    model, x, eps = sampled_point("bernoulli", "diagonal", (7, 5), "tanh", 3)
+    iwae_grads = bound_loss_backward(bound_loss_forward(model.params, x, eps, model.config,
+                                                        "iwae")[2])
+    assert not check_bound_gradients(model, x, eps, "elbo", iwae_grads).passed
+
+
+# --------------------------------------------------- log-weights: known values
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_k_samples_are_k_one_sample_calls(likelihood, posterior):
+    model, x, eps = sampled_point(likelihood, posterior, (7, 5), "tanh", 4)
+    dlog_w = np.random.default_rng(1).standard_normal((4, N))
+    log_w, terms, cache = log_weights_forward(model.params, x, eps, model.config)
+    grads = log_weights_backward(dlog_w, cache)
+    summed = {name: 0.0 for name in grads}
+    for i in range(4):
+        one_w, one_terms, one_cache = log_weights_forward(model.params, x, eps[i:i + 1],
+                                                          model.config)
+        np.testing.assert_allclose(log_w[i], one_w[0], rtol=1e-13, atol=1e-13)
+        for name in ("log_lik", "log_ratio"):
+            np.testing.assert_allclose(terms[name][i], one_terms[name][0], rtol=1e-13,
+                                       atol=1e-13)
+        for name, g in log_weights_backward(dlog_w[i:i + 1], one_cache).items():
+            summed[name] = summed[name] + g
+    for name in grads:  # the backward is linear in dlog_w: the samples' sum
+        np.testing.assert_allclose(grads[name], summed[name], rtol=1e-11, atol=1e-13,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_linear_log_weights_match_an_independent_reference(likelihood, posterior):
+    """hidden=(): log p(x|z) + log r(z) - log q(z|x) written out with scipy.stats."""
+    model, x, eps = sampled_point(likelihood, posterior, (), "tanh", 3)
+    p = model.params
+    mu = x @ p["mu.W"] + p["mu.b"]
+    if posterior == "diagonal":
+        std = np.exp(0.5 * (x @ p["log_var.W"] + p["log_var.b"]))
+    else:
+        std = np.full_like(mu, DELTA)
+    z = mu + std * eps                                # (k, n, d_z)
+    out = z @ p["out.W"] + p["out.b"]                 # (k, n, d_x)
+    if likelihood == "bernoulli":
+        log_lik = (x * out - np.logaddexp(0.0, out)).sum(axis=-1)
+    else:
+        log_lik = norm.logpdf(x, out, 0.7).sum(axis=-1)
+    log_ratio = (norm.logpdf(z) - norm.logpdf(z, mu, std)).sum(axis=-1)
+    log_w, terms, _ = log_weights_forward(p, x, eps, model.config)
+    np.testing.assert_allclose(terms["log_lik"], log_lik, rtol=1e-12)
+    np.testing.assert_allclose(terms["log_ratio"], log_ratio, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(log_w, log_lik + log_ratio, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_one_sample_log_lik_is_the_elbo_s_reconstruction_term(posterior):
+    # Same eps, same z: loss_forward's log p(x|z) is the log-weight's.
+    model, x, eps = sampled_point("gaussian", posterior, (7, 5), "tanh", 1)
+    _, terms, _ = log_weights_forward(model.params, x, eps, model.config)
+    _, elbo_terms, _ = loss_forward(model.params, x, eps[0], model.config, 1.0)
+    np.testing.assert_allclose(terms["log_lik"][0], elbo_terms["log_lik"], rtol=1e-13)
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_the_sampled_kl_averages_to_the_analytic_kl(posterior):
+    # -log_ratio = log q(z|x) - log r(z), whose expectation over eps is KL(q || r).
+    model = make_model("gaussian", posterior, hidden=(7, 5), delta=DELTA)
+    x, _ = make_batch(model, 0, n=3)
+    m = 20_000
+    eps = np.random.default_rng(1).standard_normal((m, 3, D_Z))
+    _, terms, _ = log_weights_forward(model.params, x, eps, model.config)
+    sampled = -terms["log_ratio"]                                    # (m, n)
+    kl = loss_forward(model.params, x, eps[0], model.config, 1.0)[1]["kl"]
+    stderr = sampled.std(axis=0, ddof=1) / math.sqrt(m)
+    assert np.all(stderr < 0.02)
+    assert np.all(np.abs(sampled.mean(axis=0) - kl) < 4.0 * stderr)
+    # and the sampled-ELBO head's kl term is the same sampled KL
+    _, bound_terms, _ = bound_loss_forward(model.params, x, eps, model.config, "elbo")
+    np.testing.assert_allclose(bound_terms["kl"], sampled.mean(axis=0), rtol=1e-10)
+
+
+def test_at_the_prior_the_log_ratio_is_zero():
+    # mu = 0, log_var = 0: q = r, so log r(z) - log q(z|x) = 0 at every sample.
+    model = make_model("bernoulli", "diagonal")
+    for k in ("mu.W", "mu.b", "log_var.W", "log_var.b"):
+        model.params[k][...] = 0.0
+    x, _ = make_batch(model, 0)
+    eps = np.random.default_rng(2).standard_normal((3, N, D_Z))
+    log_w, terms, _ = log_weights_forward(model.params, x, eps, model.config)
+    np.testing.assert_array_equal(terms["log_ratio"], 0.0)
+    np.testing.assert_array_equal(log_w, terms["log_lik"])
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+@pytest.mark.parametrize("hidden", [(), (7, 5)], ids=["linear", "deep"])
+def test_k1_makes_the_elbo_and_iwae_bounds_one(likelihood, posterior, hidden):
+    model, x, eps = sampled_point(likelihood, posterior, hidden, "tanh", 1)
+    loss_e, terms_e, cache_e = bound_loss_forward(model.params, x, eps, model.config, "elbo")
+    loss_i, terms_i, cache_i = bound_loss_forward(model.params, x, eps, model.config, "iwae")
+    assert loss_e == pytest.approx(loss_i, rel=1e-13, abs=1e-13)
+    np.testing.assert_allclose(terms_i["iwae"], terms_e["elbo"], rtol=1e-13)
+    grads_e, grads_i = bound_loss_backward(cache_e), bound_loss_backward(cache_i)
+    for name in grads_e:
+        np.testing.assert_allclose(grads_i[name], grads_e[name], rtol=1e-12, atol=1e-14,
+                                   err_msg=name)
+
+
+@given(st.data(), st.integers(2, 6), st.integers(0, 2**32 - 1))
+def test_iwae_is_at_least_the_elbo_per_example(data, k, seed):
+    model = data.draw(vae_models())
+    x, _ = data.draw(batches(model, max_batch=3))
+    eps = np.random.default_rng(seed).standard_normal((k, x.shape[0], model.config.latent_dim))
+    _, terms, _ = bound_loss_forward(model.params, x, eps, model.config, "iwae")
+    assert terms["iwae"].shape == terms["elbo"].shape == (x.shape[0],)
+    assert np.all(terms["iwae"] >= terms["elbo"] - 1e-12 * np.abs(terms["elbo"]))
+    log_w = log_weights_forward(model.params, x, eps, model.config)[0]
+    strict = log_w.max(axis=0) - log_w.min(axis=0) > 1e-3  # unequal weights
+    assert np.all(terms["iwae"][strict] > terms["elbo"][strict])
+    np.testing.assert_allclose(terms["elbo"], log_w.mean(axis=0), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(terms["log_lik"] - terms["kl"], terms["elbo"], rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_the_sampled_elbo_averages_to_the_analytic_elbo():
+    # E_eps[log w] = log_lik - KL: the two ELBOs agree in expectation only.
+    model = make_model("gaussian", "diagonal", hidden=(4,))
+    x, _ = make_batch(model, 0, n=2)
+    m = 20_000
+    eps = np.random.default_rng(3).standard_normal((m, 2, D_Z))
+    log_w = log_weights_forward(model.params, x, eps, model.config)[0]   # (m, n)
+    analytic = []  # the analytic-KL ELBO of the first 2000 slabs, one call each
+    for e in eps[:2000]:
+        _, t, _ = loss_forward(model.params, x, e, model.config, 1.0)
+        analytic.append(t["log_lik"] - t["kl"])
+    analytic = np.array(analytic)                                        # (2000, n)
+    diff = log_w[:2000] - analytic  # same eps: not equal draw by draw
+    assert diff.std() > 0.05
+    expected = analytic.mean(axis=0)
+    se = np.hypot(log_w.std(axis=0, ddof=1) / math.sqrt(m),
+                  analytic.std(axis=0, ddof=1) / math.sqrt(2000))
+    assert np.all(np.abs(log_w.mean(axis=0) - expected) < 4.0 * se)
+
+
+def test_unknown_objective_is_refused():
+    model, x, eps = sampled_point("bernoulli", "diagonal", (), "tanh", 2)
+    with pytest.raises(ValueError, match="^objective:.*'elbo', 'iwae'"):
+        bound_loss_forward(model.params, x, eps, model.config, "kl")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_log_weights_and_bounds_keep_their_dtype(dtype, posterior):
+    model = make_model("bernoulli", posterior, dtype=dtype, delta=DELTA)
+    x, _ = make_batch(model, 0)
+    eps = np.random.default_rng(0).standard_normal((2, N, D_Z)).astype(dtype)
+    log_w, terms, cache = log_weights_forward(model.params, x, eps, model.config)
+    assert log_w.dtype == terms["log_lik"].dtype == terms["log_ratio"].dtype == dtype
+    grads = log_weights_backward(np.ones((2, N), dtype), cache)
+    assert all(g.dtype == dtype and g.shape == model.params[k].shape
+               for k, g in grads.items())
+    for objective in ("elbo", "iwae"):
+        loss, terms, cache = bound_loss_forward(model.params, x, eps, model.config, objective)
+        assert type(loss) is float and math.isfinite(loss)
+        assert all(t.dtype == dtype for t in terms.values())
+        assert all(g.dtype == dtype for g in bound_loss_backward(cache).values())
+
+
+def test_log_weights_agree_in_float32_and_float64():
+    model64 = make_model("gaussian", "fixed", delta=DELTA)
+    model32 = make_model("gaussian", "fixed", delta=DELTA, dtype="float32")
+    model32.params = {k: v.astype(np.float32) for k, v in model64.params.items()}
+    x, _ = make_batch(model64, 0)
+    eps = np.random.default_rng(0).standard_normal((3, N, D_Z))
+    w64 = log_weights_forward(model64.params, x, eps, model64.config)[0]
+    w32 = log_weights_forward(model32.params, x.astype(np.float32), eps.astype(np.float32),
+                              model32.config)[0]
+    np.testing.assert_allclose(w32, w64, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------ prior weights and log_var
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_prior_log_weights_are_the_decoder_s_log_lik_at_z_eps(likelihood):
+    model = make_model(likelihood, "diagonal", hidden=())
+    x, _ = make_batch(model, 0)
+    eps = np.random.default_rng(4).standard_normal((3, N, D_Z))  # z ~ r(z) itself
+    log_w = prior_log_weights(model.params, x, eps, model.config)
+    assert log_w.shape == (3, N)
+    out = eps @ model.params["out.W"] + model.params["out.b"]
+    if likelihood == "bernoulli":
+        expected = (x * out - np.logaddexp(0.0, out)).sum(axis=-1)
+    else:
+        expected = norm.logpdf(x, out, 0.7).sum(axis=-1)
+    np.testing.assert_allclose(log_w, expected, rtol=1e-12)
+    # the encoder plays no part
+    moved = {**model.params, "mu.b": model.params["mu.b"] + 1.0}
+    np.testing.assert_array_equal(prior_log_weights(moved, x, eps, model.config), log_w)
+
+
+def test_posterior_log_var_is_the_head_or_two_log_delta():
+    model = make_model("bernoulli", "fixed", delta=DELTA)
+    mu = np.zeros((2, D_Z))
+    np.testing.assert_allclose(posterior_log_var(mu, None, model.config),
+                               np.full((2, D_Z), 2.0 * math.log(DELTA)), rtol=1e-15)
+    log_var = np.ones((2, D_Z))
+    assert posterior_log_var(mu, log_var, make_model().config) is log_var

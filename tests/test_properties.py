@@ -2,7 +2,7 @@
 
 * IWAE >= ELBO on the same samples: log of a mean >= mean of the logs
   (Jensen), exactly, draw by draw, against the ELBO with the KL sampled
-  on those samples (terms of `iwae_loss_forward` with one slab each).
+  on those samples (`model.log_weights_forward`, one slab at a time).
   The ELBO with the analytic KL equals it in expectation only.
 * E[L_k] is non-decreasing in k (Burda et al., 2016, Theorem 1),
   checked on averages over many draws with a tolerance of 4 standard
@@ -20,17 +20,23 @@ from hypothesis import given, strategies as st
 
 from numpyvae import VAE
 from numpyvae.estimators import elbo, exact_log_likelihood, iwae_bound
-from numpyvae.iwae import iwae_loss_forward
+from numpyvae.layers import mlp_forward
+from numpyvae.model import bound_loss_forward, log_weights_forward, loss_forward
 from numpyvae.testing import batches, vae_configs, vae_models
 
 seeds = st.integers(0, 2**32 - 1)
 Z = 4.0  # standard errors allowed: a false alarm has probability 3e-5 per comparison
 
 
+def iwae_terms(model, x, eps):
+    """The terms of the IWAE bound of the samples eps (k, n, d_z)."""
+    return bound_loss_forward(model.params, x, eps, model.config, "iwae")[1]
+
+
 def log_weights(model, x, eps):
-    """log w_i of each slab of eps (k, n, d_z): the one-sample IWAE, (k, n)."""
-    return np.stack([iwae_loss_forward(model.params, x, eps[i:i + 1], model.config)[1]["iwae"]
-                     for i in range(eps.shape[0])])
+    """log w_i of each slab of eps (k, n, d_z), one call each: the one-sample
+    IWAE, (k, n)."""
+    return np.stack([iwae_terms(model, x, eps[i:i + 1])["iwae"] for i in range(eps.shape[0])])
 
 
 def assert_non_decreasing(draws: dict, z: float = Z):
@@ -52,8 +58,10 @@ def test_iwae_is_at_least_the_elbo_of_the_same_samples(data, k, seed):
     x, _ = data.draw(batches(model, max_batch=3))
     eps = np.random.default_rng(seed).standard_normal((k, *x.shape[:1],
                                                        model.config.latent_dim))
-    terms = iwae_loss_forward(model.params, x, eps, model.config)[1]
+    terms = iwae_terms(model, x, eps)
     log_w = log_weights(model, x, eps)  # (k, n)
+    np.testing.assert_allclose(log_weights_forward(model.params, x, eps, model.config)[0],
+                               log_w, rtol=1e-12, atol=1e-12)  # k samples in one call
     sampled_elbo = log_w.mean(axis=0)
     assert np.all(terms["iwae"] >= sampled_elbo - 1e-12 * np.abs(sampled_elbo))
     spread = log_w.max(axis=0) - log_w.min(axis=0)
@@ -65,7 +73,7 @@ def test_identical_samples_make_iwae_and_the_sampled_elbo_equal():
     model = VAE(4, 2, hidden=(3,), activation="tanh", dtype="float64", rng=0)
     x = np.random.default_rng(1).random((3, 4))
     eps = np.repeat(np.random.default_rng(2).standard_normal((1, 3, 2)), 5, axis=0)
-    terms = iwae_loss_forward(model.params, x, eps, model.config)[1]
+    terms = iwae_terms(model, x, eps)
     np.testing.assert_allclose(terms["iwae"], log_weights(model, x, eps).mean(axis=0),
                                rtol=1e-13)
 
@@ -76,8 +84,11 @@ def test_analytic_and_sampled_kl_elbos_agree_only_in_expectation():
                 dtype="float64", rng=3)
     x = np.repeat(np.random.default_rng(4).standard_normal((1, 5)), 4000, axis=0)
     eps = np.random.default_rng(5).standard_normal((1, 4000, 2))
-    terms = iwae_loss_forward(model.params, x, eps, model.config)[1]
-    diff = terms["iwae"] - (terms["log_lik"] - terms["kl"])  # KL - sampled KL
+    terms = iwae_terms(model, x, eps)  # k = 1: iwae = elbo = log w, the KL sampled
+    analytic = loss_forward(model.params, x, eps[0], model.config, 1.0)[1]
+    np.testing.assert_allclose(terms["log_lik"], analytic["log_lik"], rtol=1e-12)  # same z
+    diff = terms["iwae"] - (analytic["log_lik"] - analytic["kl"])  # KL - sampled KL
+    np.testing.assert_allclose(diff, analytic["kl"] - terms["kl"], rtol=1e-9, atol=1e-9)
     assert diff.std() > 0.1  # not equal draw by draw
     assert abs(diff.mean()) < Z * diff.std(ddof=1) / math.sqrt(diff.size)
 
@@ -95,7 +106,7 @@ def iwae_draws(model, x, m, seed, minus_log_k_twice=False):
                                                        model.config.latent_dim))
     draws = {}
     for k in KS:
-        bound = iwae_loss_forward(model.params, x_rep, eps[:k], model.config)[1]["iwae"]
+        bound = iwae_terms(model, x_rep, eps[:k])["iwae"]
         if minus_log_k_twice:  # a planted bug: -log k applied twice
             bound = bound - math.log(k)
         draws[k] = bound.reshape(m, n).mean(axis=1)
@@ -137,9 +148,9 @@ def test_the_bound_grows_strictly_for_an_untrained_encoder():
 # ------------------------------------------------------ KL >= 0
 
 def kl_of(model, x):
-    """The analytic KL per example, as the ELBO and the IWAE terms give it."""
-    eps = np.zeros((1, x.shape[0], model.config.latent_dim))
-    kl = iwae_loss_forward(model.params, x, eps, model.config)[1]["kl"]
+    """The analytic KL per example, as the loss and the model's ELBO give it."""
+    eps = np.zeros((x.shape[0], model.config.latent_dim))
+    kl = loss_forward(model.params, x, eps, model.config, 1.0)[1]["kl"]
     np.testing.assert_allclose(model.elbo_terms(x, 0)["kl"], kl, rtol=1e-12, atol=1e-14)
     return kl
 
@@ -165,10 +176,14 @@ def test_kl_is_non_negative_and_zero_only_at_the_prior(data, seed):
     index = tuple(rng.integers(s) for s in model.params[name].shape)
     model.params[name][index] = rng.choice([-1.0, 1.0]) * rng.uniform(1e-3, 1.0)
     moved = kl_of(model, x)
-    if name.endswith(".b"):
-        assert np.all(moved > 0)
-    else:  # a weight moves q only for rows whose input to it is nonzero
-        assert np.all(moved >= 0) and np.any(moved > 0)
+    # The heads read the last hidden layer h (x itself without one): a
+    # weight W[i, j] moves q only for rows whose h[:, i] is nonzero (a dead
+    # relu feeds none), a bias for every row. Off the prior the KL grows.
+    h = mlp_forward(model.params, x, "enc", len(c.hidden), c.activation)[0]
+    feed = np.ones(x.shape[0]) if name.endswith(".b") else np.abs(h[:, index[0]])
+    assert np.all(moved >= kl)
+    np.testing.assert_array_equal(moved[feed == 0], kl[feed == 0])
+    assert np.all(moved[feed > 1e-3] > kl[feed > 1e-3])
 
 
 # ---------------------------------------- bounds bracket exact log p(x)

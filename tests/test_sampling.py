@@ -1,6 +1,7 @@
 """Tests for numpyvae/sampling.py: both reparameterization backwards
-against central differences (eps held fixed), the moments of z, the
-reproducibility of draw_eps, dtypes and input errors."""
+against central differences (eps held fixed), with and without a
+leading sample axis, the moments of z, the reproducibility of draw_eps,
+dtypes and input errors."""
 
 import math
 
@@ -45,6 +46,33 @@ def test_reparameterize_fixed_backward_matches_finite_differences(n, d_z, seed, 
     mu, _, eps = encoder_outputs(rng, n, d_z)
     assert_vjp_close(lambda m: reparameterize_fixed_forward(m, delta, eps), mu,
                      reparameterize_fixed_backward, rng, names=["mu"])
+
+
+@given(k=st.integers(1, 4), n=batch, d_z=features, seed=seeds)
+def test_reparameterize_backward_with_a_leading_sample_axis(k, n, d_z, seed):
+    # (k, n, d_z): mu and log_var broadcast over the k samples by the caller.
+    rng = np.random.default_rng(seed)
+    mu, log_var = rng.uniform(-2.0, 2.0, (2, k, n, d_z))
+    eps = rng.standard_normal((k, n, d_z))
+    assert_vjp_close(lambda m, lv: reparameterize_forward(m, lv, eps), [mu, log_var],
+                     reparameterize_backward, rng, names=["mu", "log_var"], **TOL)
+    assert_vjp_close(lambda m: reparameterize_fixed_forward(m, 0.7, eps), mu,
+                     reparameterize_fixed_backward, rng, names=["mu"], **TOL)
+
+
+@given(k=st.integers(1, 4), n=batch, d_z=features, seed=seeds)
+def test_broadcast_posterior_gives_each_sample_its_own_z(k, n, d_z, seed):
+    rng = np.random.default_rng(seed)
+    mu, log_var, _ = encoder_outputs(rng, n, d_z)
+    eps = rng.standard_normal((k, n, d_z))
+    shape = eps.shape
+    z, _ = reparameterize_forward(np.broadcast_to(mu, shape), np.broadcast_to(log_var, shape),
+                                  eps)
+    z_fixed, _ = reparameterize_fixed_forward(np.broadcast_to(mu, shape), 0.7, eps)
+    for i in range(k):
+        np.testing.assert_array_equal(z[i], reparameterize_forward(mu, log_var, eps[i])[0])
+        np.testing.assert_array_equal(z_fixed[i],
+                                      reparameterize_fixed_forward(mu, 0.7, eps[i])[0])
 
 
 # --------------------------------------------------------------- moments
@@ -184,10 +212,14 @@ def test_wrong_shapes_name_the_argument():
         reparameterize_forward(mu, log_var[:2], eps)
     with pytest.raises(ValueError, match="^eps:"):
         reparameterize_forward(mu, log_var, eps[:, :3])
-    with pytest.raises(ValueError, match="^mu:"):
+    with pytest.raises(ValueError, match=r"^log_var: expected shape \(4,\) like mu"):
         reparameterize_forward(mu[0], log_var, eps)
     with pytest.raises(ValueError, match="^eps:"):
+        reparameterize_forward(mu, log_var, eps[None].repeat(2, 0))  # caller broadcasts mu
+    with pytest.raises(ValueError, match="^eps:"):
         reparameterize_fixed_forward(mu, 1.0, eps[:, :3])
+    with pytest.raises(ValueError, match="^eps:"):
+        reparameterize_fixed_forward(mu, 1.0, eps[None])
 
 
 def test_mismatched_dtypes_name_the_argument():

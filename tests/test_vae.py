@@ -127,6 +127,86 @@ def test_elbo_terms_sign_conventions():
     assert (terms["kl"] >= 0).all()
 
 
+# ------------------------------------------------- the model protocol
+
+def test_vae_follows_the_model_protocol():
+    from numpyvae.protocol import Model
+    model = VAE(D_X, D_Z, hidden=(4,), rng=0)
+    assert isinstance(model, Model)
+    assert model.config.noise_dim == model.config.latent_dim == D_Z
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "fixed"])
+def test_the_reference_methods_are_the_pure_functions(posterior):
+    from numpyvae import model as reference
+    model = VAE(D_X, D_Z, hidden=(4,), posterior=posterior,
+                delta=0.7 if posterior == "fixed" else None, dtype="float64", rng=0)
+    x = data(dtype=np.float64)
+    eps = np.random.default_rng(1).standard_normal((3, 5, D_Z))
+    log_w, terms, cache = model.log_weights(x, eps)
+    expected = reference.log_weights_forward(model.params, x, eps, model.config)
+    np.testing.assert_array_equal(log_w, expected[0])
+    dlog_w = np.random.default_rng(2).standard_normal((3, 5))
+    grads, grads2 = (model.log_weights_backward(dlog_w, cache),
+                     reference.log_weights_backward(dlog_w, expected[2]))
+    assert list(grads) == list(model.params)
+    assert all(np.array_equal(grads[k], grads2[k]) for k in grads)
+    np.testing.assert_array_equal(model.prior_log_weights(x, eps),
+                                  reference.prior_log_weights(model.params, x, eps,
+                                                              model.config))
+    for objective, noise in (("elbo", eps[0]), ("iwae", eps)):
+        loss, terms, grads = model.forward_backward(x, noise, 1.0, objective)
+        loss2, grads2 = model.loss_and_grads(x, noise, objective=objective)
+        assert loss == loss2 and all(np.array_equal(grads[k], grads2[k]) for k in grads)
+    assert model.posterior_means(x)[0].shape == (5, D_Z)
+    np.testing.assert_array_equal(model.posterior_means(x)[0], model.encode(x)[0])
+
+
+def test_the_two_objectives_of_loss_and_grads():
+    model = VAE(D_X, D_Z, hidden=(4,), likelihood="gaussian", dtype="float64", rng=0)
+    x = data(dtype=np.float64)
+    eps = np.random.default_rng(1).standard_normal((4, 5, D_Z))
+    from numpyvae.model import bound_loss_forward, loss_forward
+    assert model.loss_and_grads(x, eps, objective="iwae")[0] == bound_loss_forward(
+        model.params, x, eps, model.config, "iwae")[0]
+    assert model.loss_and_grads(x, eps[0], 2.0)[0] == loss_forward(
+        model.params, x, eps[0], model.config, 2.0)[0]
+    iwae = model.loss_and_grads(x, eps, objective="iwae")[0]
+    elbo = bound_loss_forward(model.params, x, eps, model.config, "elbo")[0]
+    assert iwae < elbo  # -L_k <= -sampled ELBO on the same samples
+
+
+def test_as_noise_validates_and_converts():
+    model = VAE(D_X, D_Z, hidden=(4,), rng=0)
+    eps = np.random.default_rng(0).standard_normal((2, 5, D_Z))  # float64
+    out = model.as_noise(eps)
+    assert out.shape == (2, 5, D_Z) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, eps.astype(np.float32))
+    assert model.as_noise(eps[0]).shape[-2:] == (5, D_Z)  # one sample
+    with pytest.raises(ValueError, match=r"^eps: expected shape \(n, 3\) or \(k, n, 3\)"):
+        model.as_noise(eps[..., :2])
+    with pytest.raises(ValueError, match="^eps:"):
+        model.as_noise(eps[0, 0])
+    with pytest.raises(ValueError, match="^eps:"):
+        model.as_noise(eps[None])
+    bad = eps.copy()
+    bad[1, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="^noise: expected finite values"):
+        model.as_noise(bad, "noise")
+    with pytest.raises(TypeError, match="^eps:"):
+        model.as_noise(eps.astype(np.int32))
+    with pytest.raises(TypeError, match="^eps:"):
+        model.as_noise("eps")
+
+
+def test_check_density_refuses_a_point_mass_naming_what_needs_it():
+    point = VAE(D_X, D_Z, hidden=(4,), posterior="fixed", delta=0.0, rng=0)
+    with pytest.raises(ValueError, match="^model: the IWAE bound needs the density.*delta=0"):
+        point.check_density("the IWAE bound")
+    VAE(D_X, D_Z, hidden=(4,), posterior="fixed", delta=0.5, rng=0).check_density("x")
+    VAE(D_X, D_Z, hidden=(4,), rng=0).check_density("x")
+
+
 # --------------------------------------------------- reproducibility
 
 def test_int_seed_and_generator_give_the_same_model():

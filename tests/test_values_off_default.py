@@ -17,7 +17,7 @@ from scipy.stats import bernoulli, norm
 
 from numpyvae import SGD, VAE, Trainer
 from numpyvae.gradcheck import check_model, check_model_directional
-from numpyvae.iwae import iwae_loss_forward
+from numpyvae.model import bound_loss_forward
 from numpyvae.train import train
 
 CONFIGS = [dict(likelihood="bernoulli"),
@@ -90,8 +90,11 @@ def test_k_identical_samples_give_log_w(config, k):
     eps = np.random.default_rng(5).standard_normal((1, 4, 2))
     expected = log_w_by_scipy(model, x, eps[0])
     same = np.repeat(eps, k, axis=0)  # (k, n, d_z): -log k must cancel log(k w)
-    loss, terms, _ = iwae_loss_forward(model.params, x, same, model.config)
+    loss, terms, _ = bound_loss_forward(model.params, x, same, model.config, "iwae")
     np.testing.assert_allclose(terms["iwae"], expected, rtol=1e-10)
+    np.testing.assert_allclose(terms["elbo"], expected, rtol=1e-10)  # equal weights
+    assert math.isclose(loss, -expected.mean(), rel_tol=1e-10)
+    loss, terms, _ = bound_loss_forward(model.params, x, same, model.config, "elbo")
     assert math.isclose(loss, -expected.mean(), rel_tol=1e-10)
 
 
@@ -107,11 +110,11 @@ def test_iwae_terms_agree_in_float32_and_float64(config):
     model64, x = model_and_batch(config)
     model32, _ = model_and_batch(config, "float32")
     eps = np.random.default_rng(6).standard_normal((3, 4, 2))
-    t64 = iwae_loss_forward(model64.params, x, eps, model64.config)[1]
+    t64 = bound_loss_forward(model64.params, x, eps, model64.config, "iwae")[1]
     params32 = {k: v.astype(np.float32) for k, v in model64.params.items()}
-    t32 = iwae_loss_forward(params32, x.astype(np.float32), eps.astype(np.float32),
-                            model32.config)[1]
-    for name in ("iwae", "log_lik", "kl"):
+    t32 = bound_loss_forward(params32, x.astype(np.float32), eps.astype(np.float32),
+                             model32.config, "iwae")[1]
+    for name in ("iwae", "elbo", "log_lik", "kl"):
         assert t32[name].dtype == np.float32
         np.testing.assert_allclose(t32[name], t64[name], rtol=2e-5, atol=1e-5, err_msg=name)
 
