@@ -39,6 +39,7 @@ import numpy as np
 
 FORMAT = "numpyvae-checkpoint"
 FORMAT_VERSION = 1
+MODEL_KINDS = ("vae", "hierarchical")  # a config's "model" key; absent is "vae"
 
 
 class CheckpointError(ValueError):
@@ -94,6 +95,24 @@ class Checkpoint:
     meta: dict
 
 
+def model_kind(config: dict) -> str:
+    """The kind of model a stored config rebuilds: its ``"model"`` key,
+    "vae" when absent (a one-layer config, or one older than the key).
+
+    Examples
+    --------
+    >>> from numpyvae import HierarchicalVAE, VAE
+    >>> model_kind(VAE(4, 2).config.to_dict())
+    'vae'
+    >>> model_kind(HierarchicalVAE(4, (3, 2)).config.to_dict())
+    'hierarchical'
+    """
+    kind = config.get("model", "vae")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model: expected one of {MODEL_KINDS}, got {kind!r}")
+    return kind
+
+
 def _optimizer_from_config(config: dict):
     from .optim import SGD, Adam
     kwargs = {k: v for k, v in config.items() if k != "name"}
@@ -109,7 +128,9 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
 
     Parameters
     ----------
-    model : VAE or HierarchicalVAE
+    model : any model of the protocol (VAE, HierarchicalVAE)
+        Its ``config.to_dict()`` is stored; its "model" key says which
+        class `load` rebuilds.
     path : str or Path
         Destination; ``.npz`` is appended if missing.
     optimizer : Adam or SGD, optional
@@ -263,8 +284,9 @@ def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
     from .model import VAEConfig
     meta = _read_meta(path, dict(meta_arrays))
     try:
-        fields = dict(meta["config"])  # "model" names the class; none is a VAE
-        cls = HierarchyConfig if fields.pop("model", "vae") == "hierarchical" else VAEConfig
+        fields = dict(meta["config"])
+        cls = HierarchyConfig if model_kind(fields) == "hierarchical" else VAEConfig
+        fields.pop("model", None)
         config = cls(**fields)
         itemsize = np.dtype(config.dtype).itemsize
         sizes = {k: math.prod(s) * 8 for k, s in config.param_shapes().items()}
@@ -436,8 +458,7 @@ def load_checkpoint(path) -> Checkpoint:
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays)
     try:
-        # config["model"] names the class; checkpoints without it hold a VAE
-        if meta["config"].get("model", "vae") == "hierarchical":
+        if model_kind(meta["config"]) == "hierarchical":
             model = HierarchicalVAE.from_config(meta["config"])
         else:
             model = VAE.from_config(meta["config"])
@@ -460,7 +481,8 @@ def load_checkpoint(path) -> Checkpoint:
 
 
 def load(path):
-    """Load the VAE stored in a checkpoint (see `load_checkpoint`).
+    """Load the model (VAE or HierarchicalVAE) stored in a checkpoint (see
+    `load_checkpoint`).
 
     Raises `CheckpointError` (a ValueError) for anything but an intact
     numpyvae checkpoint; the example of `save` shows a round trip.

@@ -7,7 +7,10 @@ one flag per run setting of `numpyvae.settings`;
 (see `numpyvae.sweep`); ``numpyvae evaluate RUN_DIR`` scores a run on
 its test split; ``numpyvae sample RUN_DIR`` and ``numpyvae encode
 RUN_DIR`` write a run's samples and latent codes (`numpyvae.export`);
-``numpyvae --version`` prints the version. Errors
+``numpyvae gradcheck`` checks every gradient by finite differences;
+``numpyvae --version`` prints the version. Every verb reaches the model
+through the model protocol (protocol.py), so each works for a run of
+either model (one stochastic layer, or two with ``--latent-dims``). Errors
 from numpyvae (bad values, missing files, corrupt checkpoints, diverged
 training) print ``numpyvae: error: <message>`` and exit with status 2;
 Ctrl-C during training saves a checkpoint and exits with status 130.
@@ -28,6 +31,7 @@ from . import runs
 from ._progress import plus_minus
 from .checkpoint import load_checkpoint
 from .settings import DEFAULTS, SETTINGS, Setting
+from .hierarchical_vae import HierarchicalVAE
 from .vae import VAE
 
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
@@ -58,6 +62,18 @@ def _hidden(text: str) -> list[int]:
             f"expected comma-separated widths >= 1 such as 128 or 256,128 (or '' for "
             f"linear), got {text!r}")
     return widths
+
+
+def _two_sizes(text: str) -> list[int]:
+    """'3,2' -> [3, 2]: the sizes of z1 and z2."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected the two sizes of z1 and z2, integers >= 1 such as 3,2; got {text!r}")
+    return sizes
 
 
 def _finite_float(text: str) -> float:
@@ -125,9 +141,10 @@ def _add_experiment(sub) -> None:
 
 
 def _add_gradcheck(sub) -> None:
-    p = sub.add_parser("gradcheck", help="finite-difference check of every VAE gradient",
+    p = sub.add_parser("gradcheck", help="finite-difference check of every model gradient",
                        description="Build a small VAE for each likelihood x posterior x "
-                       "depth, check every parameter's gradient against central "
+                       "depth (with --latent-dims, a two-layer model for each depth, "
+                       "ELBO and IWAE), check every parameter's gradient against central "
                        "differences in float64, print a table; exit 1 on any failure. "
                        "--directional checks along random directions instead (any size, "
                        "ELBO and IWAE); --bugs prints the bug zoo's table.")
@@ -147,6 +164,11 @@ def _add_gradcheck(sub) -> None:
                    "784-400-20 relu model of pytorch/examples, 652,824 parameters)")
     p.add_argument("--directions", type=_int_at_least(1), default=3,
                    help="with --directional: random directions per check (default 3)")
+    p.add_argument("--latent-dims", type=_two_sizes, metavar="D1,D2",
+                   help="check the model with two stochastic layers of these sizes of "
+                   "z1 and z2, e.g. 3,2 (as train's --latent-dims; with --model-size "
+                   "mnist the IWAE paper's 784-100-100-D1-50-50-D2 tanh model); its "
+                   "beta must be 1")
     p.add_argument("--bugs", action="store_true",
                    help="plant classic backprop bugs in copies of the kernels and print "
                    "whether the element-wise and the directional checks catch each")
@@ -173,7 +195,8 @@ def _add_evaluate(sub) -> None:
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw samples of a trained run into a file",
                        description="Load RUN_DIR/checkpoint.npz, draw N decoder means "
-                       "mu(z) at z ~ N(0, I) (means, the pixel probabilities of a "
+                       "mu(z) at z ~ N(0, I) (for two stochastic layers z2 ~ N(0, I), "
+                       "z1 ~ p(z1|z2)) (means, the pixel probabilities of a "
                        "Bernoulli decoder, not draws of x; --draws writes one draw "
                        "x ~ p(x|z) per z instead) and write them to FILE: .png a grid picture (square "
                        "images, needs matplotlib), .npy or .csv the (N, d) array.")
@@ -190,10 +213,11 @@ def _add_sample(sub) -> None:
 def _add_encode(sub) -> None:
     p = sub.add_parser("encode", help="write the latent means of a run's data to a file",
                        description="Load RUN_DIR/checkpoint.npz and write mu(x) and "
-                       "log_var(x) of q(z|x) for every example of the run's data split "
-                       "(as the run saw it: binarized test data for a binarized run) to "
-                       "FILE: .npz (arrays mu, log_var, labels) or .csv (columns mu_0.., "
-                       "log_var_0.., label).")
+                       "log_var(x) of q(z|x) (of z1, the latent the decoder reads, for a "
+                       "run with two stochastic layers) for every example of the run's "
+                       "data split (as the run saw it: binarized test data for a "
+                       "binarized run) to FILE: .npz (arrays mu, log_var, labels) or .csv "
+                       "(columns mu_0.., log_var_0.., label).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
     p.add_argument("--out", metavar="FILE", required=True, help=".npz or .csv")
     p.add_argument("--split", choices=("test", "train"), default="test",
@@ -311,10 +335,97 @@ def _experiment(args) -> int:
 
 GRADCHECK_CONFIGS = [(lik, post, hidden) for lik in ("bernoulli", "gaussian")
                      for post in ("diagonal", "fixed") for hidden in ((), (6, 5))]
+TWO_LAYER_CONFIGS = [((), ()), ((6, 5), (4,))]  # hidden, hidden2 of the two-layer checks
+
+
+def _one_layer_case(args, likelihood: str, posterior: str, hidden: tuple):
+    """``(label, float64 VAE, its generator)`` of one `GRADCHECK_CONFIGS` row."""
+    rng = np.random.default_rng(args.seed)
+    sigma = 0.7 if likelihood == "gaussian" else None  # away from 1 on purpose:
+    delta = 0.6 if posterior == "fixed" else None      # sigma-for-sigma^2 shows
+    big = args.directional and args.model_size == "mnist"
+    d_x, d_z, hidden = (784, 20, (400,)) if big else (7, 3, hidden)
+    init = "he" if args.directional else "auto"  # He's wider scale keeps relu inputs off kinks
+    model = VAE(d_x, d_z, hidden=hidden, activation="relu" if big else "tanh",
+                likelihood=likelihood, sigma=sigma, posterior=posterior, delta=delta,
+                dtype="float64", rng=rng, init=init)
+    return f"{likelihood} likelihood, {posterior} posterior, hidden={list(hidden)}", model, rng
+
+
+def _two_layer_case(args, hidden: tuple, hidden2: tuple):
+    """``(label, float64 HierarchicalVAE, its generator)``: z1 and z2 of
+    --latent-dims; tanh, so no unit sits on a kink; 'mnist' is the IWAE
+    paper's 784-100-100-z1-50-50-z2 architecture."""
+    rng = np.random.default_rng(args.seed)
+    if args.directional and args.model_size == "mnist":
+        d_x, hidden, hidden2 = 784, (100, 100), (50, 50)
+    else:
+        d_x = 7
+    model = HierarchicalVAE(d_x, args.latent_dims, hidden=hidden, hidden2=hidden2,
+                            activation="tanh", dtype="float64", rng=rng)
+    label = (f"two layers, latent_dims={list(args.latent_dims)}, hidden={list(hidden)}, "
+             f"hidden2={list(hidden2)}")
+    return label, model, rng
+
+
+def _gradcheck_cases(args) -> list:
+    """Every configuration the flags ask for, as ``(label, model, rng)``."""
+    if args.latent_dims is not None:
+        configs = TWO_LAYER_CONFIGS[-1:] if args.directional and args.model_size == "mnist" \
+            else TWO_LAYER_CONFIGS  # one architecture at the MNIST size: the paper's
+        return [_two_layer_case(args, *config) for config in configs]
+    return [_one_layer_case(args, *config) for config in GRADCHECK_CONFIGS
+            if not (args.directional and args.model_size == "mnist" and config[2] == ())]
+
+
+def _gradcheck_batch(model, rng: np.random.Generator, n: int, eps_shape: tuple,
+                     off_kinks: bool):
+    """x (n, input_dim) in [0, 1) and eps; with `off_kinks` redrawn until
+    every relu input of the one-layer model is off its kink."""
+    from .testing import KINK_MARGIN, relu_margin
+    for _ in range(100):
+        x, eps = rng.random((n, model.config.input_dim)), rng.standard_normal(eps_shape)
+        if not off_kinks or relu_margin(model, x, eps) >= KINK_MARGIN:
+            break
+    return x, eps
+
+
+def _directional_checks(args, label: str, model, rng, one_layer: bool) -> tuple[int, int]:
+    """The ELBO and IWAE checks of one model: ``(failures, checks)``."""
+    from .gradcheck import check_model_directional
+    d, failures = model.config.noise_dim, 0
+    for objective, shape in (("elbo", (3, d)), ("iwae", (2, 3, d))):
+        x, eps = _gradcheck_batch(model, rng, 3, shape, off_kinks=one_layer)
+        beta = args.beta if objective == "elbo" else 1.0
+        report = check_model_directional(model, x, eps, beta, objective, rng=rng,
+                                         n_directions=args.directions)
+        failures += not report.passed
+        print(f"\n{label}, {objective}, loss={report.f_value:.6g}, "
+              f"max relative error {report.max_error:.2e}")
+        print(report)
+    return failures, 2
+
+
+def _elementwise_checks(args, label: str, model, rng, one_layer: bool) -> tuple[int, int]:
+    """Every parameter of one model by central differences: ``(failing
+    arrays, checks)``; the ELBO (and for two layers, IWAE too)."""
+    from .gradcheck import check_model
+    d = model.config.noise_dim
+    cases = [("elbo", (5, d))] if one_layer else [("elbo", (5, d)), ("iwae", (2, 5, d))]
+    failures = 0
+    for objective, shape in cases:
+        x, eps = rng.random((5, model.config.input_dim)), rng.standard_normal(shape)
+        report = check_model(model, x, eps, beta=args.beta, objective=objective,
+                             analytic_dtype=args.dtype, fd_step=args.h,
+                             normwise_tol=args.threshold)
+        failures += sum(not c.passed for c in report.inputs)
+        print(f"\n{label}, " + ("" if one_layer else f"{objective}, ")
+              + f"loss={report.f_value:.6g}")
+        print(report)
+    return failures, len(cases)
 
 
 def _gradcheck(args) -> int:
-    from .gradcheck import check_model, check_model_directional
     if args.bugs:
         from .bugzoo import format_table, run_zoo
         rows = run_zoo(seed=args.seed)
@@ -323,45 +434,11 @@ def _gradcheck(args) -> int:
     if not args.h > 0 or not args.threshold > 0:
         raise ValueError(f"--h and --threshold: expected numbers > 0, got {args.h} and "
                          f"{args.threshold}")
+    checks = _directional_checks if args.directional else _elementwise_checks
     failures = total = 0
-    for likelihood, posterior, hidden in GRADCHECK_CONFIGS:
-        rng = np.random.default_rng(args.seed)
-        sigma = 0.7 if likelihood == "gaussian" else None  # away from 1 on purpose:
-        delta = 0.6 if posterior == "fixed" else None      # sigma-for-sigma^2 shows
-        if args.directional:
-            if args.model_size == "mnist" and hidden == ():
-                continue  # one architecture: the pytorch/examples one
-            from .testing import KINK_MARGIN, relu_margin
-            big = args.model_size == "mnist"
-            d_x, d_z, hidden = (784, 20, (400,)) if big else (7, 3, hidden)
-            model = VAE(d_x, d_z, hidden=hidden, activation="relu" if big else "tanh",
-                        likelihood=likelihood, sigma=sigma, posterior=posterior,
-                        delta=delta, dtype="float64", rng=rng,
-                        init="he")  # He's wider scale keeps relu inputs off their kinks
-            for objective, shape in (("elbo", (3, d_z)), ("iwae", (2, 3, d_z))):
-                for _ in range(100):  # rows in [0, 1]; relu inputs off the kink
-                    x, eps = rng.random((3, d_x)), rng.standard_normal(shape)
-                    if relu_margin(model, x, eps) >= KINK_MARGIN:
-                        break
-                beta = args.beta if objective == "elbo" else 1.0
-                report = check_model_directional(model, x, eps, beta, objective, rng=rng,
-                                                 n_directions=args.directions)
-                failures, total = failures + (not report.passed), total + 1
-                print(f"\n{likelihood} likelihood, {posterior} posterior, hidden="
-                      f"{list(hidden)}, {objective}, loss={report.f_value:.6g}, "
-                      f"max relative error {report.max_error:.2e}")
-                print(report)
-            continue
-        model = VAE(7, 3, hidden=hidden, activation="tanh", likelihood=likelihood,
-                    sigma=sigma, posterior=posterior, delta=delta, dtype="float64", rng=rng)
-        x, eps = rng.random((5, 7)), rng.standard_normal((5, 3))
-        report = check_model(model, x, eps, beta=args.beta, analytic_dtype=args.dtype,
-                             fd_step=args.h, normwise_tol=args.threshold)
-        failures += sum(not c.passed for c in report.inputs)
-        total += 1
-        print(f"\n{likelihood} likelihood, {posterior} posterior, hidden={list(hidden)}, "
-              f"loss={report.f_value:.6g}")
-        print(report)
+    for label, model, rng in _gradcheck_cases(args):
+        failed, done = checks(args, label, model, rng, one_layer=args.latent_dims is None)
+        failures, total = failures + failed, total + done
     what = "checks" if args.directional else "arrays"
     print(f"\n{'all' if not failures else 'NOT all'} gradients pass "
           f"({failures} failing {what} over {total} configurations)")

@@ -1,4 +1,5 @@
-"""`VAEEstimator`: the VAE behind scikit-learn's estimator conventions.
+"""`VAEEstimator`: a VAE (one or two stochastic layers) behind
+scikit-learn's estimator conventions.
 
 The conventions are written out by hand, so numpyvae never imports
 scikit-learn: `__init__` stores its arguments unchanged, `get_params` /
@@ -6,8 +7,11 @@ scikit-learn: `__init__` stores its arguments unchanged, `get_params` /
 returns ``self``, fitted state ends in ``_``, and `score` is higher-is-
 better (the mean ELBO, a lower bound on log p(x) in nats). `transform`
 gives the posterior means mu = lambda_phi(x), `inverse_transform` the
-decoder means mu_theta(z). `clone`, `Pipeline`, `GridSearchCV` and
-`check_estimator` of scikit-learn accept it (docs/sklearn.md).
+decoder means mu_theta(z). The model is reached through the model
+protocol (protocol.py) only, so ``latent_dims=(d1, d2)`` (a
+`HierarchicalVAE`) works everywhere the one-layer `VAE` does. `clone`,
+`Pipeline`, `GridSearchCV` and `check_estimator` of scikit-learn accept
+it (docs/sklearn.md).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from scipy import sparse
 
 from ._validation import as_data, check_int, describe
 from .checkpoint import load_checkpoint, save
-from .model import bound_loss_forward, loss_forward
+from .hierarchical_vae import HierarchicalVAE, make_hierarchy_config
+from .iwae import iwae_bound_forward
 from .optim import Adam
 from .train import Trainer, train, trainer_from_checkpoint
 from .vae import VAE
@@ -164,10 +169,20 @@ class VAEEstimator:
     score_k : int
         Samples per example of `score_samples`: 1 is the ELBO, K > 1 the
         importance-weighted bound (tighter, K times the work).
+    latent_dims : None or (int, int)
+        None: one stochastic layer of `latent_dim` units (`numpyvae.VAE`).
+        A pair (d1, d2): two stochastic layers z1 (next to x; what
+        `transform` returns) and z2 (`numpyvae.HierarchicalVAE`), which
+        then replace `latent_dim`; that model has a Bernoulli decoder,
+        diagonal posteriors (`sigma`, `posterior` and `delta` keep their
+        defaults) and trains with beta = 1.
+    hidden2 : None or sequence of int
+        With `latent_dims`: the hidden widths between z1 and z2 (None: two
+        layers of d2 units, as in the IWAE paper and ``numpyvae train``).
 
     Attributes
     ----------
-    model_ : numpyvae.VAE
+    model_ : numpyvae.VAE or numpyvae.HierarchicalVAE
     trainer_ : numpyvae.Trainer
         Its optimizer, generator and epoch count; `partial_fit` goes on.
     history_ : list of dict
@@ -209,7 +224,8 @@ class VAEEstimator:
     def __init__(self, latent_dim=2, hidden=(128,), activation="relu",
                  likelihood="bernoulli", sigma=None, posterior="diagonal", delta=None,
                  beta=1.0, epochs=20, batch_size=128, learning_rate=1e-3,
-                 random_state=None, dtype="float32", score_k=1):
+                 random_state=None, dtype="float32", score_k=1, latent_dims=None,
+                 hidden2=None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.activation = activation
@@ -224,6 +240,8 @@ class VAEEstimator:
         self.random_state = random_state
         self.dtype = dtype
         self.score_k = score_k
+        self.latent_dims = latent_dims
+        self.hidden2 = hidden2
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -298,10 +316,8 @@ class VAEEstimator:
     def _start(self, X) -> Array:
         """Validate X, build a new model and trainer; returns X in the
         model's units and dtype."""
-        x = self._validate_X(X, np.float64, None)  # the dtype is checked by VAE below
-        model = VAE(x.shape[1], self.latent_dim, self.hidden, self.activation, self.likelihood,
-                    self.sigma, self.posterior, self.delta, self.dtype,
-                    rng=stream(self.random_state, INIT_STREAM))
+        x = self._validate_X(X, np.float64, None)  # the dtype is checked by the model below
+        model = self._new_model(x.shape[1])
         batch_size = check_int(self.batch_size, "batch_size", 1)
         trainer = Trainer(model, Adam(lr=self.learning_rate), beta=self.beta,
                           batch_size=batch_size, rng=stream(self.random_state, TRAIN_STREAM))
@@ -312,6 +328,29 @@ class VAEEstimator:
             self.mean_, self.scale_ = x.mean(axis=0), np.where(std > 0, std, 1.0)
         self.history_ = []
         return self._to_model(x).astype(model.dtype, copy=False)
+
+    def _new_model(self, input_dim: int):
+        """A `VAE`, or with `latent_dims` a `HierarchicalVAE`, its weights
+        from the init stream; the model validates its own arguments."""
+        rng = stream(self.random_state, INIT_STREAM)
+        if self.latent_dims is None:
+            if self.hidden2 is not None:
+                raise ValueError(f"hidden2: only used with latent_dims (two stochastic "
+                                 f"layers); leave it None, got {self.hidden2!r}")
+            return VAE(input_dim, self.latent_dim, self.hidden, self.activation,
+                       self.likelihood, self.sigma, self.posterior, self.delta, self.dtype,
+                       rng=rng)
+        one_layer_only = {"sigma": (self.sigma, None), "posterior": (self.posterior, "diagonal"),
+                          "delta": (self.delta, None)}
+        for name, (value, default) in one_layer_only.items():
+            if value != default:
+                raise ValueError(f"{name}: the two-layer model (latent_dims) has diagonal "
+                                 f"Gaussian posteriors and a Bernoulli decoder; leave {name}="
+                                 f"{default!r}, got {value!r}")
+        d2 = make_hierarchy_config(input_dim, self.latent_dims).latent_dims[1]  # validated
+        hidden2 = (d2, d2) if self.hidden2 is None else self.hidden2
+        return HierarchicalVAE(input_dim, self.latent_dims, self.hidden, hidden2,
+                               self.activation, self.likelihood, self.dtype, rng=rng)
 
     def _train(self, x: Array, epochs: int) -> None:
         """Train until `trainer_` has completed `epochs` epochs."""
@@ -341,7 +380,8 @@ class VAEEstimator:
         return self
 
     def transform(self, X) -> Array:
-        """Posterior means mu(x), shape (n, latent_dim)."""
+        """Posterior means mu(x) of the latent the decoder reads, shape
+        (n, latent_dim) (z1's, (n, d1), with `latent_dims`)."""
         x = self._X(X)
         return self.model_.encode(x)[0]
 
@@ -361,32 +401,44 @@ class VAEEstimator:
     def score_samples(self, X) -> Array:
         """Per-example lower bound on log p(x) in nats, shape (n,).
 
-        The ELBO with one z ~ q(z|x) (score_k = 1), or the importance-
-        weighted bound with score_k samples. Each example's noise comes
-        from random_state and the example itself, so repeated calls
-        agree and a row scores the same alone as inside any X.
+        The model's ELBO with one z ~ q(z|x) (score_k = 1; the one-layer
+        model's KL is analytic, the two-layer model's sampled), or the
+        importance-weighted bound with score_k samples. Each example's
+        noise comes from random_state and the example itself, so
+        repeated calls agree and a row scores the same alone as inside
+        any X.
+
+        Notes
+        -----
+        Through the model protocol: score_k = 1 is log_lik - kl of
+        ``model_.elbo_terms(x, eps=eps)``; score_k = K > 1 is the IWAE
+        head (`numpyvae.iwae.iwae_bound_forward`) over the K log-weights
+        of ``model_.log_weights(x, eps)``,
+        L_K = log (1/K) sum_i w_i, eps of shape (K, n, noise_dim).
         """
         x = self._X(X)
         k = check_int(self.score_k, "score_k", 1)
-        eps = self._example_noise(x, k)  # (k, n, d_z)
-        model, scores = self.model_, np.empty(x.shape[0], dtype=x.dtype)
+        model = self.model_
+        if k > 1:
+            model.check_density("score_samples with score_k > 1")
+        eps = self._example_noise(x, k)  # (k, n, noise_dim)
+        scores = np.empty(x.shape[0], dtype=x.dtype)
         rows = max(1, 2**16 // k)  # examples per block: k * rows decoder rows
         for lo in range(0, x.shape[0], rows):
             xb, eb = x[lo:lo + rows], eps[:, lo:lo + rows]
             if k == 1:
-                _, terms, _ = loss_forward(model.params, xb, eb[0], model.config, 0.0)
+                terms = model.elbo_terms(xb, eps=eb[0])
                 scores[lo:lo + rows] = terms["log_lik"] - terms["kl"]
             else:
-                scores[lo:lo + rows] = bound_loss_forward(model.params, xb, eb, model.config,
-                                                          "iwae")[1]["iwae"]
+                scores[lo:lo + rows] = iwae_bound_forward(model.log_weights(xb, eb)[0])[0]
         if self.scale_ is not None:  # log p(x) = log p(u) - sum_j log scale_j
             scores -= x.dtype.type(np.sum(np.log(self.scale_)))
         return scores
 
     def _example_noise(self, x: Array, k: int) -> Array:
-        """eps, shape (k, n, latent_dim): row i from a generator seeded by
+        """eps, shape (k, n, noise_dim): row i from a generator seeded by
         random_state, the score stream and the SHA-256 of x[i]'s bytes."""
-        seed, d_z = _entropy(self.random_state), self.model_.config.latent_dim
+        seed, d_z = _entropy(self.random_state), self.model_.config.noise_dim
         eps = np.empty((k, x.shape[0], d_z), dtype=x.dtype)
         for i, row in enumerate(x):
             words = np.frombuffer(hashlib.sha256(row.tobytes()).digest()[:16], np.uint32)
@@ -399,7 +451,8 @@ class VAEEstimator:
         return float(np.mean(self.score_samples(X), dtype=np.float64))
 
     def sample(self, n_samples: int = 1) -> Array:
-        """Decoded means of n_samples draws z ~ N(0, I), shape (n, d)."""
+        """Decoded means of n_samples draws of the generative model (z ~
+        N(0, I); for two layers z2 ~ N(0, I), z1 ~ p(z1|z2)), shape (n, d)."""
         self._check_is_fitted()
         n = check_int(n_samples, "n_samples", 1)
         return self._from_model(self.model_.sample(n, rng=stream(self.random_state,
@@ -419,6 +472,8 @@ class VAEEstimator:
         if isinstance(params["random_state"], np.random.Generator):
             raise TypeError("random_state: a Generator cannot be saved; use an int seed")
         params["hidden"] = list(params["hidden"])
+        for name in ("latent_dims", "hidden2"):
+            params[name] = None if params[name] is None else list(params[name])
         params["dtype"] = np.dtype(params["dtype"]).name
         scaling = None if self.mean_ is None else {"mean": self.mean_.tolist(),
                                                    "scale": self.scale_.tolist()}
@@ -432,7 +487,9 @@ class VAEEstimator:
         params = ckpt.meta["extra"].get("VAEEstimator")
         if params is None:
             raise ValueError(f"{path}: this checkpoint was not written by VAEEstimator.save")
-        est = cls(**dict(params, hidden=tuple(params["hidden"])))
+        tuples = {name: None if params.get(name) is None else tuple(params[name])
+                  for name in ("hidden", "latent_dims", "hidden2")}
+        est = cls(**dict(params, **tuples))
         est.model_, est.trainer_ = ckpt.model, trainer_from_checkpoint(ckpt)
         est.n_features_in_ = ckpt.model.config.input_dim
         est.mean_ = est.scale_ = None

@@ -1,8 +1,10 @@
 """What a trained model gives back, written to files: samples and latent codes.
 
 ``numpyvae sample`` and ``numpyvae encode`` use these on a run folder's
-checkpoint; from Python, ``numpyvae.load(path)`` gives the `VAE`, whose
-`sample`, `reconstruct` and `encode` do the same in memory.
+checkpoint; from Python, ``numpyvae.load(path)`` gives the model, whose
+`sample`, `reconstruct` and `encode` do the same in memory. Any model of
+the model protocol (protocol.py) will do: `VAE` or `HierarchicalVAE`,
+reached through its `sample`, `encode`, `as_input` and config alone.
 
 A file is written atomically (a temporary file beside it, then a rename)
 and never replaces an existing one unless asked to (``overwrite``): a
@@ -20,7 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import check_int
-from .vae import VAE, as_generator
+from .protocol import Model
+from .vae import as_generator
 
 Array = NDArray[np.floating]
 
@@ -28,12 +31,13 @@ SAMPLE_SUFFIXES = (".png", ".npy", ".csv")
 LATENT_SUFFIXES = (".npz", ".csv")
 
 
-def draw_samples(model: VAE, n: int, rng=None, draws: bool = False) -> Array:
-    """n decoder means at z ~ N(0, I), or with `draws` x ~ p(x|z) itself.
+def draw_samples(model: Model, n: int, rng=None, draws: bool = False) -> Array:
+    """n decoder means at z drawn from the generative model (z ~ N(0, I);
+    for two layers z2 ~ N(0, I), z1 ~ p(z1|z2)), or with `draws` x ~ p(x|z).
 
     Parameters
     ----------
-    model : VAE
+    model : any model of the protocol (VAE, HierarchicalVAE)
     n : int
     rng : numpy.random.Generator or int, optional
         Source of z (and of x with `draws`); None is seed 0.
@@ -48,6 +52,7 @@ def draw_samples(model: VAE, n: int, rng=None, draws: bool = False) -> Array:
 
     Examples
     --------
+    >>> from numpyvae import VAE
     >>> model = VAE(4, 2, hidden=(3,), rng=0)
     >>> means = draw_samples(model, 3, rng=1)
     >>> means.shape, bool(((means > 0) & (means < 1)).all())
@@ -67,11 +72,13 @@ def draw_samples(model: VAE, n: int, rng=None, draws: bool = False) -> Array:
     return means + sigma * rng.standard_normal(means.shape, dtype=means.dtype)
 
 
-def encode_all(model: VAE, x, batch_size: int = 1000) -> tuple[Array, Array]:
-    """``(mu, log_var)`` of q(z|x) for every row of `x`, a batch at a time.
+def encode_all(model: Model, x, batch_size: int = 1000) -> tuple[Array, Array]:
+    """``(mu, log_var)`` of q(z|x) for every row of `x`, a batch at a time:
+    `model.encode`, the latent the decoder reads (z1 of a two-layer model).
 
     Examples
     --------
+    >>> from numpyvae import VAE
     >>> model = VAE(4, 2, hidden=(3,), rng=0)
     >>> x = np.random.default_rng(0).random((5, 4))
     >>> mu, log_var = encode_all(model, x, batch_size=2)

@@ -27,11 +27,13 @@ scalar f) and `check_vjp_jvp` (an array-valued kernel) compare a
 gradient with f along a few random unit directions u instead, each
 derivative by central differences with a Richardson step (h = 5e-3,
 then h / 2), 4 calls of f per direction and float64 precision (about
-1e-10 relative). `check_model_directional` applies it to a whole VAE,
-ELBO or IWAE. Power: a wrong gradient g + e is missed in one direction
-only when |<e, u>| <= rtol |<g, u>| + noise; both inner products are
-about |.| / sqrt(N) times a standard normal, so the test compares
-|e| / |g| with rtol = 1e-8 whatever N. At N = 652,824 (sqrt(N) = 808)
+1e-10 relative). `check_model` (element-wise) and
+`check_model_directional` apply them to a whole model of the model
+protocol (one or two stochastic layers), ELBO or IWAE. Power: a wrong
+gradient g + e is missed in one direction only when
+|<e, u>| <= rtol |<g, u>| + noise; both inner products are about
+|.| / sqrt(N) times a standard normal, so the test compares |e| / |g|
+with rtol = 1e-8 whatever N. At N = 652,824 (sqrt(N) = 808)
 an error of |e| / |g| = 1e-6 escapes one direction with probability
 about 0.6% and all three with about 3e-7; docs/gradient-checking.md
 works through the numbers.
@@ -291,48 +293,78 @@ def check_gradients(f: Callable, inputs, analytic, names: Sequence[str] | None =
     return report
 
 
+def _model_loss(model, x: np.ndarray, eps: np.ndarray, beta: float,
+                objective: str) -> Callable:
+    """The model's loss as a function of its parameter arrays (in the order
+    of ``model.params``), x and eps held fixed: what the checks difference.
+
+    Each call swaps the arrays into a fresh model of the same class and
+    config (`from_config`) and returns its ``loss_and_grads(x, eps, beta,
+    objective)[0]``: the protocol's loss, whatever the model."""
+    names = list(model.params)
+    probe = type(model).from_config(model.config.to_dict())
+
+    def loss(*arrays):
+        probe.params = dict(zip(names, arrays))
+        return probe.loss_and_grads(x, eps, beta, objective)[0]
+
+    return loss
+
+
 def check_model(model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
-                analytic_dtype=None, fd_step: float = FD_STEP,
+                objective: str = "elbo", analytic_dtype=None, fd_step: float = FD_STEP,
                 normwise_tol: float = NORMWISE_TOL, abs_tol: float = ABS_TOL,
                 rel_tol: float = REL_TOL) -> GradcheckReport:
-    """Check every parameter gradient of a float64 VAE's loss.
+    """Check every parameter gradient of a float64 model's loss.
 
-    The loss is ``model.loss_and_grads(x, eps, beta)`` with `eps` held
-    fixed, so it is a deterministic function of the parameters. With
-    `analytic_dtype` = "float32" the analytic gradient is computed by a
-    float32 copy of the model (and cast up), which shows the size of
-    float32 round-off against the float64 finite differences.
+    Parameters
+    ----------
+    model : any model of the protocol (VAE, HierarchicalVAE), float64
+    x : ndarray, shape (n, input_dim)
+    eps : ndarray, shape (n, noise_dim), or (k, n, noise_dim)
+        Held fixed, so the loss is a deterministic function of the
+        parameters.
+    beta : float
+        The KL weight, as the model accepts it (`check_beta`).
+    objective : {"elbo", "iwae"}
+        The loss of ``model.loss_and_grads(x, eps, beta, objective)``.
+    analytic_dtype : {None, "float64", "float32"}
+        "float32": the analytic gradient is computed by a float32 copy of
+        the model (and cast up), which shows the size of float32
+        round-off against the float64 finite differences.
+    fd_step, normwise_tol, abs_tol, rel_tol : float
+        As for `check_gradients`.
 
     Examples
     --------
-    >>> from numpyvae import VAE
+    >>> from numpyvae import HierarchicalVAE, VAE
     >>> model = VAE(3, 2, hidden=(4,), activation="tanh", dtype="float64", rng=0)
     >>> rng = np.random.default_rng(0)
     >>> x, eps = rng.random((2, 3)), rng.standard_normal((2, 2))
     >>> check_model(model, x, eps).passed
     True
+    >>> two = HierarchicalVAE(3, (2, 1), hidden=(4,), hidden2=(),
+    ...                       dtype="float64", rng=0)
+    >>> eps = rng.standard_normal((2, 2, 3))  # k = 2 samples of [eps1 | eps2]
+    >>> check_model(two, x, eps, objective="iwae").passed
+    True
     """
-    from .model import loss_forward
     if model.dtype != np.float64:
         raise TypeError(f"model: finite differences need a float64 model, got {model.dtype}")
     names = list(model.params)
     if analytic_dtype is None or np.dtype(analytic_dtype) == np.float64:
-        _, grads = model.loss_and_grads(x, eps, beta)
+        _, grads = model.loss_and_grads(x, eps, beta, objective)
     else:
-        from .vae import VAE
-        low = VAE.from_config({**model.config.to_dict(), "dtype": np.dtype(analytic_dtype).name},
-                              {k: v.astype(analytic_dtype) for k, v in model.params.items()})
+        low = type(model).from_config(
+            {**model.config.to_dict(), "dtype": np.dtype(analytic_dtype).name},
+            {k: v.astype(analytic_dtype) for k, v in model.params.items()})
         _, grads = low.loss_and_grads(x.astype(analytic_dtype), eps.astype(analytic_dtype),
-                                      beta)
-    x, eps = model.as_input(x), model.as_latent(eps, "eps")
-
-    def loss(*arrays):
-        return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
-
-    return check_gradients(loss, [model.params[k] for k in names],
-                     [grads[k].astype(np.float64) for k in names], names=names,
-                     fd_step=fd_step, normwise_tol=normwise_tol, abs_tol=abs_tol,
-                     rel_tol=rel_tol)
+                                      beta, objective)
+    return check_gradients(_model_loss(model, x, eps, beta, objective),
+                           [model.params[k] for k in names],
+                           [grads[k].astype(np.float64) for k in names], names=names,
+                           fd_step=fd_step, normwise_tol=normwise_tol, abs_tol=abs_tol,
+                           rel_tol=rel_tol)
 
 
 # ------------------------------------------------------------------------
@@ -626,21 +658,22 @@ def check_model_directional(model, x: np.ndarray, eps: np.ndarray, beta: float =
                             fd_step: float = DIRECTIONAL_STEP,
                             levels: int = DIRECTIONAL_LEVELS,
                             rtol: float = DIRECTIONAL_RTOL) -> DirectionalReport:
-    """Check a whole float64 VAE's gradient along random directions.
+    """Check a whole float64 model's gradient along random directions.
 
     Parameters
     ----------
-    model : VAE
+    model : any model of the protocol (VAE, HierarchicalVAE)
         float64; any size (the 784-400-20 MNIST model takes seconds).
     x : ndarray, shape (n, input_dim), float64
     eps : ndarray, float64
-        Held fixed: shape (n, latent_dim) for the ELBO, (k, n, latent_dim)
-        for the IWAE objective.
+        Held fixed: shape (n, noise_dim) for one sample, (k, n,
+        noise_dim) for k (the one-layer model's "elbo" objective, with
+        its analytic KL, takes one sample).
     beta : float
-        KL weight of the ELBO (the IWAE objective has none).
+        KL weight of the ELBO, as the model accepts it (`check_beta`);
+        the IWAE objective has none, so 1.
     objective : {"elbo", "iwae"}
-        "elbo": ``model.loss_and_grads(x, eps, beta)``. "iwae":
-        `numpyvae.iwae.iwae_loss_forward` / `iwae_loss_backward`.
+        The loss of ``model.loss_and_grads(x, eps, beta, objective)``.
     grads : dict, optional
         The gradient to judge (default: the model's own), e.g. one with
         a planted error.
@@ -667,29 +700,16 @@ def check_model_directional(model, x: np.ndarray, eps: np.ndarray, beta: float =
     >>> check_model_directional(model, x, eps).passed
     True
     """
-    import copy
-
-    from .iwae import iwae_loss_backward, iwae_loss_forward
+    if objective not in ("elbo", "iwae"):
+        raise ValueError(f"objective: expected 'elbo' or 'iwae', got {objective!r}")
     if model.dtype != np.float64:
         raise TypeError(f"model: finite differences need a float64 model, got {model.dtype}")
     require_float64(x, "x")
     require_float64(eps, "eps")
     names = list(model.params)
-    probe = copy.copy(model)  # same config, parameters swapped in per call
-
-    def loss(*arrays):
-        params = dict(zip(names, arrays))
-        if objective == "iwae":
-            return iwae_loss_forward(params, x, eps, model.config)[0]
-        probe.params = params
-        return probe.loss_and_grads(x, eps, beta)[0]
-
-    if objective not in ("elbo", "iwae"):
-        raise ValueError(f"objective: expected 'elbo' or 'iwae', got {objective!r}")
-    if grads is None and objective == "iwae":
-        grads = iwae_loss_backward(iwae_loss_forward(model.params, x, eps, model.config)[2])
-    elif grads is None:
-        grads = model.loss_and_grads(x, eps, beta)[1]
-    return check_directional(loss, [model.params[k] for k in names],
+    if grads is None:
+        grads = model.loss_and_grads(x, eps, beta, objective)[1]
+    return check_directional(_model_loss(model, x, eps, beta, objective),
+                             [model.params[k] for k in names],
                              [grads[k] for k in names], rng, n_directions, fd_step,
                              levels, rtol)

@@ -38,9 +38,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._memory import available_memory, size_text
-from .model import VAEConfig
+from .checkpoint import model_kind
 from .hierarchical_vae import HierarchicalVAE
+from .hierarchy import HierarchyConfig
+from .model import VAEConfig
 from .optim import Adam
+from .protocol import Model
 from .settings import DEFAULTS, check_settings
 from .train import HISTORY_KEYS, Trainer, TrainingDiverged, train
 from .vae import VAE
@@ -306,21 +309,7 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
     """
     check_memory(settings, x_train.shape[1])
     init_rng, train_rng, _ = generators(settings["seed"])
-    latent_dims = settings.get("latent_dims")
-    if latent_dims is not None and len(latent_dims) != 2:
-        raise ValueError(f"--latent-dims: expected the two sizes of z1 and z2, such as "
-                         f"100,50; got {latent_dims}")
-    if latent_dims:  # two stochastic layers
-        hidden2 = settings.get("hidden2") or [latent_dims[1]] * 2
-        model = HierarchicalVAE(x_train.shape[1], latent_dims, hidden=settings["hidden"],
-                                hidden2=hidden2, activation=settings["activation"],
-                                likelihood=settings["likelihood"], dtype=settings["dtype"],
-                                rng=init_rng, init=settings["init"])
-    else:
-        model = VAE(x_train.shape[1], settings["latent_dim"], hidden=settings["hidden"],
-                    activation=settings["activation"], likelihood=settings["likelihood"],
-                    sigma=settings["sigma"], dtype=settings["dtype"],
-                    rng=init_rng, init=settings["init"])
+    model = new_model(settings, x_train.shape[1], init_rng)
     if settings["init_output_bias"]:
         model.init_output_bias(x_train)
     optimizer = Adam(lr=settings["lr"], epsilon=settings["adam_epsilon"])
@@ -328,6 +317,78 @@ def new_trainer(settings: dict, x_train: Array) -> Trainer:
                    rng=train_rng, objective=settings["objective"], k=settings["k"],
                    binarize="dynamic" if settings["binarize"] == "dynamic" else "none",
                    lr_schedule=settings["lr_schedule"])
+
+
+def two_layer_sizes(settings: dict) -> tuple[list[int], list[int]] | None:
+    """``(latent_dims, hidden2)`` of a run with two stochastic layers, its
+    hidden2 resolved (None: two layers of the size of z2, as in the IWAE
+    paper); None for a one-layer run. Refuses what only one kind takes.
+
+    Examples
+    --------
+    >>> two_layer_sizes(dict(DEFAULTS, latent_dims=[100, 50]))
+    ([100, 50], [50, 50])
+    >>> two_layer_sizes(DEFAULTS) is None
+    True
+    """
+    latent_dims, hidden2 = settings.get("latent_dims"), settings.get("hidden2")
+    if latent_dims is None:
+        if hidden2 is not None:
+            raise ValueError(f"--hidden2: only used with --latent-dims (two stochastic "
+                             f"layers); leave it out, got {hidden2}")
+        return None
+    if len(latent_dims) != 2:
+        raise ValueError(f"--latent-dims: expected the two sizes of z1 and z2, such as "
+                         f"100,50; got {latent_dims}")
+    if settings.get("sigma") is not None:
+        raise ValueError("--sigma: the two-layer model (--latent-dims) has a Bernoulli "
+                         "decoder, which has no sigma; leave it out")
+    return list(latent_dims), list(hidden2) if hidden2 is not None else [latent_dims[1]] * 2
+
+
+def new_model(settings: dict, input_dim: int, rng: np.random.Generator) -> Model:
+    """The model `settings` describe, its weights drawn from `rng`: two
+    stochastic layers (`HierarchicalVAE`) when latent_dims is set, else a
+    `VAE` with latent_dim units.
+
+    Examples
+    --------
+    >>> settings = dict(DEFAULTS, latent_dims=[4, 2])
+    >>> model = new_model(settings, 64, np.random.default_rng(0))
+    >>> model.config.latent_dims, model.config.hidden2
+    ((4, 2), (2, 2))
+    """
+    two_layers = two_layer_sizes(settings)
+    if two_layers is not None:
+        latent_dims, hidden2 = two_layers
+        return HierarchicalVAE(input_dim, latent_dims, hidden=settings["hidden"],
+                               hidden2=hidden2, activation=settings["activation"],
+                               likelihood=settings["likelihood"], dtype=settings["dtype"],
+                               rng=rng, init=settings["init"])
+    return VAE(input_dim, settings["latent_dim"], hidden=settings["hidden"],
+               activation=settings["activation"], likelihood=settings["likelihood"],
+               sigma=settings["sigma"], dtype=settings["dtype"], rng=rng,
+               init=settings["init"])
+
+
+def model_settings(config: dict) -> dict:
+    """The run settings of a model's architecture, from its
+    ``config.to_dict()`` (whose "model" key names the kind of model,
+    `checkpoint.model_kind`).
+
+    Examples
+    --------
+    >>> model_settings(VAE(64, 3, hidden=(8,)).config.to_dict())
+    {'latent_dim': 3, 'hidden': [8]}
+    >>> two = HierarchicalVAE(64, (4, 2), hidden=(8,), hidden2=(2,))
+    >>> model_settings(two.config.to_dict())
+    {'latent_dims': [4, 2], 'hidden2': [2], 'hidden': [8]}
+    """
+    if model_kind(config) == "hierarchical":
+        sizes = {"latent_dims": list(config["latent_dims"]), "hidden2": list(config["hidden2"])}
+    else:
+        sizes = {"latent_dim": config["latent_dim"]}
+    return {**sizes, "hidden": list(config["hidden"])}
 
 
 def new_names(row: dict) -> dict:
@@ -364,11 +425,7 @@ def stored_settings(ckpt) -> dict | None:
 def _trainer_view(trainer: Trainer) -> dict:
     """The settings a trainer itself holds, by setting name."""
     config = trainer.model.config
-    if isinstance(trainer.model, HierarchicalVAE):  # latent_dim is not one of its settings
-        sizes = {"latent_dims": list(config.latent_dims), "hidden2": list(config.hidden2)}
-    else:
-        sizes = {"latent_dim": config.latent_dim}
-    return {**sizes, "hidden": list(config.hidden),
+    return {**model_settings(config.to_dict()),
             "activation": config.activation, "likelihood": config.likelihood,
             "dtype": config.dtype, "beta": float(trainer.beta),
             "batch_size": trainer.batch_size, "objective": trainer.objective,
@@ -393,8 +450,10 @@ def resume_settings(folder, ckpt, trainer: Trainer, flags: dict) -> dict:
     config = read_settings(folder / CONFIG_FILE)
     truth = stored_settings(ckpt) or config
     keys = [key for key in DEFAULTS if key != "epochs"]
+    two_layers = two_layer_sizes(truth)
+    resolved = truth if two_layers is None else dict(truth, hidden2=two_layers[1])
     differ = (_differences(config, truth, keys)
-              or _differences(_trainer_view(trainer), truth, _trainer_view(trainer)))
+              or _differences(_trainer_view(trainer), resolved, _trainer_view(trainer)))
     if differ:
         raise ValueError(f"--resume: {folder / CONFIG_FILE} does not describe the model in "
                          f"{folder / CHECKPOINT_FILE}: {', '.join(differ)}, config.json "
@@ -437,11 +496,19 @@ def estimate_memory(settings: dict, input_dim: int, n_val: int = 1000) -> dict:
     >>> parts["optimizer"] == 3 * parts["parameters"]
     True
     """
-    config = VAEConfig(input_dim, settings["latent_dim"], tuple(settings["hidden"]))
+    two_layers = two_layer_sizes(settings)
+    if two_layers is None:
+        config = VAEConfig(input_dim, settings["latent_dim"], tuple(settings["hidden"]))
+        widths = sum(settings["hidden"])
+    else:
+        latent_dims, hidden2 = two_layers
+        config = HierarchyConfig(input_dim, tuple(latent_dims), tuple(settings["hidden"]),
+                                 tuple(hidden2))
+        widths = sum(settings["hidden"]) + sum(hidden2)
     itemsize = 8 if settings["dtype"] == "float64" else 4
     n_params = sum(math.prod(shape) for shape in config.param_shapes().values())
     rows = max(settings["batch_size"] * settings["k"], min(n_val, 1000))
-    per_row = 4 * sum(settings["hidden"]) + 6 * settings["latent_dim"] + 4 * input_dim
+    per_row = 4 * widths + 6 * config.noise_dim + 4 * input_dim
     return {"parameters": itemsize * n_params, "optimizer": 3 * itemsize * n_params,
             "activations": 2 * itemsize * rows * per_row}
 

@@ -1,11 +1,12 @@
-"""`numpyvae gradcheck` and `numpyvae.gradcheck.check_model`."""
+"""`numpyvae gradcheck` and `numpyvae.gradcheck.check_model`, for the
+one-layer VAE and (``--latent-dims``) the two-layer model."""
 
 import numpy as np
 import pytest
 
-from numpyvae import VAE
-from numpyvae.cli import GRADCHECK_CONFIGS, main
-from numpyvae.gradcheck import check_model
+from numpyvae import VAE, HierarchicalVAE
+from numpyvae.cli import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS, main
+from numpyvae.gradcheck import check_model, check_model_directional
 
 
 def test_gradcheck_command_passes_and_prints_every_parameter(capsys):
@@ -42,8 +43,8 @@ def test_check_model_catches_a_planted_error(monkeypatch):
     assert check_model(model, x, eps).passed
     original = model.loss_and_grads
 
-    def wrong(x, eps, beta=1.0):
-        loss, grads = original(x, eps, beta)
+    def wrong(x, eps, beta=1.0, objective="elbo"):
+        loss, grads = original(x, eps, beta, objective)
         grads["dec0.W"] = grads["dec0.W"] * 1.001
         return loss, grads
 
@@ -83,3 +84,77 @@ def test_bugs_mode_prints_the_zoo_and_every_bug_is_caught(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["bug", "what", "is"]
     assert "kl-half" in out and "adam-bias" in out and " NO" not in out
+
+
+# ------------------------------------------------ two stochastic layers
+
+def test_latent_dims_checks_the_two_layer_model_elbo_and_iwae(capsys):
+    assert main(["gradcheck", "--latent-dims", "3,2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("two layers, latent_dims=[3, 2], ") == 2 * len(TWO_LAYER_CONFIGS)
+    assert out.count(", elbo, loss=") == out.count(", iwae, loss=") == len(TWO_LAYER_CONFIGS)
+    for name in ("q1.mu.W", "q2.log_var.b", "p1.mu.W", "px.h1.W", "out.b"):
+        assert name in out
+    assert " NO " not in out and "likelihood" not in out
+    assert "all gradients pass (0 failing arrays over 4 configurations)" in out
+
+
+@pytest.mark.parametrize("size, configs", [("small", 2), ("mnist", 1)])
+def test_latent_dims_directional_at_either_size(capsys, size, configs):
+    dims = "100,50" if size == "mnist" else "3,2"
+    assert main(["gradcheck", "--directional", "--latent-dims", dims, "--model-size", size,
+                 "--directions", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(", elbo, loss=") == out.count(", iwae, loss=") == configs
+    assert (size == "mnist") == ("hidden=[100, 100], hidden2=[50, 50]" in out)
+    assert f"(0 failing checks over {2 * configs} configurations)" in out
+
+
+def test_latent_dims_float32_fails_the_gate(capsys):
+    assert main(["gradcheck", "--latent-dims", "3,2", "--dtype", "float32"]) == 1
+    assert " NO " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, named", [(["--latent-dims", "3"], "--latent-dims"),
+                                          (["--latent-dims", "3,0"], "--latent-dims"),
+                                          (["--latent-dims", "3,2", "--beta", "0.5"],
+                                           "beta: the two-layer model")])
+def test_latent_dims_errors_exit_2_naming_the_argument(capsys, flags, named):
+    assert main(["gradcheck", *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
+def two_layer_model():
+    return HierarchicalVAE(4, (3, 2), hidden=(5,), hidden2=(4,), activation="tanh",
+                           dtype="float64", rng=0)
+
+
+@pytest.mark.parametrize("objective, k", [("elbo", 1), ("elbo", 3), ("iwae", 3)])
+def test_check_model_catches_a_planted_error_of_the_two_layer_model(monkeypatch,
+                                                                    objective, k):
+    model = two_layer_model()
+    rng = np.random.default_rng(2)
+    x, eps = rng.random((3, 4)), rng.standard_normal((k, 3, 5))
+    assert check_model(model, x, eps, objective=objective).passed
+    assert check_model_directional(model, x, eps, objective=objective).passed
+    original = model.loss_and_grads
+
+    def wrong(x, eps, beta=1.0, objective="elbo"):
+        loss, grads = original(x, eps, beta, objective)
+        grads["q2.mu.W"] = grads["q2.mu.W"] * 1.001
+        return loss, grads
+
+    monkeypatch.setattr(model, "loss_and_grads", wrong)
+    report = check_model(model, x, eps, objective=objective)
+    assert [c.name for c in report.inputs if not c.passed] == ["q2.mu.W"]
+    assert not check_model_directional(model, x, eps, objective=objective).passed
+
+
+def test_check_model_float32_analytic_copy_of_the_two_layer_model():
+    model = two_layer_model()
+    rng = np.random.default_rng(3)
+    x, eps = rng.random((3, 4)), rng.standard_normal((3, 5))
+    report = check_model(model, x, eps, analytic_dtype="float32")
+    worst = max(c.normwise_error for c in report.inputs)
+    assert 1e-9 < worst < 1e-3  # float32 round-off: visible, and nothing more

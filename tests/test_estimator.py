@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae import VAE
+from numpyvae import VAE, HierarchicalVAE
 from numpyvae.datasets import load_digits
 from numpyvae.estimator import NotFittedError, VAEEstimator
 
@@ -54,7 +54,7 @@ def test_get_params_lists_every_init_argument():
                       "likelihood": "bernoulli", "sigma": None, "posterior": "diagonal",
                       "delta": None, "beta": 1.0, "epochs": 20, "batch_size": 128,
                       "learning_rate": 1e-3, "random_state": None, "dtype": "float32",
-                      "score_k": 1}
+                      "score_k": 1, "latent_dims": None, "hidden2": None}
     assert VAEEstimator().get_params(deep=False) == params
 
 
@@ -359,11 +359,13 @@ def test_importing_the_estimator_does_not_import_scikit_learn():
 # ------------------------------------------------- scikit-learn's checks
 
 def check_instances():
-    """Small, fast instances covering both likelihoods and both dtypes."""
+    """Small, fast instances covering both likelihoods, both dtypes and
+    both models (the two-layer one has a Bernoulli decoder)."""
     tiny = {"hidden": (4,), "epochs": 2, "batch_size": 16, "random_state": 0}
     return [VAEEstimator(likelihood="gaussian", **tiny),
             VAEEstimator(likelihood="gaussian", dtype="float64", **tiny),
-            VAEEstimator(likelihood="bernoulli", **tiny)]
+            VAEEstimator(likelihood="bernoulli", **tiny),
+            VAEEstimator(latent_dims=(8, 4), **tiny)]
 
 
 NOT_IN_UNIT_INTERVAL = ("scikit-learn makes data non-negative for positive_only estimators "
@@ -382,8 +384,8 @@ BERNOULLI_FAILS = (
 
 
 def expected_failed_checks(estimator):
-    """Only the Bernoulli likelihood's [0, 1] range; the Gaussian instances,
-    float32 and float64, pass every check."""
+    """Only the Bernoulli likelihood's [0, 1] range (both models, the same
+    checks); the Gaussian instances, float32 and float64, pass every check."""
     if estimator.likelihood == "bernoulli":
         return {name: NOT_IN_UNIT_INTERVAL for name in BERNOULLI_FAILS}
     return {}
@@ -401,6 +403,66 @@ if parametrize_with_checks is not None:
 else:
     def test_scikit_learn_estimator_checks():
         pytest.importorskip("sklearn", reason=NEEDS_SKLEARN)
+
+
+# ------------------------------------------------- two stochastic layers
+
+def two_layers(**kwargs):
+    return small(**{"latent_dims": (3, 2), **kwargs})
+
+
+def test_latent_dims_fits_a_two_layer_model_behind_the_same_methods():
+    X = data()
+    est = two_layers().fit(X)
+    assert isinstance(est.model_, HierarchicalVAE)
+    assert est.model_.config.latent_dims == (3, 2) and est.model_.config.hidden2 == (2, 2)
+    z = est.transform(X[:5])  # the means of z1, the latent the decoder reads
+    np.testing.assert_array_equal(z, est.model_.encode(X[:5].astype(np.float32))[0])
+    assert z.shape == (5, 3) and z.dtype == np.float32
+    assert est.inverse_transform(z).shape == (5, 6)
+    assert est.sample(4).shape == (4, 6)
+    assert list(est.get_feature_names_out()) == [f"vaeestimator{j}" for j in range(3)]
+    assert np.isfinite(est.score_samples(X)).all()
+    assert two_layers(hidden2=(5,)).fit(X).model_.config.hidden2 == (5,)
+
+
+def test_two_layer_scores_are_per_example_and_importance_weighting_tightens_them():
+    X = data(n=60)
+    est = two_layers(epochs=3, activation="tanh").fit(X)
+    full = est.score_samples(X)
+    perm = np.random.default_rng(5).permutation(60)
+    np.testing.assert_array_equal(est.score_samples(X[perm]), full[perm])
+    np.testing.assert_array_equal(est.score_samples(X[7:8]), full[7:8])
+    elbo = est.score(X)
+    est.set_params(score_k=50)
+    np.testing.assert_array_equal(est.score_samples(X[10:20]), est.score_samples(X)[10:20])
+    assert est.score(X) > elbo  # IWAE-50 >= the sampled ELBO, on average
+
+
+def test_two_layer_estimator_saves_loads_and_continues(tmp_path):
+    X = data()
+    est = two_layers(hidden2=(4,)).fit(X)
+    loaded = VAEEstimator.load(est.save(tmp_path / "two"))
+    assert loaded.get_params() == est.get_params()
+    assert isinstance(loaded.model_, HierarchicalVAE)
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    est.partial_fit(X)
+    loaded.partial_fit(X)
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"likelihood": "gaussian"}, ValueError, "likelihood: the two-layer model"),
+    ({"beta": 0.5}, ValueError, "beta: the two-layer model"),
+    ({"posterior": "fixed"}, ValueError, "posterior: the two-layer model"),
+    ({"sigma": 2.0}, ValueError, "sigma: the two-layer model"),
+    ({"latent_dims": 3}, TypeError, "latent_dims: expected a sequence"),
+    ({"latent_dims": (3, 2, 1)}, ValueError, "latent_dims: expected two sizes"),
+    ({"latent_dims": None, "hidden2": (4,)}, ValueError, "hidden2: only used with latent_dims"),
+])
+def test_two_layer_arguments_are_refused_at_fit_naming_them(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        two_layers(**kwargs).fit(data())
 
 
 # ------------------------------------------------- docs/sklearn.md

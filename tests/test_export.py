@@ -127,3 +127,41 @@ def test_a_folder_without_a_run_is_one_line(tmp_path, capsys, verb, name):
     err = capsys.readouterr().err
     assert err.startswith("numpyvae: error: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+# ------------------------------------------------ a two-layer model, through the protocol
+
+def two_layer_model():
+    return numpyvae.HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,), rng=0)
+
+
+def test_draw_samples_of_a_two_layer_model_are_its_seeded_means_or_draws():
+    model = two_layer_model()
+    means = export.draw_samples(model, 50, rng=3)
+    np.testing.assert_array_equal(means, model.sample(50, np.random.default_rng(3)))
+    assert means.shape == (50, 6) and means.dtype == np.float32
+    assert ((means > 0) & (means < 1)).all() and len(np.unique(means)) > 2
+    x = export.draw_samples(model, 50, rng=3, draws=True)
+    assert x.shape == (50, 6) and set(np.unique(x)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(x, export.draw_samples(model, 50, rng=3, draws=True))
+
+
+def test_encode_all_of_a_two_layer_model_gives_q_of_z1_in_batches():
+    model = two_layer_model()
+    x = np.random.default_rng(1).random((7, 6))
+    mu, log_var = export.encode_all(model, x, batch_size=3)
+    mu1, log_var1, _, _ = model.encode_layers(x)
+    assert mu.shape == log_var.shape == (7, 3)
+    np.testing.assert_allclose(mu, mu1, rtol=1e-6)
+    np.testing.assert_allclose(log_var, log_var1, rtol=1e-6)
+
+
+def test_two_layer_latents_and_samples_are_written(tmp_path):
+    model = two_layer_model()
+    mu, log_var = export.encode_all(model, np.full((4, 6), 0.5))
+    path = export.write_latents(tmp_path / "z.csv", mu, log_var, labels=np.arange(4))
+    assert path.read_text().splitlines()[0] == \
+        "mu_0,mu_1,mu_2,log_var_0,log_var_1,log_var_2,label"
+    samples = export.draw_samples(model, 3, rng=0)
+    np.testing.assert_array_equal(np.load(export.write_samples(tmp_path / "s.npy", samples)),
+                                  samples)

@@ -230,6 +230,24 @@ def test_the_estimate_counts_parameters_adam_and_activations():
         runs.check_memory(settings, 64, available=2**20)
 
 
+def test_the_estimate_counts_the_parameters_of_a_two_layer_run():
+    settings = dict(runs.DEFAULTS, hidden=[10, 8], latent_dims=[6, 3], hidden2=None)
+    parts = runs.estimate_memory(settings, 64)
+    model = numpyvae.HierarchicalVAE(64, (6, 3), hidden=(10, 8), hidden2=(3, 3))
+    assert parts["parameters"] == 4 * sum(p.size for p in model.params.values())
+    # per row: 4 x every hidden width, 6 x the noise of z1 and z2, 4 x the pixels
+    assert parts["activations"] == 2 * 4 * 1000 * (4 * (18 + 6) + 6 * 9 + 4 * 64)
+
+
+def test_the_model_settings_come_from_the_config_of_either_model():
+    for model in (numpyvae.VAE(64, 3, hidden=(8,)),
+                  numpyvae.HierarchicalVAE(64, (4, 2), hidden=(8,), hidden2=(5,))):
+        settings = dict(runs.DEFAULTS, activation=model.config.activation,
+                        **runs.model_settings(model.config.to_dict()))
+        rebuilt = runs.new_model(settings, 64, np.random.default_rng(0))
+        assert type(rebuilt) is type(model) and rebuilt.config == model.config
+
+
 # ------------------------------------------------ 10. messages name the file
 
 @pytest.mark.parametrize("text, problem", [("{not json", "not valid JSON"),
