@@ -12,8 +12,9 @@ floor       only the matrix products that call makes, same shapes, into
             over all k x n rows in the same blocks. No elementwise work, no
             noise, no log-sum-exp: no implementation on the same BLAS that
             evaluates every sample does less.
-reference   (--reference) ``estimators._log_mean_weight``: the reference
-            sum that fused_eval is tested equal to, as the notes write it.
+reference   (--reference) ``estimators.log_mean_weight(..., fast=False)``:
+            the reference sum that fused_eval is tested equal to, as the
+            notes write it (the model's log-weights, then the IWAE head).
 
 Method. One process; BLAS threads pinned to --threads (threadpoolctl if
 installed, else OPENBLAS/OMP/MKL_NUM_THREADS set before NumPy is
@@ -83,14 +84,24 @@ def test_images() -> np.ndarray:
 
 
 def floor(model: VAE, x: np.ndarray, k: int) -> None:
-    """The products of `fused_eval.log_mean_weight`, same blocks, nothing else."""
+    """The products of `fused_eval.log_mean_weight`, same blocks, nothing else.
+
+    As fused_eval does: the encoder over the images, a block at a time;
+    each decoder layer as one product with its bias row stacked under W,
+    [W; b], its input buffer carrying a last column of ones; and for the
+    Bernoulli cross term the per-example vectors [W; b] x.
+    """
     config = model.config
     n = x.shape[0]
     chunk, batch = fused_eval.block_plan(config, n, k, estimators.MEMORY_BUDGET)
     rows_cap = fused_eval.block_rows(config, estimators.MEMORY_BUDGET)
     for lo in range(0, n, rows_cap):
         encoder_forward(model.params, x[lo:lo + rows_cap], config)
-    decoder = fused_eval._Decoder(model.params, config, x)
+    names = [f"dec{i}" for i in range(len(config.hidden))] + ["out"]
+    W = [np.vstack([model.params[f"{name}.W"], model.params[f"{name}.b"][None, :]])
+         for name in names]  # (d_in + 1, d_out) each
+    if config.likelihood == "bernoulli":
+        np.matmul(x, W[-1].T)  # (n, d_h + 1)
     blocks = []  # (rows of one block) for every block the estimator visits
     for start in range(0, k, chunk):
         s_chunk = min(chunk, k - start)
@@ -98,12 +109,12 @@ def floor(model: VAE, x: np.ndarray, k: int) -> None:
             b = min(lo + batch, n) - lo
             step = max(1, rows_cap // b)
             blocks += [b * min(step, s_chunk - s0) for s0 in range(0, s_chunk, step)]
-    h = decoder.inputs(max(blocks))
-    out = decoder.buffers["out"]
+    h = [np.ones((max(blocks), w.shape[0]), x.dtype) for w in W]  # inputs, last column 1
+    out = np.empty((max(blocks), config.input_dim), x.dtype)
     for rows in blocks:
-        for i, W in enumerate(decoder.W[:-1]):
-            np.matmul(h[i][:rows], W, out=h[i + 1][:rows, :-1])
-        np.matmul(h[-1][:rows], decoder.W[-1], out=out[:rows])
+        for i, w in enumerate(W[:-1]):
+            np.matmul(h[i][:rows], w, out=h[i + 1][:rows, :-1])
+        np.matmul(h[-1][:rows], W[-1], out=out[:rows])
 
 
 def contenders(model: VAE, x: np.ndarray) -> dict:
@@ -111,8 +122,8 @@ def contenders(model: VAE, x: np.ndarray) -> dict:
     out = {"fast": lambda: estimators.iwae_bound(model, x, k, np.random.default_rng(0)),
            "floor": lambda: floor(model, x, k)}
     if ARGS.reference:
-        out["reference"] = lambda: estimators._log_mean_weight(
-            model, x, k, np.random.default_rng(0), "posterior", None, None)
+        out["reference"] = lambda: estimators.log_mean_weight(
+            model, x, k, np.random.default_rng(0), fast=False)
     return out
 
 
@@ -145,7 +156,7 @@ def main() -> None:
           f"{ARGS.threads} threads, median of {ARGS.rounds} rounds")
     print(f"machine: {info['cpu']}, {info['cores']} cores, python {info['python']}, "
           f"numpy {info['numpy']}, load {info['load']}")
-    workers = fused_eval._workers(2, len(x) * ARGS.k)
+    workers = fused_eval.worker_threads(2, len(x) * ARGS.k)
     print(f"fast: {workers} worker thread{'s' if workers > 1 else ''}"
           + (", BLAS at one thread each" if workers > 1 else ""))
     print(f"{'contender':<12}{'seconds':>10}{'per 10,000 images':>20}{'/floor':>8}")

@@ -11,7 +11,7 @@ test NLL: VAE 85.33, IWAE k = 50 82.90 (3280 epochs).
 
 In the same run, the same architecture is trained in PyTorch (eager, CPU,
 one thread) for the same epochs, from the same initial weights, and both
-are scored by the same estimator (`estimators.hierarchical_iwae_bound`,
+are scored by the same estimator (`estimators.iwae_bound`,
 k = ``--eval-k``) on the same fixed binarization of the first
 ``--eval-n`` test images (`datasets.static_binarize`, seed + 2, as
 ``numpyvae train --binarize dynamic`` does).
@@ -37,7 +37,7 @@ import numpy as np
 
 from numpyvae import Adam, fit
 from numpyvae.datasets import load_mnist, static_binarize
-from numpyvae.estimators import hierarchical_iwae_bound
+from numpyvae.estimators import iwae_bound
 from numpyvae.evaluation import active_units_per_layer
 from numpyvae.hierarchical_vae import HierarchicalVAE
 from numpyvae.optim import iwae_learning_rate
@@ -126,7 +126,7 @@ def train_torch(x_train, k: int, epochs: int, seed: int) -> HierarchicalVAE | No
 def score(model: HierarchicalVAE, x_eval, eval_k: int, seed: int) -> dict:
     """IWAE-k NLL, ELBO, active units per layer; the same noise for every model."""
     t0 = time.perf_counter()
-    nll = -float(np.mean(hierarchical_iwae_bound(model, x_eval, eval_k, seed + 3),
+    nll = -float(np.mean(iwae_bound(model, x_eval, eval_k, seed + 3),
                          dtype=np.float64))
     elbo = float(np.mean(model.elbo(x_eval, np.random.default_rng(seed + 4)),
                          dtype=np.float64))

@@ -133,11 +133,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from numpyvae import VAE  # noqa: E402
-from numpyvae import _threads, fused_step  # noqa: E402
+from numpyvae import fused_step, threads  # noqa: E402
 from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
 from numpyvae.optim import Adam  # noqa: E402
-from numpyvae.train import Trainer, train  # noqa: E402
-from numpyvae.train import _first_nonfinite as first_nonfinite  # noqa: E402
+from numpyvae.train import Trainer, first_nonfinite, train  # noqa: E402
 
 SPEC = MODELS[ARGS.model]
 D_X, HIDDEN, D_Z, ACTIVATION = 784, SPEC["hidden"], SPEC["d_z"], SPEC["activation"]
@@ -466,10 +465,11 @@ def print_breakdown(rows: list) -> None:
 
 
 def adam_threads() -> list[dict]:
-    """Adam's update at batch 128 on one thread against the same passes
-    split in two halves over two threads (wall time): back to back, and
-    right after the forward's matrix products (whose OpenBLAS worker
-    threads then busy-wait)."""
+    """Adam's update at batch 128 (fused_step.adam_step) on one thread
+    against the same passes split in two halves over two threads (its
+    `helper`, as a step that splits the batch runs it), wall time: back
+    to back, and right after the forward's matrix products (whose
+    OpenBLAS worker threads then busy-wait)."""
     from concurrent.futures import ThreadPoolExecutor
     trainer = new_trainer(128)
     model = trainer.model
@@ -479,21 +479,13 @@ def adam_threads() -> list[dict]:
     grads = loss_backward(loss_forward(model.params, x, eps, model.config, 1.0,
                                        trainer.workspace)[2])
     ws, opt = trainer.workspace, trainer.optimizer
-    flat = [fused_step._packed(ws, key, arrays) for key, arrays in
-            (("params", model.params), ("grads", grads), ("adam.m", opt.m), ("adam.v", opt.v))]
-    flat.append(np.empty_like(flat[0]))  # scratch
-    half = flat[0].size // 2
-    lo, hi = tuple(a[:half] for a in flat), tuple(a[half:] for a in flat)
     pool = ThreadPoolExecutor(max_workers=1)
-    constants = (opt.beta1, opt.beta2, 1e-3, 1e-8)  # beta1, beta2, lr_t, eps_t
 
     def one():
-        fused_step._adam_passes(*flat, *constants)
+        adam_step(opt, model.params, grads, ws)
 
     def two():
-        other = pool.submit(fused_step._adam_passes, *lo, *constants)
-        fused_step._adam_passes(*hi, *constants)
-        other.result()
+        adam_step(opt, model.params, grads, ws, pool)
 
     forward = floor_products(128)[0]
     times = {(case, k): [] for case in ("back to back", "right after the forward products")
@@ -520,11 +512,11 @@ def adam_threads() -> list[dict]:
 
 def with_settings(step, **settings):
     """`step` run with module attributes set for its duration: ("SPLIT_ROWS",
-    value) of fused_step, ("two_cores", bool) of numpyvae._threads."""
+    value) of fused_step, ("two_cores", bool) of numpyvae.threads."""
     def run():
         saved = {}
         for name, value in settings.items():
-            module = _threads if name == "two_cores" else fused_step
+            module = threads if name == "two_cores" else fused_step
             saved[name] = (module, getattr(module, name))
             setattr(module, name, (lambda v=value: v) if name == "two_cores" else value)
         try:

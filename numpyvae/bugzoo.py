@@ -161,8 +161,16 @@ def adam_algorithm1(theta, grads, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8)
 
 def adam_folded(theta, grads, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8,
                 bias_correction=True):
-    """The same steps with the corrections folded into lr and epsilon
-    (numpyvae.optim's form); ``bias_correction=False`` is the bug."""
+    """The same steps with the corrections folded into lr and epsilon;
+    ``bias_correction=False`` is the bug.
+
+    This is the training step's form (`fused_step.adam_step`):
+        lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)
+        eps_t = epsilon sqrt(1 - beta2^t)
+        theta = theta - lr_t m / (sqrt(v) + eps_t)
+    `optim.Adam.step` writes Algorithm 1 as it stands, as
+    `adam_algorithm1` does.
+    """
     theta, m, v = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
     for t, g in enumerate(grads, start=1):
         m = beta1 * m + (1 - beta1) * g

@@ -31,7 +31,7 @@ example. What changes (measurements in docs/performance.md):
   major, so the stream, and the result up to rounding, is the same;
 * with threadpoolctl installed (``pip install numpyvae[threads]``; it
   comes with scikit-learn), two cores or more, and BLAS allowed two
-  threads (`_threads.two_cores`), two threads share the
+  threads (`threads.two_cores`), two threads share the
   blocks of images, each taking the next block when it is free, with
   BLAS pinned to one thread for the duration of the call: the
   elementwise passes then run on both cores too, and the calling thread
@@ -53,7 +53,7 @@ import threading
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _threads
+from . import threads
 from .activations import ACTIVATIONS
 from .kl import log_ratio_forward
 from .model import VAEConfig, encoder_forward, posterior_log_var
@@ -162,7 +162,7 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     rows = block_rows(config, budget)
     mu, std, log_var = _encode(model.params, x, config, proposal, rows)
     blocks = [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
-    workers = _workers(len(blocks), n * k)
+    workers = worker_threads(len(blocks), n * k)
     decoders = [_Decoder(model.params, config, x)]
     decoders += [decoders[0].sibling() for _ in range(1, workers)]
     total = np.full(n, -np.inf)  # running log sum_i w_i, float64
@@ -188,11 +188,11 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
             return None
         return rng.standard_normal((min(chunk, k - start), n, d_z), dtype=model.dtype)
 
-    with _threads.one_blas_thread(workers > 1):
+    with threads.one_blas_thread(workers > 1):
         eps = draw(0)
         for start in range(0, k, chunk):
             todo = _SharedIterator(blocks)
-            other = _threads.helper().submit(score, 1, eps, todo) if workers > 1 else None
+            other = threads.helper().submit(score, 1, eps, todo) if workers > 1 else None
             eps_next = draw(start + chunk)  # while the helper scores this chunk
             score(0, eps, todo)
             if other is not None:
@@ -220,14 +220,14 @@ class _SharedIterator:
             return next(self._items)
 
 
-def _workers(n_blocks: int, n_rows: int) -> int:
+def worker_threads(n_blocks: int, n_rows: int) -> int:
     """Threads for one call: 2 when the work is large enough
     (`PARALLEL_ROWS`) and a second core can take half of it
-    (`_threads.two_cores`: two cores, threadpoolctl installed, BLAS
+    (`threads.two_cores`: two cores, threadpoolctl installed, BLAS
     allowed two threads), else 1."""
     if n_blocks < 2 or n_rows < PARALLEL_ROWS:
         return 1
-    return 2 if _threads.two_cores() else 1
+    return 2 if threads.two_cores() else 1
 
 
 def _encode(params, x: Array, config: VAEConfig, proposal: str, rows: int):

@@ -168,7 +168,8 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
 
 
 def iwae_loss_backward(cache) -> dict[str, Array]:
-    """`iwae.iwae_loss_backward`, the gradients views into one flat buffer."""
+    """`model.bound_loss_backward` of the IWAE head, the gradients views
+    into one flat buffer."""
     config, ws = cache["config"], cache["workspace"]
     (z,) = cache["log_ratio"]
     k, n, d_z = z.shape
@@ -318,7 +319,7 @@ def forward_backward(params, x: Array, eps: Array, config: VAEConfig, objective:
     "iwae" (eps (k, n, d_z)). Without `helper`, or for a small batch
     (`splits` false), it is one `loss_forward` / `loss_backward` (or the
     IWAE pair) in ``workspaces[0]``. Given `helper`, an executor
-    (`_threads.helper`, with BLAS pinned to one thread), a large batch
+    (`threads.helper`, with BLAS pinned to one thread), a large batch
     runs as two halves, rows [0, h) and [h, n) with h = n // 2: the second
     on the helper, each in its own workspace. The loss and every gradient
     are batch means, so the halves join as
@@ -471,7 +472,7 @@ def _dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, 
 
 
 def _hidden_forward(params, h: Array, prefix: str, config: VAEConfig, ws: dict):
-    """`_mlp_forward` into workspace buffers. The relu runs in place:
+    """`layers.mlp_forward` into workspace buffers. The relu runs in place:
     h = max(a, 0) overwrites a, since its backward needs only h > 0."""
     layers = []
     for i in range(len(config.hidden)):

@@ -36,7 +36,13 @@ def require_matplotlib() -> None:
         raise ImportError(f"matplotlib is not installed ({INSTALL_HINT})") from None
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, imported on
+    first need (ImportError naming the extra if matplotlib is missing).
+
+    Every picture of the package draws through it: this module's and
+    the sweep's (sweep.py).
+    """
     require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
@@ -101,7 +107,9 @@ def _show(plt, canvas: np.ndarray, title: str, side: int, cell_px: int = 64):
     return fig, ax
 
 
-def _save(plt, fig, path) -> Path:
+def save_figure(plt, fig, path) -> Path:
+    """Write `fig` to `path` as a PNG (making its folder), close it, and
+    return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
@@ -123,7 +131,7 @@ def plot_reconstructions(x: Array, recon: Array, path, n_cols: int = 10) -> Path
     >>> plot_reconstructions(x, 0.9 * x, Path(tempfile.mkdtemp()) / "recon.png").name
     'recon.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = x.shape[0]
     rows = []
     for start in range(0, n, n_cols):
@@ -137,7 +145,7 @@ def plot_reconstructions(x: Array, recon: Array, path, n_cols: int = 10) -> Path
     cell = side + 1
     ax.set_yticks([1 + cell * (k + 0.5) for k in range(len(rows))])
     ax.set_yticklabels(["input", "recon"] * (len(rows) // 2))
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_samples(samples: Array, path, n_cols: int = 10, title: str | None = None) -> Path:
@@ -153,11 +161,11 @@ def plot_samples(samples: Array, path, n_cols: int = 10, title: str | None = Non
     >>> plot_samples(samples, Path(tempfile.mkdtemp()) / "samples.png").name
     'samples.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = _show(plt, tile(samples, n_cols),
                     title or "samples: decoder mean at z ~ N(0, I)", image_side(samples.shape[1]))
     ax.set_axis_off()
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_loss_curves(epochs, train_elbo, val_elbo, path, baseline: float | None = None) -> Path:
@@ -177,7 +185,7 @@ def plot_loss_curves(epochs, train_elbo, val_elbo, path, baseline: float | None 
     ...                  baseline=-45.0).name
     'loss.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     epochs = np.asarray(epochs)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     ax.plot(epochs, train_elbo, label="train ELBO (running mean over the epoch)")
@@ -195,7 +203,7 @@ def plot_loss_curves(epochs, train_elbo, val_elbo, path, baseline: float | None 
     ax.set_title("loss curves")
     ax.grid(alpha=0.3)
     ax.legend(loc="center right")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def pca_2d(z: Array) -> tuple[Array, Array]:
@@ -235,7 +243,7 @@ def plot_latent(mu: Array, labels, path) -> Path:
     >>> plot_latent(mu[:, :1], labels, Path(tempfile.mkdtemp()) / "latent.png").name
     'latent.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
     if mu.shape[1] == 2:
         xy, names = mu, ("z_1", "z_2")
@@ -259,7 +267,7 @@ def plot_latent(mu: Array, labels, path) -> Path:
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title(title)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_manifold(images: Array, z_values: Array, path) -> Path:
@@ -280,7 +288,7 @@ def plot_manifold(images: Array, z_values: Array, path) -> Path:
     >>> plot_manifold(images, z_values, Path(tempfile.mkdtemp()) / "manifold.png").name
     'manifold.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = len(z_values)
     upward = images.reshape(n, n, -1)[::-1].reshape(n * n, -1)  # top row = largest z_2
     side = image_side(images.shape[1])
@@ -295,7 +303,7 @@ def plot_manifold(images: Array, z_values: Array, path) -> Path:
     ax.set_yticklabels([f"{v:.2f}" for v in z_values[::-1][::step]])
     ax.set_xlabel("z_1 (prior quantiles)")
     ax.set_ylabel("z_2 (prior quantiles)")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_interpolations(paths: Array, path, starts: Array | None = None,
@@ -316,7 +324,7 @@ def plot_interpolations(paths: Array, path, starts: Array | None = None,
     >>> plot_interpolations(paths, path, paths[:, 0], paths[:, -1]).name
     'interp.png'
     """
-    plt = _pyplot()
+    plt = pyplot()
     n_pairs, n_steps, d = paths.shape
     gap = np.full((n_pairs, 1, d), 0.5)
     parts = [paths]
@@ -330,4 +338,4 @@ def plot_interpolations(paths: Array, path, starts: Array | None = None,
         title += "\n(inputs at either end)"
     fig, ax = _show(plt, tile(rows.reshape(-1, d), rows.shape[1]), title, image_side(d))
     ax.set_axis_off()
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)

@@ -514,8 +514,8 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     >>> plot_rate_distortion(rows, ["beta", "seed"], path).name
     'rate_distortion.png'
     """
-    from .plots import _pyplot, _save
-    plt = _pyplot()
+    from .plots import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     points = []  # (rate, distortion, beta) of every line
     for label, group in _groups(rows, grid_keys, ("beta", "seed")):
@@ -533,7 +533,7 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     ax.set_title("rate-distortion across beta (line: mean over seeds, dots: runs)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _merge_close(points: list) -> dict:
@@ -564,8 +564,8 @@ def plot_elbo_vs_latent(rows: list[dict], grid_keys: list[str], path) -> Path:
     >>> plot_elbo_vs_latent(rows, ["latent_dim", "seed"], path).name
     'elbo_vs_latent.png'
     """
-    from .plots import _pyplot, _save
-    plt = _pyplot()
+    from .plots import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     for label, group in _groups(rows, grid_keys, ("latent_dim", "seed")):
         dims, mean, low, high = _over_seeds(group, "latent_dim", "val_elbo")
@@ -579,7 +579,7 @@ def plot_elbo_vs_latent(rows: list[dict], grid_keys: list[str], path) -> Path:
     ax.set_title("ELBO against latent size (line: mean over seeds, band: min to max)")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _draw(rows: list[dict], grid: dict, out: Path, log) -> list[Path]:

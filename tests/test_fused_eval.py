@@ -1,8 +1,9 @@
 """Tests for numpyvae/fused_eval.py: the sampled estimators' fast form
-equals the reference (estimators._log_mean_weight, block by block
-estimators._block_log_weights) in every configuration, whatever the
-chunk and block sizes; a row whose exp overflows falls back to the
-reference; float32 stays float32. No timings."""
+equals the reference (estimators.log_mean_weight with fast=False, block
+by block estimators.block_log_weights, i.e. model.log_weights_forward)
+in every configuration, whatever the chunk and block sizes; a row whose
+exp overflows falls back to the reference; float32 stays float32. No
+timings."""
 
 import itertools
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from numpyvae import VAE, estimators, fused_eval
-from numpyvae.estimators import _block_log_weights, _log_mean_weight
+from numpyvae.estimators import block_log_weights, log_mean_weight
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
 EVERY_CONFIGURATION = list(itertools.product(
@@ -48,10 +49,9 @@ def setup_case(likelihood, posterior, activation, hidden, dtype, seed=0):
 def test_fast_estimate_equals_the_reference(likelihood, posterior, activation, hidden,
                                             proposal, dtype):
     vae, x = setup_case(likelihood, posterior, activation, hidden, dtype)
-    reference = _log_mean_weight(vae, x, K, np.random.default_rng(5), proposal, None, None)
+    reference = log_mean_weight(vae, x, K, np.random.default_rng(5), proposal, fast=False)
     fast = fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(5), proposal,
-                                      estimators.MEMORY_BUDGET,
-                                      reference=_block_log_weights)
+                                      estimators.MEMORY_BUDGET)
     assert fast.dtype == reference.dtype == np.dtype(dtype)
     np.testing.assert_allclose(fast, reference, rtol=0, atol=ATOL[dtype])
 
@@ -78,6 +78,12 @@ def test_the_public_estimators_run_the_fast_form():
         fast = fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(9), proposal,
                                           estimators.MEMORY_BUDGET)
         np.testing.assert_array_equal(got, fast)
+        reference = public(vae, x, K, np.random.default_rng(9), fast=False)
+        np.testing.assert_array_equal(
+            reference, log_mean_weight(vae, x, K, np.random.default_rng(9), proposal,
+                                       fast=False))
+        assert not np.array_equal(reference, fast)  # two different sums, equal to rounding
+        np.testing.assert_allclose(reference, fast, rtol=0, atol=ATOL["float64"])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -86,15 +92,16 @@ def test_an_overflowing_exp_falls_back_to_the_reference(dtype):
     # log-likelihood stays finite (softplus(l) = l for large l).
     vae, x = setup_case("bernoulli", "diagonal", "tanh", (5,), dtype)
     vae.params["out.b"][:3] = 1000.0
-    reference = _log_mean_weight(vae, x, K, np.random.default_rng(4), "posterior", None, None)
+    reference = log_mean_weight(vae, x, K, np.random.default_rng(4), "posterior", fast=False)
     fast = fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(4), "posterior",
-                                      estimators.MEMORY_BUDGET,
-                                      reference=_block_log_weights)
+                                      estimators.MEMORY_BUDGET)
     assert np.isfinite(reference).all()
     np.testing.assert_allclose(fast, reference, rtol=1e-5)
-    without = fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(4), "posterior",
-                                         estimators.MEMORY_BUDGET)
-    assert np.isneginf(without).all()  # what the fallback repairs
+    # what the fallback repairs: the fast block alone is -inf there
+    eps = np.random.default_rng(4).standard_normal((K, N, 3), dtype=vae.dtype)
+    mu, std, log_var = fused_eval._encode(vae.params, x, vae.config, "posterior", 64)
+    decoder = fused_eval._Decoder(vae.params, vae.config, x)
+    assert np.isneginf(fused_eval._block(decoder, eps, 0, N, mu, std, log_var)).all()
 
 
 def test_block_rows_shrink_with_the_budget():
@@ -121,11 +128,11 @@ def test_float32_at_mnist_width_stays_near_the_float64_reference(activation, hid
         m64.params[name][...] = value
     x = (np.random.default_rng(0).random((12, 784)) < 0.3) * 1.0
     eps = np.random.default_rng(1).standard_normal((9, 12, 20))
-    reference = _block_log_weights(m64, x, eps, "posterior")  # (s, b)
+    reference = block_log_weights(m64, x, eps, "posterior")  # (s, b)
     x32, eps32 = x.astype(np.float32), eps.astype(np.float32)
-    mu, std, sum_log_var = fused_eval._encode(m32.params, x32, m32.config, "posterior", 64)
+    mu, std, log_var = fused_eval._encode(m32.params, x32, m32.config, "posterior", 64)
     decoder = fused_eval._Decoder(m32.params, m32.config, x32)
-    fast = fused_eval._block(decoder, eps32, 0, 12, mu, std, sum_log_var).T
+    fast = fused_eval._block(decoder, eps32, 0, 12, mu, std, log_var).T
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-3)
 
 
@@ -134,18 +141,18 @@ def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
     vae, x = setup_case("bernoulli", "diagonal", "tanh", (5,), "float32")
     x = np.concatenate([x] * 9)  # 63 images: many blocks of 4
     vae.params["out.b"][:2] = 1000.0  # overflowing rows: the reference fallback, in a thread
-    kwargs = dict(batch_size=4, chunk_size=5, reference=_block_log_weights)
+    kwargs = dict(batch_size=4, chunk_size=5)
 
     def run():
         return fused_eval.log_mean_weight(vae, x, K, np.random.default_rng(3), "posterior",
                                           estimators.MEMORY_BUDGET, **kwargs)
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 10**12)
-    assert fused_eval._workers(16, 63 * K) == 1
+    assert fused_eval.worker_threads(16, 63 * K) == 1
     one = run()
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
-    if not fused_eval._threads.two_cores():
+    if not fused_eval.threads.two_cores():
         pytest.skip("one core: the estimator keeps one worker")
-    assert fused_eval._workers(16, 63 * K) == 2
+    assert fused_eval.worker_threads(16, 63 * K) == 2
     before = [d["num_threads"] for d in threadpoolctl.threadpool_info()]
     two = run()
     assert [d["num_threads"] for d in threadpoolctl.threadpool_info()] == before
@@ -154,6 +161,6 @@ def test_two_workers_give_the_same_bits_and_restore_blas(monkeypatch):
 
 
 def test_one_worker_without_threadpoolctl(monkeypatch):
-    monkeypatch.setattr(fused_eval._threads, "threadpoolctl", lambda: None)
+    monkeypatch.setattr(fused_eval.threads, "threadpoolctl", lambda: None)
     monkeypatch.setattr(fused_eval, "PARALLEL_ROWS", 0)
-    assert fused_eval._workers(16, 10**9) == 1
+    assert fused_eval.worker_threads(16, 10**9) == 1
