@@ -321,9 +321,7 @@ def bound_loss_forward(params, x: Array, eps: Array, config: HierarchyConfig,
     ...     -float(terms["iwae"].mean()), 6)
     (True, True)
     """
-    log_w, parts, cache = log_weights_forward(params, x, eps, config)
-    loss, terms, head_cache = iwae.loss_forward(log_w, parts["log_lik"], objective)
-    return loss, terms, (head_cache, cache)
+    return iwae.loss_over_log_weights(log_weights_forward(params, x, eps, config), objective)
 
 
 def bound_loss_backward(cache) -> dict[str, Array]:

@@ -189,6 +189,27 @@ def loss_forward(log_w: Array, log_lik: Array, objective: str):
     return loss, terms, (objective, cache, log_w.shape[1], log_w.dtype)
 
 
+def loss_over_log_weights(log_weights: tuple, objective: str):
+    """`loss_forward` over what a model's ``log_weights_forward`` returns.
+
+    `log_weights` is ``(log_w, terms, cache)`` (`model.log_weights_forward`,
+    `hierarchy.log_weights_forward`); returns ``(loss, terms, cache)``,
+    its cache ``(head_cache, log_weights_cache)``: the head's for
+    `loss_backward`, the model's for its ``log_weights_backward``.
+
+    Examples
+    --------
+    >>> log_w = np.zeros((2, 3))
+    >>> loss, terms, (head, mine) = loss_over_log_weights(
+    ...     (log_w, {"log_lik": log_w}, "the model's cache"), "iwae")
+    >>> loss, mine
+    (-0.0, "the model's cache")
+    """
+    log_w, parts, log_weights_cache = log_weights
+    loss, terms, head_cache = loss_forward(log_w, parts["log_lik"], objective)
+    return loss, terms, (head_cache, log_weights_cache)
+
+
 def loss_backward(cache) -> Array:
     """dloss/dlog_w (k, n) of `loss_forward`: the bound's backward of
     dloss/dbound = -1/n (the batch mean), for the model's log-weights

@@ -38,8 +38,8 @@ def _check_pair(x: Array, out: Array, out_name: str) -> None:
     check_float_array(x, "x")
     check_float_array(out, out_name)
     if x.ndim < 2 or out.ndim < x.ndim or out.shape[out.ndim - x.ndim:] != x.shape:
-        raise ValueError(f"x: expected shape {out.shape[-2:]} (n, d_x) to match {out_name} "
-                         f"of shape {out.shape}, got {x.shape}")
+        raise ValueError(f"x: expected shape (n, d_x) = {out.shape[-2:]}, the last two axes "
+                         f"of {out_name} of shape {out.shape}, got {x.shape}")
     check_same_dtype(x=x, **{out_name: out})
 
 
