@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_reference  # noqa: E402
 
-from numpyvae import runs  # noqa: E402
+from numpyvae import run_trainer, runs  # noqa: E402
 from numpyvae.settings import DEFAULTS  # noqa: E402
 
 INITS = ("he", "lecun")
@@ -56,7 +56,7 @@ def train_numpyvae(settings: dict):
     """Train one run into a temporary folder; its trainer and metrics."""
     with tempfile.TemporaryDirectory() as out:
         data = runs.load_run_data(settings)
-        trainer = runs.new_trainer(settings, data[0][0])
+        trainer = run_trainer.new_trainer(settings, data[0][0])
         metrics, _, _ = runs.train_run(settings, out, data, trainer, pictures=False)
     return trainer, metrics
 

@@ -89,7 +89,8 @@ def torch_reference_row(protocol: str, args, metrics: dict) -> tuple | None:
     except ImportError:
         return None
     import torch_reference
-    from numpyvae.runs import load_run_data, read_settings
+    from numpyvae.run_trainer import read_settings
+    from numpyvae.runs import load_run_data
     settings = read_settings(args.out / "config.json")
     (x_train, _), (x_test, _) = load_run_data(settings)  # binarized as the run's
     t0 = time.perf_counter()

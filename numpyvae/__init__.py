@@ -10,7 +10,8 @@ from . import gradcheck
 from .gradcheck import check_gradients
 from .hierarchical_vae import HierarchicalVAE
 from .optim import SGD, Adam
-from .train import Trainer, TrainingDiverged, fit
+from .train import fit
+from .trainer import Trainer, TrainingDiverged
 from .vae import VAE
 
 __version__ = "0.1.0"

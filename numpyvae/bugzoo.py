@@ -29,7 +29,8 @@ import numpy as np
 
 from .activations import (relu_backward, relu_forward, sigmoid_backward,
                           sigmoid_forward, tanh_backward, tanh_forward)
-from .gradcheck import check_vjp_jvp, check_gradients
+from .directional import check_vjp_jvp
+from .gradcheck import check_gradients
 from .kl import kl_backward, kl_forward
 from .layers import dense_backward, dense_forward
 from .likelihoods import gaussian_log_lik_backward, gaussian_log_lik_forward

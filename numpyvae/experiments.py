@@ -18,36 +18,36 @@ whose keyword arguments are its settings (the tests shrink them):
 All randomness comes from ``numpy.random.default_rng(seed)``. See
 docs/experiments.md for the figures and the numbers of the default runs;
 the drawing code is in ``_experiment_figures.py``.
+
+This module holds the dispatcher and the estimator experiments (jensen,
+importance, prior-bound); the notes' extremes (autoencoder, kl-only,
+beta-sweep) live in ``extremes.py`` and what every run records in
+``experiment_record.py``. All six ``run_<name>`` functions and
+`kl_loss_and_grads` stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from pathlib import Path
-
 import numpy as np
 from numpy.typing import NDArray
 
-from . import __version__
-from ._experiment_figures import (draw_autoencoder, draw_beta_sweep, draw_importance,
-                                  draw_jensen, draw_kl_only, draw_prior_bound,
-                                  new_figure, save_figure)
-from ._validation import check_int
-from .datasets import load_digits
+from ._experiment_figures import (draw_importance, draw_jensen, draw_prior_bound, new_figure,
+                                  save_figure)
 from .estimators import elbo, exact_log_likelihood, iwae_bound, naive_log_likelihood
-from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
-from .model import (VAEConfig, decoder_backward, decoder_forward, encoder_backward,
-                    encoder_forward, log_lik_backward, log_lik_forward)
+from .experiment_record import finish_experiment, floats, mean_se, start_experiment
+# The extremes live in extremes.py; run_experiment dispatches to them, and
+# they (and kl_loss_and_grads) stay importable as numpyvae.experiments.<name>.
+from .extremes import (kl_loss_and_grads, run_autoencoder, run_beta_sweep,  # noqa: F401
+                       run_kl_only)
+from .model import (VAEConfig, decoder_backward, decoder_forward, log_lik_backward,
+                    log_lik_forward)
 from .optim import Adam
-from .train import evaluate, fit
+from .train import fit
 from .vae import VAE
 
 Array = NDArray[np.floating]
 
 EXPERIMENTS = ("jensen", "prior-bound", "autoencoder", "kl-only", "importance", "beta-sweep")
-INIT = "he"  # the digits models' weight scale, at which docs/experiments.md was measured
 
 
 def run_experiment(name: str, out_dir, seed: int = 0) -> dict:
@@ -97,42 +97,6 @@ def run_experiment(name: str, out_dir, seed: int = 0) -> dict:
     raise ValueError(f"name: expected one of {EXPERIMENTS}, got {name!r}")
 
 
-# ---------------------------------------------------------------- plumbing
-
-def _start(name: str, out_dir, seed: int, claim: str, config: dict) -> tuple[dict, Path]:
-    """Validate the common arguments; the result dict to fill; the folder."""
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"out_dir: expected a str or path, got {type(out_dir).__name__}")
-    seed = check_int(seed, "seed", 0)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = {"experiment": name, "claim": claim, "seed": seed, "config": config,
-              "numpyvae_version": __version__}
-    return result, out
-
-
-def _finish(result: dict, out: Path, results: dict, checks: dict) -> dict:
-    """Record numbers and checks, write result.json, return the dict."""
-    result["results"] = results
-    result["checks"] = {k: bool(v) for k, v in checks.items()}
-    result["passed"] = all(result["checks"].values())
-    result.setdefault("figure", None)
-    with open(out / "result.json", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, allow_nan=False)
-        f.write("\n")
-    return result
-
-
-def _mean_se(a: Array) -> tuple[float, float]:
-    """Mean and standard error of the mean of a 1-d sample."""
-    a = np.asarray(a, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))
-
-
-def _floats(a) -> list[float]:
-    return [float(v) for v in np.asarray(a).ravel()]
-
-
 # ------------------------------------------- linear-Gaussian: jensen, importance
 
 def _linear_gaussian_vae(rng: np.random.Generator, d_x: int, d_z: int, sigma: float,
@@ -171,14 +135,15 @@ def run_jensen(out_dir, seed: int = 0, *, ms=(1, 10, 100, 1000), repeats: int = 
     """
     config = {"ms": list(ms), "repeats": repeats, "d_x": d_x, "d_z": d_z, "sigma": sigma,
               "n_train": n_train, "epochs": epochs}
-    result, out = _start("jensen", out_dir, seed, "E[log of a Monte-Carlo average of "
-                         "p(x|z), z ~ r] < log p(x), the gap shrinking as m grows", config)
+    result, out = start_experiment("jensen", out_dir, seed, "E[log of a Monte-Carlo "
+                                   "average of p(x|z), z ~ r] < log p(x), the gap "
+                                   "shrinking as m grows", config)
     rng = np.random.default_rng(seed)
     model, x_eval = _linear_gaussian_vae(rng, d_x, d_z, sigma, n_train, 1, epochs)
     exact = float(exact_log_likelihood(model, x_eval)[0])
     x_rep = np.repeat(x_eval, repeats, axis=0)  # (repeats, d_x): one x, many estimates
     estimates = [naive_log_likelihood(model, x_rep, m, rng) for m in ms]
-    stats = [_mean_se(e) for e in estimates]
+    stats = [mean_se(e) for e in estimates]
     gaps = [exact - mean for mean, _ in stats]
     results = {"exact": exact, "m": list(ms), "mean": [s[0] for s in stats],
                "standard_error": [s[1] for s in stats], "gap": gaps}
@@ -188,7 +153,7 @@ def run_jensen(out_dir, seed: int = 0, *, ms=(1, 10, 100, 1000), repeats: int = 
     if fig is not None:
         draw_jensen(fig, ms, estimates, exact, gaps, [s[1] for s in stats])
         save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
+    return finish_experiment(result, out, results, checks)
 
 
 def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 5000,
@@ -212,15 +177,15 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
     """
     config = {"ks": list(ks), "n_eval": n_eval, "d_x": d_x, "d_z": d_z, "sigma": sigma,
               "n_train": n_train, "epochs": epochs, "tol": tol}
-    result, out = _start("importance", out_dir, seed, "ELBO <= E[IWAE_k] <= log p(x), "
-                         f"rising with k to within {tol} nats", config)
+    result, out = start_experiment("importance", out_dir, seed, "ELBO <= E[IWAE_k] <= "
+                                   f"log p(x), rising with k to within {tol} nats", config)
     rng = np.random.default_rng(seed)
     model, x_eval = _linear_gaussian_vae(rng, d_x, d_z, sigma, n_train, n_eval, epochs)
     exact = exact_log_likelihood(model, x_eval)  # (n_eval,)
     bound = elbo(model, x_eval, np.random.default_rng([seed, 1]))
     iwae = [iwae_bound(model, x_eval, k, np.random.default_rng([seed, 1])) for k in ks]
-    elbo_gap, elbo_se = _mean_se(exact - bound)
-    gaps = [_mean_se(exact - v) for v in iwae]
+    elbo_gap, elbo_se = mean_se(exact - bound)
+    gaps = [mean_se(exact - v) for v in iwae]
     exact_mean = float(exact.mean())
     means, ses = [exact_mean - g for g, _ in gaps], [se for _, se in gaps]
     results = {"exact": exact_mean, "elbo": exact_mean - elbo_gap, "elbo_standard_error":
@@ -233,14 +198,14 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
         "iwae_within_tol_at_largest_k": gaps[-1][0] < tol,
     }
     if ks[0] == 1:
-        diff_mean, diff_se = _mean_se(iwae[0] - bound)
+        diff_mean, diff_se = mean_se(iwae[0] - bound)
         results["iwae_1_minus_elbo"] = [diff_mean, diff_se]
         checks["iwae_1_matches_elbo"] = abs(diff_mean) <= 3 * diff_se
     fig = new_figure(result, (9, 3.2))
     if fig is not None:
         draw_importance(fig, results, tol)
         save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
+    return finish_experiment(result, out, results, checks)
 
 
 # ------------------------------------------------------------ prior-bound
@@ -324,7 +289,7 @@ def _two_clusters(rng: np.random.Generator, n: int, centers: Array, std: float) 
 def _mass_near(samples: Array, centers: Array, radius: float) -> list[float]:
     """Fraction of samples within `radius` of each center."""
     dist = np.linalg.norm(samples[:, None, :] - centers[None], axis=2)  # (n, 2)
-    return _floats((dist < radius).mean(axis=0))
+    return floats((dist < radius).mean(axis=0))
 
 
 def _model_samples(model: VAE, n: int, rng: np.random.Generator) -> tuple[Array, Array]:
@@ -359,15 +324,15 @@ def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,
               "sigma": sigma, "hidden": list(hidden), "steps": steps,
               "batch_size": batch_size, "lr": lr, "vae_epochs": vae_epochs,
               "vae_batch_size": vae_batch_size, "n_samples": n_samples, "tol": tol}
-    result, out = _start("prior-bound", out_dir, seed, "maximising E_{x, z~r}[log p(x|z)] "
-                         "makes the decoder output E[x] for every z; the VAE finds both "
-                         "modes", config)
+    result, out = start_experiment("prior-bound", out_dir, seed, "maximising E_{x, z~r}"
+                                   "[log p(x|z)] makes the decoder output E[x] for every "
+                                   "z; the VAE finds both modes", config)
     rng = np.random.default_rng(seed)
     results, checks, drawn = {}, {}, []
     for dim, centers in (("1d", centers_1d), ("2d", centers_2d)):
         centers = np.asarray(centers, dtype=np.float64)
         x = _two_clusters(rng, n, centers, cluster_std)
-        row = {"data_mean": _floats(x.mean(axis=0)), "data_std": float(x.std(axis=0).max())}
+        row = {"data_mean": floats(x.mean(axis=0)), "data_std": float(x.std(axis=0).max())}
         for objective in ("prior_bound", "vae"):
             model = VAE(x.shape[1], 1, hidden=hidden, activation="tanh",
                         likelihood="gaussian", sigma=sigma, rng=rng)
@@ -378,7 +343,7 @@ def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,
                     optimizer=Adam(lr=lr), rng=rng)
             means, samples = _model_samples(model, n_samples, rng)
             row[objective] = {
-                "output_mean": _floats(means.mean(axis=0)),
+                "output_mean": floats(means.mean(axis=0)),
                 "output_spread": float(means.std(axis=0).max()),
                 "mass_near_modes": _mass_near(samples, centers, 2.5 * cluster_std)}
             drawn.append((dim, objective, x, samples))
@@ -388,7 +353,7 @@ def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,
     if fig is not None:
         draw_prior_bound(fig, drawn, np.asarray(centers_1d, dtype=np.float64), cluster_std)
         save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
+    return finish_experiment(result, out, results, checks)
 
 
 def _prior_bound_checks(dim: str, row: dict, tol: float) -> dict:
@@ -398,231 +363,3 @@ def _prior_bound_checks(dim: str, row: dict, tol: float) -> dict:
             f"{dim}_prior_bound_output_is_data_mean": distance < tol * scale,
             f"{dim}_prior_bound_misses_both_modes": max(prior["mass_near_modes"]) < 0.05,
             f"{dim}_vae_finds_both_modes": min(vae["mass_near_modes"]) >= 0.25}
-
-
-# ------------------------------------------------------------ autoencoder
-
-def _reconstruction_errors(model: VAE, x: Array) -> dict:
-    """Errors of the deterministic reconstruction decode(mu(x)), per image.
-
-    squared_error = mean_i sum_j (x_ij - xhat_ij)^2 (xhat the decoder mean);
-    neg_log_lik = -mean_i log p(x_i | z = mu(x_i)).
-    """
-    mu, _, _ = encoder_forward(model.params, x, model.config)
-    out, _ = decoder_forward(model.params, mu, model.config)
-    log_lik, _ = log_lik_forward(x, out, model.config)
-    diff = x - model.reconstruct(x)
-    return {"squared_error": float(np.mean((diff * diff).sum(axis=1), dtype=np.float64)),
-            "neg_log_lik": -float(np.mean(log_lik, dtype=np.float64))}
-
-
-def run_autoencoder(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,),
-                    epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
-                    ratio: float = 0.75) -> dict:
-    """delta = 0 and beta = 0: reconstruction alone, far below the VAE's.
-
-    Two models of the same shape on the digits (Bernoulli decoder): the
-    notes' Delta = 0 extreme (posterior "fixed", delta = 0, trained with
-    beta = 0, i.e. an autoencoder) and a VAE (diagonal posterior, beta
-    = 1), same epochs. Checked: the autoencoder's squared reconstruction
-    error is below `ratio` times the VAE's on the training digits and
-    below it on the test digits.
-
-    Examples
-    --------
-    >>> "autoencoder" in EXPERIMENTS  # run_experiment("autoencoder", out_dir) runs this
-    True
-    """
-    config = {"data": "digits", "latent_dim": latent_dim, "hidden": list(hidden),
-              "epochs": epochs, "batch_size": batch_size, "lr": lr, "ratio": ratio}
-    result, out = _start("autoencoder", out_dir, seed, "with Delta = 0 and no KL, training "
-                         "minimises reconstruction error alone, reaching far below the "
-                         "VAE's", config)
-    rng = np.random.default_rng(seed)
-    (x_train, _), (x_test, _) = load_digits()
-    models = {"autoencoder": VAE(64, latent_dim, hidden, posterior="fixed", delta=0.0, rng=rng,
-                                 init=INIT),
-              "vae": VAE(64, latent_dim, hidden, rng=rng, init=INIT)}
-    results = {}
-    for name, model in models.items():
-        beta = 0.0 if name == "autoencoder" else 1.0
-        fit(model, x_train, epochs=epochs, batch_size=batch_size, optimizer=Adam(lr=lr),
-            beta=beta, rng=rng)
-        results[name] = {"train": _reconstruction_errors(model, x_train),
-                         "test": _reconstruction_errors(model, x_test)}
-    ae, vae = results["autoencoder"], results["vae"]
-    checks = {"train_error_well_below_vae": ae["train"]["squared_error"]
-              < ratio * vae["train"]["squared_error"],
-              "test_error_below_vae": ae["test"]["squared_error"]
-              < vae["test"]["squared_error"]}
-    fig = new_figure(result, (8, 2.9))
-    if fig is not None:
-        draw_autoencoder(fig, x_test[:12], models, results)
-        save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
-
-
-# ------------------------------------------------------------------ kl-only
-
-def kl_loss_and_grads(params: dict, x: Array, config: VAEConfig) -> tuple[float, dict]:
-    """The KL term alone as a loss, and its encoder gradients.
-
-    Parameters
-    ----------
-    params : dict
-        A model's parameters; only the encoder's are used.
-    x : ndarray, shape (n, d_x)
-    config : VAEConfig
-        Diagonal posterior, or fixed with delta > 0.
-
-    Returns
-    -------
-    loss : float
-        mean_i KL(q(.|x_i) || r), nats.
-    grads : dict
-        Gradients of the encoder's parameters (``enc*``, ``mu.*``,
-        ``log_var.*``).
-
-    Notes
-    -----
-    Forward:   loss = (1/n) sum_i KL(q(.|x_i) || r); for the diagonal
-               posterior KL = 0.5 sum_j (mu_j^2 + exp(log_var_j) - 1 -
-               log_var_j), for the fixed one 0.5 ||mu||^2 + const.
-    Backward:  dkl_i = 1/n, then `kl_backward` (or `kl_fixed_backward`)
-               and `encoder_backward`. The only minimiser is mu = 0 (and
-               log_var = 0) for every x: q(.|x) = r, maximal compression.
-
-    Examples
-    --------
-    >>> from numpyvae.testing import assert_grad_close
-    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
-    >>> x = np.random.default_rng(0).random((4, 3))
-    >>> loss, grads = kl_loss_and_grads(model.params, x, model.config)
-    >>> sorted(grads)
-    ['log_var.W', 'log_var.b', 'mu.W', 'mu.b']
-    >>> def loss_at(W):
-    ...     params = dict(model.params, **{"mu.W": W})
-    ...     return kl_loss_and_grads(params, x, model.config)[0]
-    >>> assert_grad_close(loss_at, lambda W: grads["mu.W"], model.params["mu.W"])
-    """
-    n = x.shape[0]
-    mu, log_var, enc_cache = encoder_forward(params, x, config)
-    dkl = np.full(n, 1.0 / n, dtype=x.dtype)
-    if config.posterior == "diagonal":
-        kl, kl_cache = kl_forward(mu, log_var)
-        dmu, dlog_var = kl_backward(dkl, kl_cache)
-    else:
-        kl, kl_cache = kl_fixed_forward(mu, config.delta)
-        dmu, dlog_var = kl_fixed_backward(dkl, kl_cache), None
-    grads: dict = {}
-    encoder_backward(dmu, dlog_var, enc_cache, config, grads)
-    return float(np.mean(kl, dtype=np.float64)), grads
-
-
-def _encoder_names(config: VAEConfig) -> list[str]:
-    return [k for k in config.param_shapes() if k.startswith(("enc", "mu.", "log_var."))]
-
-
-def _posterior_stats(model: VAE, x: Array) -> dict:
-    mu, log_var, _ = encoder_forward(model.params, x, model.config)
-    kl, _ = kl_forward(mu, log_var)
-    return {"mean_abs_mu": float(np.abs(mu).mean()), "max_abs_mu": float(np.abs(mu).max()),
-            "max_abs_log_var": float(np.abs(log_var).max()), "kl": float(kl.mean())}
-
-
-def run_kl_only(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,),
-                steps: int = 500, batch_size: int = 128, lr: float = 1e-2,
-                record_every: int = 10, tol_mu: float = 0.01, tol_kl: float = 1e-3) -> dict:
-    """The KL term alone drives lambda(x) = mu(x) to 0 for every x.
-
-    A digits encoder (diagonal posterior) trained by Adam on
-    `kl_loss_and_grads` only. Checked on the held-out digits: the mean
-    |mu| falls below `tol_mu` and the mean KL below `tol_kl` nats (so
-    log_var -> 0 too: q(.|x) = r for every x).
-
-    Examples
-    --------
-    >>> "kl-only" in EXPERIMENTS  # run_experiment("kl-only", out_dir) runs this
-    True
-    """
-    config = {"data": "digits", "latent_dim": latent_dim, "hidden": list(hidden),
-              "steps": steps, "batch_size": batch_size, "lr": lr,
-              "record_every": record_every, "tol_mu": tol_mu, "tol_kl": tol_kl}
-    result, out = _start("kl-only", out_dir, seed, "the KL term alone sends the encoder "
-                         "mean lambda(x) to 0 for every x (q = r)", config)
-    rng = np.random.default_rng(seed)
-    (x_train, _), (x_test, _) = load_digits()
-    model = VAE(64, latent_dim, hidden, rng=rng, init=INIT)
-    encoder = {k: model.params[k] for k in _encoder_names(model.config)}  # shared arrays
-    optimizer = Adam(lr=lr)
-    mu_start = encoder_forward(model.params, x_test, model.config)[0]
-    history = {"step": [0], **{k: [v] for k, v in _posterior_stats(model, x_test).items()}}
-    for step in range(1, steps + 1):
-        xb = x_train[rng.integers(0, x_train.shape[0], batch_size)]
-        _, grads = kl_loss_and_grads(model.params, xb, model.config)
-        optimizer.step(encoder, grads)
-        if step % record_every == 0 or step == steps:
-            history["step"].append(step)
-            for k, v in _posterior_stats(model, x_test).items():
-                history[k].append(v)
-    final = {k: v[-1] for k, v in history.items() if k != "step"}
-    results = {"start": {k: v[0] for k, v in history.items() if k != "step"},
-               "end": final}
-    checks = {"mean_abs_mu_below_tol": final["mean_abs_mu"] < tol_mu,
-              "kl_below_tol": final["kl"] < tol_kl}
-    fig = new_figure(result, (9, 3.4))
-    if fig is not None:
-        mu_end = encoder_forward(model.params, x_test, model.config)[0]
-        draw_kl_only(fig, history, mu_start, mu_end, tol_mu, tol_kl)
-        save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
-
-
-# --------------------------------------------------------------- beta-sweep
-
-def run_beta_sweep(out_dir, seed: int = 0, *, betas=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
-                   latent_dim: int = 8, hidden=(128,), epochs: int = 30,
-                   batch_size: int = 64, lr: float = 1e-3, eval_repeats: int = 10,
-                   tol: float = 0.1) -> dict:
-    """Rate (KL) falls and distortion (-log p(x|z)) rises as beta grows.
-
-    One digits VAE per beta, each from the same initial weights and data
-    order; rate and distortion are the mean KL and the mean -log p(x|z),
-    z ~ q(.|x), over the test digits, each drawn `eval_repeats` times.
-    Checked: both move monotonically with beta up to `tol` nats per
-    step, and by more than 1 nat from the first beta to the last.
-
-    Examples
-    --------
-    >>> "beta-sweep" in EXPERIMENTS  # run_experiment("beta-sweep", out_dir) runs this
-    True
-    """
-    config = {"data": "digits", "betas": list(betas), "latent_dim": latent_dim,
-              "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "eval_repeats": eval_repeats, "tol": tol}
-    result, out = _start("beta-sweep", out_dir, seed, "as beta grows, the rate (KL) falls "
-                         "and the distortion (-reconstruction term) rises", config)
-    (x_train, _), (x_test, _) = load_digits()
-    x_eval = np.repeat(x_test, eval_repeats, axis=0)
-    rates, distortions = [], []
-    for beta in betas:
-        rng = np.random.default_rng(seed)  # same start and data order for every beta
-        model = VAE(64, latent_dim, hidden, rng=rng, init=INIT)
-        fit(model, x_train, epochs=epochs, batch_size=batch_size, optimizer=Adam(lr=lr),
-            beta=beta, rng=rng)
-        scores = evaluate(model, x_eval, np.random.default_rng([seed, 1]))
-        rates.append(scores["kl"])
-        distortions.append(-scores["log_lik"])
-    results = {"beta": list(betas), "rate": rates, "distortion": distortions,
-               "elbo": [-(r + d) for r, d in zip(rates, distortions)]}
-    checks = {"rate_falls": all(b <= a + tol for a, b in zip(rates, rates[1:]))
-              and rates[0] - rates[-1] > 1.0,
-              "distortion_rises": all(b >= a - tol for a, b in zip(distortions, distortions[1:]))
-              and distortions[-1] - distortions[0] > 1.0}
-    fig = new_figure(result, (9, 3.4))
-    if fig is not None:
-        draw_beta_sweep(fig, results)
-        save_figure(fig, result, out)
-    return _finish(result, out, results, checks)
-
-

@@ -7,7 +7,7 @@ head (`forward_backward` runs a pair, whole or in two halves), and
 `adam_step` equals `optim.Adam.step`: same inputs, same outputs, to rounding
 (tests/test_fused_step.py holds them equal for every configuration and
 dtype). Read the reference first; this module is the same math
-rearranged for speed, and only `train.Trainer` uses it. The small
+rearranged for speed, and only `trainer.Trainer` uses it. The small
 (n, d_z) pieces -- the sample, the KL, the log-ratio, the bound head --
 are the reference's own kernels; what is fused is the work on the
 (n, d_x) and (n, hidden) arrays.
@@ -44,10 +44,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import iwae
-from ._validation import check_finite
-from .activations import activation_backward, activation_forward
-from .kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
-from .kl import log_ratio_backward, log_ratio_forward
+from .fused_layers import (dense_backward_into, dense_into, heads_backward, heads_forward,
+                           hidden_backward, hidden_forward, log_lik_backward_into,
+                           log_lik_into, scratch)
+from .kl import (kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward,
+                 log_ratio_backward, log_ratio_forward)
 from .model import VAEConfig, posterior_log_var
 from .sampling import (reparameterize_backward, reparameterize_fixed_forward,
                        reparameterize_forward)
@@ -90,12 +91,12 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float,
     True
     """
     ws = workspace
-    h, enc_layers = _hidden_forward(params, x, "enc", config, ws)
-    mu, log_var, heads_W = _heads_forward(params, h, config, ws)
+    h, enc_layers = hidden_forward(params, x, "enc", config, ws)
+    mu, log_var, heads_W = heads_forward(params, h, config, ws)
     z, kl, z_kl_cache = _sample_and_kl(mu, log_var, eps, config)
-    h_dec, dec_layers = _hidden_forward(params, z, "dec", config, ws)
-    out = _dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (n, d_x)
-    log_lik, ll_cache = _log_lik_into(x, out, config, ws)
+    h_dec, dec_layers = hidden_forward(params, z, "dec", config, ws)
+    out = dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (n, d_x)
+    log_lik, ll_cache = log_lik_into(x, out, config, ws)
     n = x.shape[0]
     loss = -float(np.add.reduce(log_lik, dtype=np.float64)) / n
     if beta != 0:
@@ -115,15 +116,15 @@ def loss_backward(cache) -> dict[str, Array]:
     config, ws, n, beta = cache["config"], cache["workspace"], cache["n"], cache["beta"]
     dtype = cache["h_dec"].dtype
     grads = _grad_arrays(ws, config, dtype)
-    dout = _log_lik_backward_into(cache["ll_cache"], 1.0 / n, config, ws)  # (n, d_x)
-    dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
+    dout = log_lik_backward_into(cache["ll_cache"], 1.0 / n, config, ws)  # (n, d_x)
+    dh = dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
                               need_dx=True)
-    dz = _hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
-    dheads = _scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), dtype)
+    dz = hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
+    dheads = scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), dtype)
     _sample_and_kl_backward(dz, beta / n, cache["z_kl_cache"], config, dheads)
-    dh = _heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
+    dh = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
                          need_dx=bool(config.hidden))
-    _hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
+    hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
     return grads
 
 
@@ -140,8 +141,8 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
                          "point mass")
     ws = workspace
     k, n, d_z = eps.shape
-    h, enc_layers = _hidden_forward(params, x, "enc", config, ws)
-    mu, log_var, heads_W = _heads_forward(params, h, config, ws)
+    h, enc_layers = hidden_forward(params, x, "enc", config, ws)
+    mu, log_var, heads_W = heads_forward(params, h, config, ws)
     log_var_k = np.broadcast_to(posterior_log_var(mu, log_var, config), eps.shape)
     mu_k = np.broadcast_to(mu, eps.shape)
     if config.posterior == "diagonal":
@@ -149,14 +150,14 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
     else:
         z, z_cache = reparameterize_fixed_forward(mu_k, config.delta, eps)
     log_ratio, ratio_cache = log_ratio_forward(z, eps, log_var_k)  # (k, n)
-    h_dec, dec_layers = _hidden_forward(params, z.reshape(k * n, d_z), "dec", config, ws)
-    out = _dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (k n, d_x)
+    h_dec, dec_layers = hidden_forward(params, z.reshape(k * n, d_z), "dec", config, ws)
+    out = dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (k n, d_x)
     x_rep = x
     if k > 1:
-        x_rep = _scratch(ws, "x_rep", (k, n, x.shape[1]), x.dtype)
+        x_rep = scratch(ws, "x_rep", (k, n, x.shape[1]), x.dtype)
         x_rep[...] = x
         x_rep = x_rep.reshape(k * n, x.shape[1])
-    log_lik, ll_cache = _log_lik_into(x_rep, out, config, ws)
+    log_lik, ll_cache = log_lik_into(x_rep, out, config, ws)
     log_lik = log_lik.reshape(k, n)
     log_w = log_lik + log_ratio
     loss, terms, head_cache = iwae.loss_forward(log_w, log_lik, "iwae")
@@ -180,22 +181,22 @@ def iwae_loss_backward(cache) -> dict[str, Array]:
     # products with the network's numbers are subnormal, which the CPU
     # multiplies a hundred times slower: such weights count as 0.
     dlog_w[dlog_w > -math.sqrt(np.finfo(z.dtype).tiny) / n] = 0
-    dout = _log_lik_backward_into(cache["ll_cache"], -dlog_w.reshape(k * n, 1), config, ws)
-    dh = _dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
+    dout = log_lik_backward_into(cache["ll_cache"], -dlog_w.reshape(k * n, 1), config, ws)
+    dh = dense_backward_into(dout, cache["h_dec"], cache["out_W"], grads, "out", ws,
                               need_dx=True)
-    dz = _hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
+    dz = hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
     dz_ratio, dlog_var_ratio = log_ratio_backward(dlog_w, cache["log_ratio"])
     dz = dz.reshape(k, n, d_z) + dz_ratio
-    dheads = _scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), z.dtype)
+    dheads = scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), z.dtype)
     if config.posterior == "diagonal":
         dmu_k, dlog_var_k = reparameterize_backward(dz, cache["z"])
         dmu_k.sum(axis=0, out=dheads[:, :d_z])
         (dlog_var_k + dlog_var_ratio).sum(axis=0, out=dheads[:, d_z:])
     else:
         dz.sum(axis=0, out=dheads[:, :d_z])  # dmu: z = mu + delta * eps
-    dh = _heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
+    dh = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
                          need_dx=bool(config.hidden))
-    _hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
+    hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
     return grads
 
 
@@ -232,7 +233,7 @@ def adam_step(adam, params: dict, grads: dict, workspace: dict, helper=None) -> 
     g = _packed(workspace, "grads", grads)
     m = _packed(workspace, "adam.m", adam.m)
     v = _packed(workspace, "adam.v", adam.v)
-    buf = _scratch(workspace, "adam.buf", p.shape, p.dtype)
+    buf = scratch(workspace, "adam.buf", p.shape, p.dtype)
     adam.t += 1
     c2 = math.sqrt(1.0 - adam.beta2 ** adam.t)
     lr_t = adam.lr * c2 / (1.0 - adam.beta1 ** adam.t)
@@ -406,27 +407,6 @@ def _packed(ws: dict, key: str, arrays: dict) -> Array:
     return flat
 
 
-def _scratch(ws: dict, name: str, shape: tuple, dtype) -> Array:
-    """The workspace's array for `name` at this shape (contents undefined).
-
-    Keyed by shape too, so batch sizes that alternate (a short last batch)
-    each keep their own buffers instead of reallocating.
-    """
-    key = (name, shape, dtype)
-    buf = ws.get(key)
-    if buf is None:
-        buf = ws[key] = np.empty(shape, dtype)
-    return buf
-
-
-def _ones(ws: dict, n: int, dtype) -> Array:
-    """A vector of n ones: row and column sums as matrix-vector products."""
-    key = ("ones", n, dtype)
-    if key not in ws:
-        ws[key] = np.ones(n, dtype)
-    return ws[key]
-
-
 def _grad_arrays(ws: dict, config: VAEConfig, dtype) -> dict[str, Array]:
     """One gradient array per name, all views into one flat buffer: the
     packed "grads" entry of the workspace, which `adam_step` reads."""
@@ -451,153 +431,3 @@ def _views(flat: Array, config: VAEConfig) -> dict[str, Array]:
         start += size
     return views
 
-
-def _dense_into(h: Array, W: Array, b: Array, ws: dict, name: str) -> Array:
-    """`dense_forward` into the buffer `name`: a = h @ W, then a += b."""
-    a = np.matmul(h, W, out=_scratch(ws, name, (h.shape[0], W.shape[1]), h.dtype))
-    a += b
-    return a
-
-
-def _dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, ws: dict,
-                         need_dx: bool) -> Array | None:
-    """`dense_backward` writing dW and db into `grads`: dW = h^T da,
-    db = ones^T da (a matrix-vector product, faster than da.sum(axis=0)),
-    and dh = da W^T only when `need_dx` (the first layer's is unused)."""
-    np.matmul(h.T, da, out=grads[f"{name}.W"])
-    np.matmul(_ones(ws, da.shape[0], da.dtype), da, out=grads[f"{name}.b"])
-    if not need_dx:
-        return None
-    return np.matmul(da, W.T, out=_scratch(ws, f"{name}.dx", h.shape, da.dtype))
-
-
-def _hidden_forward(params, h: Array, prefix: str, config: VAEConfig, ws: dict):
-    """`layers.mlp_forward` into workspace buffers. The relu runs in place:
-    h = max(a, 0) overwrites a, since its backward needs only h > 0."""
-    layers = []
-    for i in range(len(config.hidden)):
-        name = f"{prefix}{i}"
-        a = _dense_into(h, params[f"{name}.W"], params[f"{name}.b"], ws, name)
-        if config.activation == "relu":
-            h_next = act_cache = np.maximum(a, 0, out=a)
-        else:
-            h_next, act_cache = activation_forward(config.activation, a)
-        layers.append((name, h, params[f"{name}.W"], act_cache))
-        h = h_next
-    return h, layers
-
-
-def _hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws: dict,
-                     need_dx: bool) -> Array | None:
-    """Reverse of `_hidden_forward`; fills grads, returns d loss / d input.
-
-    `dh` is a backward buffer, so the relu's da = dh * [h > 0] is written
-    over it.
-    """
-    for i in reversed(range(len(layers))):
-        name, h_in, W, act_cache = layers[i]
-        if config.activation == "relu":
-            mask = np.greater(act_cache, 0, out=_scratch(ws, f"{name}.mask", dh.shape, bool))
-            da = np.multiply(dh, mask, out=dh)
-        else:
-            da = activation_backward(config.activation, dh, act_cache)
-        dh = _dense_backward_into(da, h_in, W, grads, name, ws, need_dx or i > 0)
-    return dh
-
-
-def _heads_forward(params, h: Array, config: VAEConfig, ws: dict):
-    """mu and log_var from one product: h @ [W_mu | W_lv] + [b_mu | b_lv].
-
-    One (d_h, 2 d_z) matrix product instead of two thin ones, split by
-    views; its backward is again one product, dh = [dmu | dlog_var]
-    [W_mu | W_lv]^T, with no dh_mu + dh_lv sum. Returns (mu, log_var, W),
-    log_var None for the fixed posterior.
-    """
-    if config.posterior != "diagonal":
-        return _dense_into(h, params["mu.W"], params["mu.b"], ws, "heads"), None, params["mu.W"]
-    d_h, d_z = params["mu.W"].shape
-    W = np.concatenate((params["mu.W"], params["log_var.W"]), axis=1,
-                       out=_scratch(ws, "heads.W", (d_h, 2 * d_z), h.dtype))
-    b = np.concatenate((params["mu.b"], params["log_var.b"]),
-                       out=_scratch(ws, "heads.b", (2 * d_z,), h.dtype))
-    a = np.matmul(h, W, out=_scratch(ws, "heads", (h.shape[0], 2 * d_z), h.dtype))
-    a += b
-    return a[:, :d_z], a[:, d_z:], W  # (n, d_z) views
-
-
-def _heads_backward(dheads: Array, h: Array, W: Array, config: VAEConfig, grads: dict,
-                    ws: dict, need_dx: bool) -> Array | None:
-    """Backward of `_heads_forward`, given dheads = [dmu | dlog_var].
-
-    [dW_mu | dW_lv] = h^T [dmu | dlog_var] is again one product (faster
-    than two thin ones), its column blocks copied into the grads.
-    """
-    names = ["mu", "log_var"] if config.posterior == "diagonal" else ["mu"]
-    d_z, width, dtype = config.latent_dim, dheads.shape[1], h.dtype
-    dW = np.matmul(h.T, dheads, out=_scratch(ws, "heads.dW", (h.shape[1], width), dtype))
-    db = np.matmul(_ones(ws, h.shape[0], dtype), dheads,
-                   out=_scratch(ws, "heads.db", (width,), dtype))
-    for k, name in enumerate(names):
-        np.copyto(grads[f"{name}.W"], dW[:, k * d_z:(k + 1) * d_z])
-        np.copyto(grads[f"{name}.b"], db[k * d_z:(k + 1) * d_z])
-    if not need_dx:
-        return None
-    return np.matmul(dheads, W.T, out=_scratch(ws, "heads.dx", h.shape, h.dtype))
-
-
-def _log_lik_into(x: Array, out: Array, config: VAEConfig, ws: dict):
-    """`log_lik_forward` in few passes over (n, d_x); see likelihoods.py.
-
-    Bernoulli, l = logits:
-        log_lik_i = sum_j [x_ij l_ij - max(l_ij, 0) - log1p(exp(-|l_ij|))]
-    with every row sum a product with a vector of ones (faster than
-    .sum(axis=1)) and sum_j max(l, 0) = (sum_j l + sum_j |l|) / 2, which
-    spares a pass. Gaussian: log_lik_i = -sum_j diff_ij^2 / (2 sigma^2)
-    + const, diff = x - recon.
-    """
-    ones = _ones(ws, x.shape[1], x.dtype)
-    t = _scratch(ws, "log_lik.t", x.shape, x.dtype)
-    if config.likelihood == "bernoulli":
-        sum_l = out @ ones  # (n,)
-        if not np.isfinite(sum_l).all():  # rare: find and name the bad logit
-            check_finite(out, "logits")
-        sum_abs = np.abs(out, out=t) @ ones
-        np.negative(t, out=t)
-        np.exp(t, out=t)
-        sum_log1p = np.log1p(t, out=t) @ ones
-        sum_xl = np.multiply(x, out, out=t) @ ones
-        log_lik = sum_xl - 0.5 * (sum_l + sum_abs) - sum_log1p
-        return log_lik, (x, out)
-    sigma = config.sigma
-    diff = np.subtract(x, out, out=t)  # (n, d_x)
-    const = -0.5 * x.shape[1] * math.log(2.0 * math.pi * sigma * sigma)
-    log_lik = np.einsum("ij,ij->i", diff, diff) * (-0.5 / (sigma * sigma)) + const
-    if not np.isfinite(log_lik).all():
-        check_finite(out, "recon")
-    return log_lik, (diff,)
-
-
-def _log_lik_backward_into(ll_cache, scale, config: VAEConfig, ws: dict) -> Array:
-    """d loss / d out for dlog_lik = -scale, into one buffer.
-
-    `scale` is 1/n for the ELBO (a float) and w~ / n for the IWAE
-    objective (a column, one weight per row). Bernoulli:
-    dout = scale * (sigmoid(l) - x), with sigmoid(l) = (1 + tanh(l/2)) / 2:
-    one transcendental pass that cannot overflow. Gaussian:
-    dout = -scale * diff / sigma^2.
-    """
-    if config.likelihood == "bernoulli":
-        x, logits = ll_cache
-        dout = np.multiply(logits, 0.5, out=_scratch(ws, "dout", x.shape, x.dtype))
-        np.tanh(dout, out=dout)
-        dout += 1.0
-        dout *= 0.5
-        dout -= x
-        dout *= scale
-        return dout
-    (diff,) = ll_cache
-    sigma = config.sigma
-    dout = np.multiply(diff, -1.0 / (sigma * sigma),
-                       out=_scratch(ws, "dout", diff.shape, diff.dtype))
-    dout *= scale
-    return dout

@@ -18,7 +18,7 @@ from .hierarchy import (HierarchyConfig, bound_loss_backward, bound_loss_forward
                         decoder_forward, gaussian_layer_forward, init_params,
                         log_weights_backward, log_weights_forward, prior_log_weights)
 from .iwae import OBJECTIVES
-from .model import INIT_SCHEMES
+from .model_config import INIT_SCHEMES
 from .sampling import draw_eps, reparameterize_forward
 from .vae import as_generator
 

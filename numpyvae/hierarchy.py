@@ -46,7 +46,7 @@ from . import iwae
 from .layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
 from .likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
                           gaussian_log_density_backward, gaussian_log_density_forward)
-from .model import layer_scheme
+from .model_config import layer_scheme
 from .sampling import reparameterize_backward, reparameterize_forward
 
 Array = NDArray[np.floating]

@@ -36,7 +36,8 @@ cheap things, shapes and dtypes.
 The training step runs a faster form of the same chain (fused_step.py),
 tested equal to this one for every configuration.
 
-Parameter names, in forward order:
+The architecture (`VAEConfig`) and the initial weights (`init_params`)
+are in model_config.py. Parameter names, in forward order:
 ``enc0.W, enc0.b, ...`` (encoder hidden layers), ``mu.W, mu.b`` and, for
 the diagonal posterior, ``log_var.W, log_var.b`` (the heads),
 ``dec0.W, dec0.b, ...`` (decoder hidden layers), ``out.W, out.b``.
@@ -45,132 +46,20 @@ the diagonal posterior, ``log_var.W, log_var.b`` (the heads),
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from numpy.typing import NDArray
 
 from . import iwae
 from .kl import (kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward,
                  log_ratio_backward, log_ratio_forward)
-from .layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
+from .layers import dense_backward, dense_forward, mlp_backward, mlp_forward
 from .likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
                           gaussian_log_lik_backward, gaussian_log_lik_forward)
+from .model_config import VAEConfig, init_params  # the architecture, and its weights
 from .sampling import (reparameterize_backward, reparameterize_fixed_backward,
                        reparameterize_fixed_forward, reparameterize_forward)
 
 Array = NDArray[np.floating]
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Everything that defines a VAE's architecture (validated by `VAE`).
-
-    Examples
-    --------
-    >>> config = VAEConfig(3, 2, hidden=(4,))
-    >>> config.layer_names()
-    ['enc0', 'mu', 'log_var', 'dec0', 'out']
-    >>> config.param_shapes()["enc0.W"], config.param_shapes()["out.W"]
-    ((3, 4), (4, 3))
-    """
-
-    input_dim: int
-    latent_dim: int
-    hidden: tuple = (400,)
-    activation: str = "relu"
-    likelihood: str = "bernoulli"
-    sigma: float | None = None
-    posterior: str = "diagonal"
-    delta: float | None = None
-    dtype: str = "float32"
-
-    @property
-    def noise_dim(self) -> int:
-        """d_z: one sample's noise eps."""
-        return self.latent_dim
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    def layer_names(self) -> list[str]:
-        """Dense layers in forward order."""
-        n = len(self.hidden)
-        heads = ["mu", "log_var"] if self.posterior == "diagonal" else ["mu"]
-        return ([f"enc{i}" for i in range(n)] + heads
-                + [f"dec{i}" for i in range(n)] + ["out"])
-
-    def layer_shapes(self) -> dict[str, tuple[int, int]]:
-        """(d_in, d_out) of every dense layer; the decoder mirrors the encoder."""
-        enc = [self.input_dim, *self.hidden]
-        dec = [self.latent_dim, *reversed(self.hidden), self.input_dim]
-        shapes = {f"enc{i}": (enc[i], enc[i + 1]) for i in range(len(self.hidden))}
-        shapes["mu"] = (enc[-1], self.latent_dim)
-        if self.posterior == "diagonal":
-            shapes["log_var"] = (enc[-1], self.latent_dim)
-        for i in range(len(self.hidden)):
-            shapes[f"dec{i}"] = (dec[i], dec[i + 1])
-        shapes["out"] = (dec[-2], dec[-1])
-        return shapes
-
-    def param_shapes(self) -> dict[str, tuple]:
-        """Shape of every parameter array, in forward order."""
-        out = {}
-        for name, (d_in, d_out) in self.layer_shapes().items():
-            out[f"{name}.W"] = (d_in, d_out)
-            out[f"{name}.b"] = (d_out,)
-        return out
-
-
-INIT_SCHEMES = ("auto", "he", "lecun")
-
-
-def layer_scheme(init: str, relu_network: bool, hidden_layer: bool) -> str:
-    """The `layers.init_dense` scheme of one dense layer under `init`.
-
-    "auto" (the default, chosen by measurement in docs/results.md):
-    PyTorch's nn.Linear scale U(+-1/sqrt(d_in)) ("lecun") in every layer
-    of a network with relu hidden layers, Glorot in every layer of the
-    others (tanh and the other activations, or no hidden layer). "he": He
-    before a relu, Glorot elsewhere. "lecun": U(+-1/sqrt(d_in)) everywhere.
-
-    Examples
-    --------
-    >>> layer_scheme("auto", True, True), layer_scheme("auto", False, True)
-    ('lecun', 'glorot')
-    >>> layer_scheme("he", True, True), layer_scheme("he", True, False)
-    ('he', 'glorot')
-    """
-    if init == "auto":
-        return "lecun" if relu_network else "glorot"
-    if init == "lecun":
-        return "lecun"
-    return "he" if hidden_layer and relu_network else "glorot"
-
-
-def init_params(config: VAEConfig, rng: np.random.Generator,
-                init: str = "auto") -> dict[str, Array]:
-    """Draw initial weights, layer by layer in forward order (each layer's
-    scheme from `layer_scheme`); biases start at zero.
-
-    Examples
-    --------
-    >>> config = VAEConfig(3, 2, hidden=(4,), dtype="float64")
-    >>> params = init_params(config, np.random.default_rng(0))
-    >>> params["enc0.W"].shape, params["enc0.b"].dtype
-    ((3, 4), dtype('float64'))
-    >>> bool(np.all(params["out.b"] == 0))
-    True
-    """
-    params = {}
-    for name, (d_in, d_out) in config.layer_shapes().items():
-        relu_network = config.activation == "relu" and bool(config.hidden)
-        scheme = layer_scheme(init, relu_network, name.startswith(("enc", "dec")))
-        W, b = init_dense(rng, d_in, d_out, config.dtype, scheme)
-        params[f"{name}.W"], params[f"{name}.b"] = W, b
-    return params
 
 
 def encoder_forward(params, x: Array, config: VAEConfig):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .activations import ACTIVATIONS
 from .datasets import BINARIZE_MODES
-from .model import INIT_SCHEMES
+from .model_config import INIT_SCHEMES
 from .vae import LIKELIHOODS
 
 DTYPES = ("float32", "float64")

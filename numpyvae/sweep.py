@@ -34,16 +34,19 @@ data order, eps, the IWAE samples) and uses `threads_per_run` BLAS
 threads wherever it runs, so its numbers do not depend on the worker
 or on the number of workers. Runs go through joblib (the ``sweep``
 extra): on local processes (loky) or on a Dask cluster.
+
+This module runs the grid: the workers, their BLAS threads, the
+summary. The spec is read in sweep_spec.py and the pictures are drawn
+in sweep_pictures.py; their public names stay importable from here
+(``numpyvae.sweep`` is a public API, docs/sweeps.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import itertools
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -52,151 +55,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
+from . import run_folder, run_trainer, runs
 from ._validation import check_int
-from .settings import DEFAULTS, check_setting
+from .settings import DEFAULTS  # noqa: F401  (run_one's doctest)
+# The spec and the pictures stay importable as numpyvae.sweep.<name>.
+from .sweep_pictures import (PICTURES, draw_pictures, plot_elbo_vs_latent,  # noqa: F401
+                             plot_rate_distortion)
+from .sweep_spec import OPTIONS, grid_points, load_spec, run_name  # noqa: F401
 
 INSTALL_HINT = 'pip install "numpyvae[sweep]"'
 DASK_HINT = 'pip install "dask[distributed]"'
-OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
-STATUS_FILE = runs.STATUS_FILE
-ERROR_FILE = runs.ERROR_FILE
+STATUS_FILE = run_folder.STATUS_FILE
+ERROR_FILE = run_folder.ERROR_FILE
 SUMMARY_FILE = "summary.csv"
 NUMBERS = ("val_elbo", "val_log_lik", "val_kl", "val_iwae")
-PICTURES = {"rate_distortion": "rate_distortion.png", "elbo_vs_latent": "elbo_vs_latent.png"}
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ValueError("spec: reading TOML on Python 3.10 needs tomli "
-                             "(pip install tomli)") from None
-    if not path.is_file():
-        raise FileNotFoundError(f"spec: expected a TOML file, got {str(path)!r} (no such file)")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"spec: {path} is not valid TOML: {e}") from None
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_keys(table: dict, allowed, where: str) -> None:
-    unknown = [key for key in table if key not in allowed]
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
-
-
-def _table(doc: dict, name: str, path: Path) -> dict:
-    table = doc.get(name, {})
-    if not isinstance(table, dict):
-        raise ValueError(f"spec: {path}: expected [{name}] to be a table, got {table!r}")
-    return table
-
-
-def load_spec(path) -> dict:
-    """Read and check a sweep spec; returns {"base", "grid", "options"}.
-
-    base: every setting (defaults filled in) except the grid's; grid:
-    setting -> list of values, in the file's order; options: `OPTIONS`.
-    Raises FileNotFoundError, ValueError or TypeError naming the table
-    and key at fault.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "spec.toml"
-    >>> _ = path.write_text("[base]\\nepochs = 2\\n[grid]\\nbeta = [0.5, 1]\\n")
-    >>> spec = load_spec(path)
-    >>> spec["grid"], spec["base"]["epochs"], spec["options"]["iwae_k"]
-    ({'beta': [0.5, 1.0]}, 2, None)
-    """
-    path = Path(path)
-    doc = _read_toml(path)
-    _check_keys(doc, ("base", "grid", "sweep"), f"spec: {path}: top level")
-    base, grid, options = (_table(doc, name, path) for name in ("base", "grid", "sweep"))
-    _check_keys(base, tuple(DEFAULTS), f"spec: {path}: [base]")
-    _check_keys(grid, tuple(DEFAULTS), f"spec: {path}: [grid]")
-    _check_keys(options, tuple(OPTIONS), f"spec: {path}: [sweep]")
-    if not grid:
-        raise ValueError(f"spec: {path}: [grid]: expected at least one setting with a list "
-                         "of values, such as beta = [0.5, 1, 2]")
-    settings = dict(DEFAULTS)
-    for key, value in base.items():
-        if key in grid:
-            raise ValueError(f"spec: {path}: {key} is in both [base] and [grid]; give it once")
-        settings[key] = check_setting(key, value, f"spec: {path}: [base]")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"spec: {path}: [grid] {key}: expected a non-empty list of values "
-                             f"to cross, such as [0.5, 1, 2], got {values!r}")
-        grid[key] = [check_setting(key, v, f"spec: {path}: [grid] {key} item")
-                     for v in values]
-        if len(set(map(repr, grid[key]))) < len(values):
-            raise ValueError(f"spec: {path}: [grid] {key}: a value is repeated in {values!r}")
-    return {"base": {k: v for k, v in settings.items() if k not in grid}, "grid": grid,
-            "options": _options(options, path)}
-
-
-def _options(options: dict, path: Path) -> dict:
-    checked = dict(OPTIONS, **options)
-    for key in ("iwae_k", "threads_per_run"):
-        value = checked[key]
-        if value is not None and not (_is_int(value) and value >= 1):
-            raise ValueError(f"spec: {path}: [sweep] {key}: expected an integer >= 1, "
-                             f"got {value!r}")
-    if not isinstance(checked["run_pictures"], bool):
-        raise TypeError(f"spec: {path}: [sweep] run_pictures: expected true or false, "
-                        f"got {checked['run_pictures']!r}")
-    return checked
-
-
-def _value_text(value) -> str:
-    if isinstance(value, list):
-        return "-".join(map(str, value)) or "linear"
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def run_name(values: dict) -> str:
-    """Folder name of a grid point: ``key=value`` joined by commas, with
-    every character but letters, digits and ``. _ + -`` turned into ``_``.
-
-    Examples
-    --------
-    >>> run_name({"beta": 0.5, "hidden": [256, 128], "data": "a/b.npz"})
-    'beta=0.5,hidden=256-128,data=a_b.npz'
-    """
-    return ",".join(f"{key}={re.sub(r'[^A-Za-z0-9._+-]', '_', _value_text(value))}"
-                    for key, value in values.items())
-
-
-def grid_points(spec: dict) -> list[tuple[str, dict, dict]]:
-    """(name, grid values, settings) of every run, in grid order.
-
-    Examples
-    --------
-    >>> spec = {"base": {"epochs": 1}, "grid": {"beta": [0.5, 1.0], "seed": [0, 1]}}
-    >>> [name for name, values, settings in grid_points(spec)]
-    ['beta=0.5,seed=0', 'beta=0.5,seed=1', 'beta=1.0,seed=0', 'beta=1.0,seed=1']
-    >>> grid_points(spec)[1][2]
-    {'epochs': 1, 'beta': 0.5, 'seed': 1}
-    """
-    keys = list(spec["grid"])
-    points = []
-    for combination in itertools.product(*spec["grid"].values()):
-        values = dict(zip(keys, combination))
-        points.append((run_name(values), values, dict(spec["base"], **values)))
-    names = [name for name, _, _ in points]
-    if len(set(names)) < len(names) or max(map(len, names)) > 200:
-        raise ValueError("spec: [grid]: its values do not give distinct folder names of at "
-                         "most 200 characters; use shorter, distinct values")
-    return points
 
 
 def _blas_threads(threads: int):
@@ -210,7 +82,7 @@ def _blas_threads(threads: int):
 
 def _read_status(folder: Path) -> dict | None:
     try:
-        return runs.new_names(runs.read_json(folder / STATUS_FILE))
+        return run_folder.new_names(run_folder.read_json(folder / STATUS_FILE))
     except (OSError, ValueError):
         return None
 
@@ -218,7 +90,7 @@ def _read_status(folder: Path) -> dict | None:
 def _is_finished(folder: Path, settings: dict, iwae_k: int | None) -> bool:
     status = _read_status(folder) or {}
     return (status.get("status") == "done" and status.get("settings") == settings
-            and (folder / runs.METRICS_FILE).is_file()
+            and (folder / run_folder.METRICS_FILE).is_file()
             and (iwae_k is None or status.get("iwae_k") == iwae_k))
 
 
@@ -229,35 +101,36 @@ def _train(settings: dict, folder: Path, run_pictures: bool, notes: list) -> dic
     `notes`; one of other settings is an error."""
     from .checkpoint import CheckpointError, load_checkpoint
     try:
-        metrics = runs.new_names(runs.read_json(folder / runs.METRICS_FILE))
+        metrics = run_folder.new_names(run_folder.read_json(folder / run_folder.METRICS_FILE))
         if metrics["config"] == settings and metrics["epochs"] == settings["epochs"]:
             return metrics
     except (OSError, ValueError, KeyError):
         pass
     trainer = None
-    if (folder / runs.CHECKPOINT_FILE).is_file():
+    if (folder / run_folder.CHECKPOINT_FILE).is_file():
         try:
-            ckpt = load_checkpoint(folder / runs.CHECKPOINT_FILE)
+            ckpt = load_checkpoint(folder / run_folder.CHECKPOINT_FILE)
         except CheckpointError as e:
             notes.append(f"started again from epoch 0: its checkpoint was unreadable ({e})")
-            runs.remove_files(folder, runs.RUN_FILES)
+            run_folder.remove_files(folder, run_folder.RUN_FILES)
         else:
-            stored = runs.stored_settings(ckpt)
+            stored = run_trainer.stored_settings(ckpt)
             if stored is not None and stored != settings:
                 key = next(k for k in settings if stored[k] != settings[k])
-                raise ValueError(f"{folder / runs.CHECKPOINT_FILE} holds a run with {key} = "
+                raise ValueError(f"{folder / run_folder.CHECKPOINT_FILE} holds a run with {key} = "
                                  f"{stored[key]!r}, this spec gives {settings[key]!r}")
-            trainer = runs.resume_trainer(ckpt)
+            trainer = run_trainer.resume_trainer(ckpt)
     data = runs.load_run_data(settings, name="data")
     return runs.train_run(settings, folder, data, trainer, pictures=run_pictures)[0]
 
 
 def _iwae(settings: dict, folder: Path, k: int) -> float:
     """Mean IWAE bound (k samples) of the test split, seeded by the run's
-    seed (a fourth SeedSequence child, after `runs.generators`' three)."""
+    seed (a fourth SeedSequence child, after `run_trainer.generators`'
+    three)."""
     from .checkpoint import load
     from .estimators import iwae_bound
-    model = load(folder / runs.CHECKPOINT_FILE)
+    model = load(folder / run_folder.CHECKPOINT_FILE)
     x_test = runs.load_run_data(settings, name="data")[1][0]
     rng = np.random.default_rng(np.random.SeedSequence(settings["seed"]).spawn(4)[3])
     return float(np.mean(iwae_bound(model, x_test, k, rng), dtype=np.float64))
@@ -271,9 +144,9 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
     "failed" with the error (its traceback in error.txt); seconds is the
     wall-clock time of this call; notes lists what was done on the way
     (a run started again). Only KeyboardInterrupt propagates. The folder
-    is held (`runs.lock_folder`) meanwhile. With `owner`, the pid of the
-    process that started this worker process, the worker ends itself as
-    soon as its owner is gone (`_die_with`).
+    is held (`run_folder.lock_folder`) meanwhile. With `owner`, the pid
+    of the process that started this worker process, the worker ends itself
+    as soon as its owner is gone (`_die_with`).
 
     Examples
     --------
@@ -287,7 +160,7 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
         _die_with(owner)
     folder = Path(folder)
     start = time.perf_counter()
-    with runs.lock_folder(folder, "run folder"):
+    with run_folder.lock_folder(folder, "run folder"):
         (folder / STATUS_FILE).unlink(missing_ok=True)
         status = {"status": "done", "settings": settings, "iwae_k": iwae_k, "error": None,
                   "notes": []}
@@ -302,7 +175,7 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
             status.update(status="failed", error=f"{type(e).__name__}: {e}")
             (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
         status["seconds"] = time.perf_counter() - start
-        runs.write_json(folder / STATUS_FILE, status)
+        run_folder.write_json(folder / STATUS_FILE, status)
     return status
 
 
@@ -356,8 +229,8 @@ def _execute(tasks: list, jobs: int, dask_scheduler: str | None, threads: int,
 def _check_folders(out: Path, points: list) -> None:
     """Refuse a sweep folder whose runs were trained with other settings."""
     for name, _, settings in points:
-        config = out / name / runs.CONFIG_FILE
-        saved = runs.read_json(config) if config.is_file() else settings
+        config = out / name / run_folder.CONFIG_FILE
+        saved = run_folder.read_json(config) if config.is_file() else settings
         if saved != settings:
             key = next(k for k in sorted({*saved, *settings}) if saved.get(k) != settings.get(k))
             raise ValueError(f"--out: {out / name} holds a run with {key} = {saved.get(key)!r}, "
@@ -413,7 +286,7 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
         _require("joblib", INSTALL_HINT)
     points = grid_points(spec)
     _check_folders(out, points)
-    with runs.lock_folder(out, "--out"):  # one sweep at a time in a sweep folder
+    with run_folder.lock_folder(out, "--out"):  # one sweep at a time in a sweep folder
         return _run_points(spec, spec_path, out, points, jobs, dask_scheduler, pictures,
                            timeout, log)
 
@@ -442,7 +315,7 @@ def _run_points(spec, spec_path, out: Path, points: list, jobs: int, dask_schedu
     rows = [_row(name, values, _read_status(out / name)) for name, values, _ in points]
     summary = write_summary(out / SUMMARY_FILE, rows, list(spec["grid"]), k is not None)
     return {"rows": rows, "executed": [name for name, _, _ in todo], "summary": summary,
-            "pictures": _draw(rows, spec["grid"], out, log) if pictures else []}
+            "pictures": draw_pictures(rows, spec["grid"], out, log) if pictures else []}
 
 
 def _row(name: str, values: dict, status: dict) -> dict:
@@ -478,122 +351,3 @@ def write_summary(path, rows: list[dict], grid_keys: list[str], iwae: bool) -> P
             writer.writerow({key: json.dumps(value) if isinstance(value, list) else value
                              for key, value in row.items()})
     return Path(path)
-
-
-def _groups(rows: list[dict], grid_keys: list[str], across: tuple) -> list[tuple[str, list]]:
-    """Rows grouped by their grid values other than those in `across`."""
-    keys = [key for key in grid_keys if key not in across]
-    groups: dict[str, list] = {}
-    for row in rows:
-        label = ", ".join(f"{key}={_value_text(row[key])}" for key in keys) or "all runs"
-        groups.setdefault(label, []).append(row)
-    return list(groups.items())
-
-
-def _over_seeds(rows: list[dict], x_key: str, y_key: str, sign: float = 1.0):
-    """Sorted values of `x_key`; mean, min and max of sign * y over the rows at each."""
-    xs = sorted({row[x_key] for row in rows})
-    ys = [[sign * row[y_key] for row in rows if row[x_key] == x] for x in xs]
-    return (np.array(xs), np.array([np.mean(y) for y in ys]),
-            np.array([min(y) for y in ys]), np.array([max(y) for y in ys]))
-
-
-def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
-    """Distortion (-val_log_lik) against rate (val_kl) of finished runs.
-
-    One line per group of runs that differ only in beta and seed,
-    through the means over seeds, each point labelled with its beta;
-    every run is a faint dot.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> rows = [{"beta": b, "seed": 0, "val_kl": 8.0 / b, "val_log_lik": -20.0 - 4 * b}
-    ...         for b in (0.5, 1.0, 2.0)]
-    >>> path = Path(tempfile.mkdtemp()) / "rate_distortion.png"
-    >>> plot_rate_distortion(rows, ["beta", "seed"], path).name
-    'rate_distortion.png'
-    """
-    from .plots import pyplot, save_figure
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-    points = []  # (rate, distortion, beta) of every line
-    for label, group in _groups(rows, grid_keys, ("beta", "seed")):
-        betas, rate, _, _ = _over_seeds(group, "beta", "val_kl")
-        _, distortion, _, _ = _over_seeds(group, "beta", "val_log_lik", -1.0)
-        (line,) = ax.plot(rate, distortion, marker="o", label=label)
-        ax.scatter([r["val_kl"] for r in group], [-r["val_log_lik"] for r in group], s=10,
-                   alpha=0.4, color=line.get_color())
-        points += zip(rate, distortion, betas)
-    for (x, y), betas in _merge_close(points).items():
-        ax.annotate("\u03b2=" + ", ".join(f"{b:g}" for b in betas), (x, y), xytext=(4, 3),
-                    textcoords="offset points", fontsize=8)
-    ax.set_xlabel("rate: KL(q(z|x) || N(0, I)) on the test split (nats per example)")
-    ax.set_ylabel("distortion: -E_q log p(x|z) on the test split (nats)")
-    ax.set_title("rate-distortion across beta (line: mean over seeds, dots: runs)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(plt, fig, path)
-
-
-def _merge_close(points: list) -> dict:
-    """(x, y) -> sorted betas of the points within 2% of the plot's span of
-    it: one label for points that lie on top of each other."""
-    xy = np.array([(x, y) for x, y, _ in points])  # (n, 2)
-    span = np.ptp(xy, axis=0) + 1e-12
-    labels: dict = {}
-    for x, y, beta in points:
-        near = [p for p in labels if np.all(np.abs(np.subtract(p, (x, y))) < 0.02 * span)]
-        key = near[0] if near else (x, y)
-        labels[key] = sorted({*labels.get(key, []), beta})
-    return labels
-
-
-def plot_elbo_vs_latent(rows: list[dict], grid_keys: list[str], path) -> Path:
-    """val_elbo of finished runs against latent_dim (log scale).
-
-    One line per group of runs that differ only in latent_dim and seed:
-    the mean over seeds, in a band from their min to their max.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> rows = [{"latent_dim": d, "seed": s, "val_elbo": -30.0 + d + s}
-    ...         for d in (2, 4, 8) for s in (0, 1)]
-    >>> path = Path(tempfile.mkdtemp()) / "elbo_vs_latent.png"
-    >>> plot_elbo_vs_latent(rows, ["latent_dim", "seed"], path).name
-    'elbo_vs_latent.png'
-    """
-    from .plots import pyplot, save_figure
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-    for label, group in _groups(rows, grid_keys, ("latent_dim", "seed")):
-        dims, mean, low, high = _over_seeds(group, "latent_dim", "val_elbo")
-        (line,) = ax.plot(dims, mean, marker="o", label=label)
-        ax.fill_between(dims, low, high, alpha=0.2, color=line.get_color())
-    dims = sorted({row["latent_dim"] for row in rows})
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(dims, [str(d) for d in dims])
-    ax.set_xlabel("latent_dim")
-    ax.set_ylabel("ELBO on the test split (nats per example, higher is better)")
-    ax.set_title("ELBO against latent size (line: mean over seeds, band: min to max)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return save_figure(plt, fig, path)
-
-
-def _draw(rows: list[dict], grid: dict, out: Path, log) -> list[Path]:
-    """The pictures that apply: beta or latent_dim must be in the grid."""
-    from .plots import require_matplotlib
-    try:
-        require_matplotlib()
-    except ImportError as e:
-        log(f"pictures skipped: {e}")
-        return []
-    done = [row for row in rows if row["status"] == "done"]
-    written = []
-    if "beta" in grid and done:
-        written.append(plot_rate_distortion(done, list(grid), out / PICTURES["rate_distortion"]))
-    if "latent_dim" in grid and done:
-        written.append(plot_elbo_vs_latent(done, list(grid), out / PICTURES["elbo_vs_latent"]))
-    return written

@@ -19,10 +19,10 @@ from ._validation import (as_data, as_noise, check_float_dtype, check_int, check
                           describe)
 from .activations import ACTIVATIONS, sigmoid
 from .iwae import OBJECTIVES
-from .model import (INIT_SCHEMES, VAEConfig, bound_loss_backward, bound_loss_forward,
-                    decoder_forward, encoder_forward, init_params, log_weights_backward,
-                    log_weights_forward, loss_backward, loss_forward, posterior_log_var,
-                    prior_log_weights)
+from .model import (bound_loss_backward, bound_loss_forward, decoder_forward,
+                    encoder_forward, log_weights_backward, log_weights_forward, loss_backward,
+                    loss_forward, posterior_log_var, prior_log_weights)
+from .model_config import INIT_SCHEMES, VAEConfig, init_params
 from .sampling import draw_eps, reparameterize_fixed_forward, reparameterize_forward
 
 Array = NDArray[np.floating]
@@ -135,7 +135,7 @@ class VAE:
         Source of the initial weights (an int is a seed; None is seed 0).
         Also the default generator of methods that draw.
     init : {"auto", "he", "lecun"}
-        Weight initialisation (`model.layer_scheme`): "auto" (the
+        Weight initialisation (`model_config.layer_scheme`): "auto" (the
         default: U(+-1/sqrt(d_in)), PyTorch's nn.Linear scale, for a relu
         network, Glorot for the others), "he" (He before a relu, Glorot
         elsewhere) or "lecun" (U(+-1/sqrt(d_in)) everywhere).

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import runs
+from numpyvae import run_folder, run_pictures, runs
 from numpyvae.checkpoint import load_checkpoint
 from numpyvae.cli import PICTURES_SKIPPED, main
 from numpyvae.train import HISTORY_KEYS, Trainer
@@ -52,7 +52,7 @@ def test_train_writes_numbers_checkpoint_and_pictures(tmp_path, capsys):
     assert metrics["config"]["latent_dim"] == 2 and metrics["config"]["hidden"] == [16]
     # the trained model beats nothing-learned noise but not the entropy floor
     assert -60 < metrics["val_elbo"] < -13
-    for name in runs.PICTURES.values():
+    for name in run_folder.PICTURES.values():
         data = (out / name).read_bytes()
         assert data[:4] == b"\x89PNG" and len(data) > 1000, name
     printed = capsys.readouterr().out
@@ -184,12 +184,12 @@ def test_mean_pixel_baseline_known_values():
 
 
 def test_latent_grid_and_lines():
-    z_values, z = runs.latent_grid(3)
+    z_values, z = run_pictures.latent_grid(3)
     np.testing.assert_allclose(z_values, [-1.6448536, 0.0, 1.6448536], atol=1e-6)
     np.testing.assert_array_equal(z[:3, 1], z_values[0])  # z_1 varies fastest
     np.testing.assert_array_equal(z[:3, 0], z_values)
     a, b = np.zeros((2, 2)), np.array([[1.0, 2.0], [-4.0, 0.0]])
-    line = runs.line_latents(a, b, 5)
+    line = run_pictures.line_latents(a, b, 5)
     assert line.shape == (2, 5, 2)
     np.testing.assert_allclose(line[:, 0], a)
     np.testing.assert_allclose(line[:, -1], b)
@@ -198,8 +198,8 @@ def test_latent_grid_and_lines():
 
 def test_pick_examples_cycles_through_classes():
     labels = np.array([3, 1, 1, 3, 2, 1])
-    np.testing.assert_array_equal(runs.pick_examples(labels, 5), [1, 4, 0, 2, 3])
-    np.testing.assert_array_equal(runs.pick_examples(None, 3), [0, 1, 2])
+    np.testing.assert_array_equal(run_pictures.pick_examples(labels, 5), [1, 4, 0, 2, 3])
+    np.testing.assert_array_equal(run_pictures.pick_examples(None, 3), [0, 1, 2])
 
 
 def test_version_prints_the_version(capsys):

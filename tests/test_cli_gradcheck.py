@@ -1,12 +1,20 @@
-"""`numpyvae gradcheck` and `numpyvae.gradcheck.check_model`, for the
-one-layer VAE and (``--latent-dims``) the two-layer model."""
+"""`numpyvae gradcheck` (numpyvae/cli_gradcheck.py) and
+`numpyvae.gradcheck.check_model`, for the one-layer VAE and
+(``--latent-dims``) the two-layer model."""
 
 import numpy as np
 import pytest
 
-from numpyvae import VAE, HierarchicalVAE
-from numpyvae.cli import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS, main
+from numpyvae import VAE, HierarchicalVAE, cli, cli_gradcheck, cli_parser
+from numpyvae.cli import main
+from numpyvae.cli_gradcheck import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS
 from numpyvae.gradcheck import check_model, check_model_directional
+
+
+def test_the_parser_and_the_gradcheck_verb_stay_importable_from_cli():
+    assert cli.build_parser is cli_parser.build_parser
+    assert (cli.run_gradcheck, cli.GRADCHECK_CONFIGS, cli.TWO_LAYER_CONFIGS) == (
+        cli_gradcheck.run_gradcheck, GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS)
 
 
 def test_gradcheck_command_passes_and_prints_every_parameter(capsys):

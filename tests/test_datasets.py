@@ -1,5 +1,6 @@
-"""Tests for numpyvae/datasets.py. No network: downloads use file:// URLs
-and an HTTP server on 127.0.0.1 started here."""
+"""Tests for numpyvae/datasets.py, numpyvae/mnist.py and
+numpyvae/npz_files.py. No network: downloads use file:// URLs and an HTTP
+server on 127.0.0.1 started here."""
 
 import functools
 import http.server
@@ -10,9 +11,10 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from numpyvae.datasets import (MNIST_CONTENT_SHA256, binarize, download_mnist,
-                               load_digits, load_mnist, load_npz_dataset,
-                               mnist_content_sha256, static_binarize)
+from numpyvae import datasets, mnist
+from numpyvae.datasets import binarize, load_digits, load_npz_dataset, static_binarize
+from numpyvae.mnist import (MNIST_CONTENT_SHA256, download_mnist, load_mnist,
+                            mnist_content_sha256)
 
 
 def write_fake_mnist(path, n_train=20, n_test=10, seed=0, **overrides):
@@ -77,6 +79,12 @@ def test_load_digits_rejects_int_dtype():
 
 
 # ---- load_mnist --------------------------------------------------------
+
+def test_mnist_names_stay_importable_from_datasets():
+    for name in ("DEFAULT_MNIST_URL", "MNIST_CONTENT_SHA256", "MNIST_KEYS",
+                 "download_mnist", "load_mnist", "mnist_content_sha256"):
+        assert getattr(datasets, name) is getattr(mnist, name)
+
 
 def test_load_mnist_explicit_path_with_checksum(fake):
     digest = mnist_content_sha256(fake)

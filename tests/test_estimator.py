@@ -1,5 +1,6 @@
-"""Tests for numpyvae/estimator.py: VAEEstimator's scikit-learn
-conventions (parameters, fitted state, errors, warm start, randomness,
+"""Tests for numpyvae/estimator.py (with its input and random-stream
+helpers, estimator_input.py): VAEEstimator's scikit-learn conventions
+(parameters, fitted state, errors, warm start, randomness,
 persistence), scikit-learn's own estimator checks, and the example of
 docs/sklearn.md run as written. Tests that need scikit-learn skip
 cleanly without it."""

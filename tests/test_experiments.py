@@ -1,5 +1,6 @@
-"""Tests of numpyvae.experiments: each claim of the notes asserted with
-numbers on small settings, the hand-written gradients of the two partial
+"""Tests of numpyvae.experiments, numpyvae.extremes and
+numpyvae.experiment_record: each claim of the notes asserted with numbers
+on small settings, the hand-written gradients of the two partial
 objectives against finite differences, and the run_experiment plumbing."""
 
 import json
@@ -8,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from numpyvae import VAE, experiments
-from numpyvae.experiments import (EXPERIMENTS, kl_loss_and_grads, prior_bound_loss_and_grads,
-                                  run_autoencoder, run_beta_sweep, run_experiment,
-                                  run_importance, run_jensen, run_kl_only, run_prior_bound)
+from numpyvae import VAE, experiments, extremes
+from numpyvae.experiments import (EXPERIMENTS, prior_bound_loss_and_grads, run_experiment,
+                                  run_importance, run_jensen, run_prior_bound)
+from numpyvae.extremes import kl_loss_and_grads, run_autoencoder, run_beta_sweep, run_kl_only
 from numpyvae.gradcheck import numerical_vjp
 
 TOL = dict(rtol=1e-6, atol=1e-9)
@@ -128,6 +129,11 @@ def test_run_experiment_dispatches_every_name(monkeypatch, tmp_path):
         monkeypatch.setattr(experiments, func,
                             lambda out_dir, seed, func=func: {"ran": func, "seed": seed})
         assert run_experiment(name, tmp_path, seed=3) == {"ran": func, "seed": 3}
+
+
+def test_the_extremes_stay_importable_from_experiments():
+    for name in ("kl_loss_and_grads", "run_autoencoder", "run_kl_only", "run_beta_sweep"):
+        assert getattr(experiments, name) is getattr(extremes, name)
 
 
 def test_unknown_experiment_lists_the_choices(tmp_path):

@@ -12,10 +12,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from numpyvae import VAE, fused_step, iwae, model, threads
-from numpyvae.fused_step import (_dense_backward_into, _dense_into, _heads_backward,
-                                 _heads_forward, _hidden_backward, _hidden_forward,
-                                 _log_lik_backward_into, _log_lik_into, adam_step)
+from numpyvae import VAE, fused_step, model, threads
+from numpyvae.fused_layers import (dense_backward_into, dense_into, heads_backward,
+                                   heads_forward, hidden_backward, hidden_forward,
+                                   log_lik_backward_into, log_lik_into)
+from numpyvae.fused_step import adam_step
 from numpyvae.optim import Adam
 from numpyvae.testing import assert_grad_close
 from numpyvae.train import Trainer
@@ -184,30 +185,30 @@ def test_dense_backward_into(rng):
     h, W, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
     da = rng.standard_normal((4, 3))
     grads = {"L.W": np.empty((5, 3)), "L.b": np.empty(3)}
-    dh = _dense_backward_into(da, h, W, grads, "L", {}, need_dx=True)
-    _close("h", dh, lambda v: _dense_into(v, W, b, {}, "L").copy(), h, da)
-    _close("W", grads["L.W"], lambda v: _dense_into(h, v, b, {}, "L").copy(), W, da)
-    _close("b", grads["L.b"], lambda v: _dense_into(h, W, v, {}, "L").copy(), b, da)
-    assert _dense_backward_into(da, h, W, grads, "L", {}, need_dx=False) is None
+    dh = dense_backward_into(da, h, W, grads, "L", {}, need_dx=True)
+    _close("h", dh, lambda v: dense_into(v, W, b, {}, "L").copy(), h, da)
+    _close("W", grads["L.W"], lambda v: dense_into(h, v, b, {}, "L").copy(), W, da)
+    _close("b", grads["L.b"], lambda v: dense_into(h, W, v, {}, "L").copy(), b, da)
+    assert dense_backward_into(da, h, W, grads, "L", {}, need_dx=False) is None
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_hidden_backward(rng, activation):
     vae = biased_model(rng, activation=activation, seed=1)
     x = rng.random((4, 6))
-    h, layers = _hidden_forward(vae.params, x, "enc", vae.config, {})
+    h, layers = hidden_forward(vae.params, x, "enc", vae.config, {})
     dh = rng.standard_normal(h.shape)
     grads = {k: np.empty_like(v) for k, v in vae.params.items()}
-    dx = _hidden_backward(dh.copy(), layers, vae.config, grads, {}, need_dx=True)
+    dx = hidden_backward(dh.copy(), layers, vae.config, grads, {}, need_dx=True)
 
     def forward_x(v):
-        return _hidden_forward(vae.params, v, "enc", vae.config, {})[0].copy()
+        return hidden_forward(vae.params, v, "enc", vae.config, {})[0].copy()
 
     _close("x", dx, forward_x, x, dh)
     for name in ("enc0.W", "enc0.b", "enc1.W", "enc1.b"):
         def forward_p(v, name=name):
             params = dict(vae.params, **{name: v})
-            return _hidden_forward(params, x, "enc", vae.config, {})[0].copy()
+            return hidden_forward(params, x, "enc", vae.config, {})[0].copy()
         _close(name, grads[name], forward_p, vae.params[name].copy(), dh)
 
 
@@ -215,14 +216,14 @@ def test_hidden_backward(rng, activation):
 def test_heads_backward(rng, posterior):
     vae = biased_model(rng, hidden=(5,), posterior=posterior, seed=2)
     h = rng.standard_normal((4, 5))
-    mu, log_var, W = _heads_forward(vae.params, h, vae.config, {})
+    mu, log_var, W = heads_forward(vae.params, h, vae.config, {})
     width = 6 if posterior == "diagonal" else 3
     dheads = rng.standard_normal((4, width))
     grads = {k: np.empty_like(v) for k, v in vae.params.items()}
-    dh = _heads_backward(dheads, h, W, vae.config, grads, {}, need_dx=True)
+    dh = heads_backward(dheads, h, W, vae.config, grads, {}, need_dx=True)
 
     def heads(params, v):
-        mu, log_var, _ = _heads_forward(params, v, vae.config, {})
+        mu, log_var, _ = heads_forward(params, v, vae.config, {})
         return np.hstack([mu, log_var]) if log_var is not None else mu.copy()
 
     _close("h", dh, lambda v: heads(vae.params, v), h, dheads)
@@ -262,10 +263,10 @@ def test_log_lik_backward_into(rng, likelihood, per_row):
               else None, dtype="float64", rng=3)
     x, out = rng.random((4, 6)), rng.standard_normal((4, 6))
     scale = rng.uniform(0.1, 1.0, (4, 1)) if per_row else 1.0 / 4
-    _, cache = _log_lik_into(x, out, vae.config, {})
-    dout = _log_lik_backward_into(cache, scale, vae.config, {})
+    _, cache = log_lik_into(x, out, vae.config, {})
+    dout = log_lik_backward_into(cache, scale, vae.config, {})
     dlog_lik = -np.broadcast_to(scale, (4, 1))[:, 0]
-    _close("out", dout, lambda v: _log_lik_into(x, v, vae.config, {})[0].copy(), out,
+    _close("out", dout, lambda v: log_lik_into(x, v, vae.config, {})[0].copy(), out,
            dlog_lik)
 
 

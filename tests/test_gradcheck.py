@@ -1,9 +1,10 @@
-"""Tests for numpyvae/gradcheck.py: the checker itself.
+"""Tests for numpyvae/gradcheck.py: the element-wise checker itself.
 
 numerical_vjp and directional_check on known derivatives; the gate of
 compare_gradients; and, most important, that gradcheck fails on the
 classic hand-written-gradient bugs planted below, while the correct
-gradient passes at the same point.
+gradient passes at the same point. The checks along random directions
+(numpyvae/directional.py): tests/test_directional.py.
 """
 
 import numpy as np
@@ -11,16 +12,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 from numpyvae.activations import sigmoid
-from numpyvae.gradcheck import (DIRECTIONAL_RTOL, check_directional, check_vjp_jvp,
-                                compare_gradients, directional_check, check_gradients,
-                                numerical_gradient, numerical_vjp, random_directions,
-                                richardson_derivative)
+from numpyvae.gradcheck import (check_gradients, compare_gradients, directional_check,
+                                numerical_gradient, numerical_vjp)
 from numpyvae.kl import kl_backward, kl_forward
 from numpyvae.layers import dense_backward, dense_forward
-from numpyvae.likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
-                                  gaussian_log_lik_backward, gaussian_log_lik_forward)
-from numpyvae.sampling import (reparameterize_backward, reparameterize_fixed_backward,
-                               reparameterize_fixed_forward, reparameterize_forward)
+from numpyvae.likelihoods import bernoulli_log_lik_backward, bernoulli_log_lik_forward
+from numpyvae.sampling import reparameterize_backward, reparameterize_forward
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -88,132 +85,6 @@ def test_directional_check_disagrees_for_a_wrong_gradient():
     assert abs(analytic - numerical) > 1e-3 * abs(numerical)
 
 
-# ------------------------------------------------ richardson_derivative
-
-@pytest.mark.parametrize("levels, step, bound", [(0, 1e-5, 1e-9), (1, 1e-2, 1e-9),
-                                                 (2, 4e-2, 1e-10)])
-def test_richardson_reaches_float64_precision_with_large_steps(levels, step, bound):
-    for t0 in (-1.3, 0.2, 2.0):
-        d, noise = richardson_derivative(lambda t: np.exp(np.sin(t0 + t)), step, levels)
-        exact = np.cos(t0) * np.exp(np.sin(t0))
-        assert abs(d - exact) < bound  # phi and phi' are of order 1
-        assert 0 < noise < 1e-8  # the rounding bound, ROUNDING * |phi| * 2^levels / h
-
-
-def test_each_richardson_level_removes_one_power_of_h_squared():
-    phi = lambda t: np.exp(t)  # noqa: E731, phi'(0) = 1
-    errors = [abs(richardson_derivative(phi, 0.2, levels)[0] - 1.0) for levels in (0, 1, 2)]
-    # plain: h^2 / 6 ~ 7e-3; one level: ~ (h/2)^4 / 30 ~ 3e-6 (the O(h^4)
-    # term); two levels: ~ 1e-9 (O(h^6))
-    assert errors[0] > 1e-3 > 1e-4 > errors[1] > 1e-7 > errors[2]
-
-
-def test_random_directions_are_unit_and_cover_every_array():
-    rng = np.random.default_rng(0)
-    u = random_directions([np.zeros((3, 4)), np.zeros(5)], rng)
-    assert [a.shape for a in u] == [(3, 4), (5,)]
-    assert abs(sum(float((a * a).sum()) for a in u) - 1.0) < 1e-12
-    assert all(np.all(a != 0) for a in u)
-
-
-# -------------------------------------------------- check_directional
-
-@given(n=batch, d=features, seed=seeds)
-def test_check_directional_passes_a_correct_gradient(n, d, seed):
-    rng = np.random.default_rng(seed)
-    x, W = rng.uniform(-2.0, 2.0, (n, d)), rng.standard_normal((d, 3)) / np.sqrt(d)
-
-    def f(x, W):
-        return float(np.sum(np.tanh(x @ W)))
-
-    dh = 1.0 - np.tanh(x @ W) ** 2
-    report = check_directional(f, [x, W], [dh @ W.T, x.T @ dh], rng)
-    assert report.passed, str(report)
-
-
-@pytest.mark.parametrize("size", [1e-3, 1e-5, 1e-7])
-def test_check_directional_catches_a_small_planted_error(size):
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-2.0, 2.0, (6, 7))
-    g = 3 * x ** 2
-    report = check_directional(cubic, x, g, rng)
-    assert report.passed
-    one_block = g.copy()
-    one_block[2] *= 1.0 + size  # one row of the gradient off by `size`
-    bad = check_directional(cubic, x, one_block, rng)
-    assert not bad.passed, str(bad)
-    assert bad.max_error > 10 * DIRECTIONAL_RTOL
-
-
-def test_check_directional_report_table_and_errors():
-    x = np.array([1.0, -2.0])
-    report = check_directional(cubic, x, 3 * x ** 2 * 1.01, np.random.default_rng(0))
-    lines = str(report).splitlines()
-    assert lines[0].split()[:3] == ["direction", "analytic", "numerical"]
-    assert len(lines) == 4 and all(line.split()[-1] == "NO" for line in lines[1:])
-    assert all(abs(e - 0.01 / 1.01) < 1e-6 for e in report.errors)  # g scaled: 1% always
-
-
-def test_check_directional_argument_errors():
-    x = np.ones(3)
-    with pytest.raises(ValueError, match="^analytic: expected 1 gradients"):
-        check_directional(cubic, x, [x, x])
-    with pytest.raises(ValueError, match=r"^analytic\[0\]: expected shape \(3,\)"):
-        check_directional(cubic, x, np.ones(2))
-
-
-# ------------------------------------------------------- check_vjp_jvp
-
-def kernels(rng, sigma, delta):
-    """(forward, inputs, backward) of numpyvae's kernels, float64."""
-    n, d = 3, 4
-    x01, xs = rng.uniform(0.0, 1.0, (n, d)), rng.standard_normal((n, d))
-    eps = rng.standard_normal((n, d))
-    mu, log_var = rng.uniform(-2, 2, (n, d)), rng.uniform(-2, 2, (n, d))
-    return [
-        (dense_forward, [xs, rng.standard_normal((d, 2)), rng.standard_normal(2)],
-         dense_backward),
-        (kl_forward, [mu, log_var], kl_backward),
-        (lambda m, lv: reparameterize_forward(m, lv, eps), [mu, log_var],
-         reparameterize_backward),
-        (lambda m: reparameterize_fixed_forward(m, delta, eps), [mu],
-         reparameterize_fixed_backward),
-        (lambda v: bernoulli_log_lik_forward(x01, v), [xs], bernoulli_log_lik_backward),
-        (lambda v: gaussian_log_lik_forward(xs, v, sigma), [mu], gaussian_log_lik_backward),
-    ]
-
-
-@pytest.mark.parametrize("sigma, delta", [(1.0, 1.0), (0.3, 0.4), (2.5, 1.7)])
-@given(seed=seeds)
-def test_check_vjp_jvp_passes_every_kernel(sigma, delta, seed):
-    for forward, inputs, backward in kernels(np.random.default_rng(seed), sigma, delta):
-        report = check_vjp_jvp(forward, inputs, backward, seed)
-        assert report.passed, str(report)
-
-
-def test_check_vjp_jvp_catches_sigma_for_sigma_squared_only_away_from_1():
-    rng = np.random.default_rng(0)
-    x, recon = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
-
-    def sigma_not_squared(dlog_lik, cache):
-        diff, sigma = cache
-        return dlog_lik[:, None] * diff / sigma
-
-    for sigma, caught in ((1.0, False), (0.7, True), (1.5, True)):
-        report = check_vjp_jvp(lambda v: gaussian_log_lik_forward(x, v, sigma), recon,
-                               sigma_not_squared)
-        assert report.passed != caught
-
-
-def test_check_vjp_jvp_argument_errors():
-    x = np.ones((2, 2))
-    with pytest.raises(ValueError, match="^backward: expected 2 gradients"):
-        check_vjp_jvp(lambda u, v: (u * v, v), [x, x], lambda dout, v: dout * v)
-    with pytest.raises(TypeError, match=r"^inputs\[1\]:.*float64"):
-        check_vjp_jvp(lambda u, v: (u * v, v), [x, x.astype(np.float32)],
-                      lambda dout, v: (dout, dout))
-
-
 # ------------------------------------------------------------ float64 only
 
 def test_float32_inputs_are_refused():
@@ -227,6 +98,15 @@ def test_float32_inputs_are_refused():
     x64 = np.ones(3)
     with pytest.raises(TypeError, match="^W:.*float64"):
         check_gradients(lambda a, b: float((a * b).sum()), [x64, x32], [x32, x64], names=["x", "W"])
+
+
+def test_require_float64_is_still_reached_through_gradcheck():
+    # it lives in numpyvae/fd_setup.py, shared with numpyvae/directional.py
+    import numpyvae.fd_setup
+    import numpyvae.gradcheck
+    assert numpyvae.gradcheck.require_float64 is numpyvae.fd_setup.require_float64
+    with pytest.raises(TypeError, match="^v: finite differences need float64"):
+        numpyvae.gradcheck.require_float64(np.ones(2, dtype=np.float32), "v")
 
 
 # ------------------------------------------------------------------- report

@@ -1,6 +1,7 @@
-"""Tests of numpyvae/runs.py: a run folder belongs to one run, and its
-records (config.json, metrics.json, history.csv, pictures) describe the
-model in its checkpoint. Through ``numpyvae train`` where a user meets it."""
+"""Tests of numpyvae/runs.py, run_folder.py and run_trainer.py: a run
+folder belongs to one run, and its records (config.json, metrics.json,
+history.csv, pictures) describe the model in its checkpoint. Through
+``numpyvae train`` where a user meets it."""
 
 import csv
 import json
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import runs
+from numpyvae import run_folder, run_trainer
 from numpyvae.checkpoint import load_checkpoint, save
 from numpyvae.cli import main
+from numpyvae.settings import DEFAULTS
 from numpyvae.train import HISTORY_KEYS
 
 FAST = ["--hidden", "16", "--batch-size", "128", "--no-plots"]
@@ -74,10 +76,10 @@ def test_overwrite_replaces_the_run_and_its_pictures(tmp_path, capsys):
     assert train(capsys, "--epochs", "1", *FAST, "--latent-dim", "3", "--out", str(out),
                  "--overwrite")[0] == 0
     assert not list(out.glob("*.png"))  # the old run's pictures went with it
-    assert runs.read_json(out / "config.json")["latent_dim"] == 3
+    assert run_folder.read_json(out / "config.json")["latent_dim"] == 3
     assert load_checkpoint(out / "checkpoint.npz").model.config.latent_dim == 3
     assert (out / "notes.txt").read_text() == "mine"
-    assert not (out / runs.LOCK_FILE).exists()
+    assert not (out / run_folder.LOCK_FILE).exists()
 
 
 def test_the_default_folder_depends_on_the_data_and_is_refused_when_occupied(
@@ -92,7 +94,7 @@ def test_the_default_folder_depends_on_the_data_and_is_refused_when_occupied(
     np.savez(own, x_train=x_train[:200], x_test=x_test[:50])
     assert train(capsys, "--epochs", "1", *FAST, "--data", str(own))[0] == 0
     assert (tmp_path / "runs" / "mine" / "metrics.json").is_file()
-    assert runs.default_out("mnist") == Path("runs/mnist")
+    assert run_folder.default_out("mnist") == Path("runs/mnist")
 
 
 def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
@@ -116,14 +118,14 @@ def test_a_second_training_into_a_running_folder_is_refused(tmp_path, capsys):
             if (out / "checkpoint.npz").is_file():
                 break
             time.sleep(0.05)
-        assert int((out / runs.LOCK_FILE).read_text()) == first.pid
+        assert int((out / run_folder.LOCK_FILE).read_text()) == first.pid
         for extra in ([], ["--overwrite"]):
             code, err = train(capsys, "--epochs", "1", *FAST, "--out", str(out), *extra)
             assert code == 2
             assert f"is in use by process {first.pid}" in one_error_line(err)
         code, err = train(capsys, "--resume", str(out))
         assert code == 2 and f"in use by process {first.pid}" in one_error_line(err)
-        config = runs.read_json(out / "config.json")
+        config = run_folder.read_json(out / "config.json")
         assert config["epochs"] == 10000 and config["hidden"] == [16]
     finally:
         first.kill()
@@ -132,18 +134,18 @@ def test_a_second_training_into_a_running_folder_is_refused(tmp_path, capsys):
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     out = run(tmp_path, capsys)
-    (out / runs.LOCK_FILE).write_text(f"{dead_pid()}\n")  # as a kill -9 leaves it
+    (out / run_folder.LOCK_FILE).write_text(f"{dead_pid()}\n")  # as a kill -9 leaves it
     assert train(capsys, "--resume", str(out), "--epochs", "3")[0] == 0
-    assert runs.read_json(out / "metrics.json")["epochs"] == 3
-    assert not (out / runs.LOCK_FILE).exists()
+    assert run_folder.read_json(out / "metrics.json")["epochs"] == 3
+    assert not (out / run_folder.LOCK_FILE).exists()
 
 
 def test_lock_folder_refuses_a_held_folder_naming_the_pid(tmp_path):
-    with runs.lock_folder(tmp_path):
+    with run_folder.lock_folder(tmp_path):
         with pytest.raises(ValueError, match=f"in use by process {os.getpid()}"):
-            with runs.lock_folder(tmp_path):
+            with run_folder.lock_folder(tmp_path):
                 pass
-    with runs.lock_folder(tmp_path):  # released
+    with run_folder.lock_folder(tmp_path):  # released
         pass
 
 
@@ -153,8 +155,8 @@ def test_lock_folder_refuses_a_held_folder_naming_the_pid(tmp_path):
                                         ("seed", 5)])
 def test_resume_refuses_an_edited_config(tmp_path, capsys, key, value):
     out = run(tmp_path, capsys)
-    config = runs.read_json(out / "config.json")
-    runs.write_json(out / "config.json", dict(config, **{key: value}))
+    config = run_folder.read_json(out / "config.json")
+    run_folder.write_json(out / "config.json", dict(config, **{key: value}))
     code, err = train(capsys, "--resume", str(out), "--epochs", "3")
     assert code == 2
     line = one_error_line(err)
@@ -170,14 +172,14 @@ def test_resume_to_fewer_epochs_than_done_is_refused(tmp_path, capsys):
     assert code == 2 and "has done 3 epochs, got 2" in one_error_line(err)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert train(capsys, "--resume", str(out), "--epochs", "3")[0] == 0  # nothing to do
-    assert runs.read_json(out / "config.json")["epochs"] == 3
-    assert runs.read_json(out / "metrics.json")["epochs"] == 3
+    assert run_folder.read_json(out / "config.json")["epochs"] == 3
+    assert run_folder.read_json(out / "metrics.json")["epochs"] == 3
 
 
 def test_the_checkpoint_stores_the_run_settings(tmp_path, capsys):
     out = run(tmp_path, capsys, "R", "--seed", "4")
-    stored = runs.stored_settings(load_checkpoint(out / "checkpoint.npz"))
-    assert stored == runs.read_json(out / "config.json") and stored["seed"] == 4
+    stored = run_trainer.stored_settings(load_checkpoint(out / "checkpoint.npz"))
+    assert stored == run_folder.read_json(out / "config.json") and stored["seed"] == 4
 
 
 def test_training_further_removes_the_records_of_the_older_model(tmp_path, capsys,
@@ -189,7 +191,7 @@ def test_training_further_removes_the_records_of_the_older_model(tmp_path, capsy
     assert train(capsys, "--resume", str(out), "--epochs", "4")[0] == 130
     # metrics.json and history.csv said 2 epochs; they are gone until the run ends
     assert not (out / "metrics.json").exists() and not (out / "history.csv").exists()
-    assert runs.read_json(out / "config.json")["epochs"] == 4
+    assert run_folder.read_json(out / "config.json")["epochs"] == 4
 
 
 # ------------------------------------------------ 7. memory estimated before allocating
@@ -220,19 +222,19 @@ def test_absurd_sizes_are_refused_with_the_number_in_bounded_memory(tmp_path, fl
 
 
 def test_the_estimate_counts_parameters_adam_and_activations():
-    settings = dict(runs.DEFAULTS, hidden=[100], latent_dim=10, batch_size=50, k=4,
+    settings = dict(DEFAULTS, hidden=[100], latent_dim=10, batch_size=50, k=4,
                     objective="iwae")
-    parts = runs.estimate_memory(settings, 64)
+    parts = run_trainer.estimate_memory(settings, 64)
     n_params = 64 * 100 + 100 + 2 * (100 * 10 + 10) + 10 * 100 + 100 + 100 * 64 + 64
     assert parts["parameters"] == 4 * n_params and parts["optimizer"] == 12 * n_params
     assert parts["activations"] == 2 * 4 * 1000 * (400 + 60 + 256)  # validation batch
     with pytest.raises(ValueError, match="needs about .* but 1 MiB is available"):
-        runs.check_memory(settings, 64, available=2**20)
+        run_trainer.check_memory(settings, 64, available=2**20)
 
 
 def test_the_estimate_counts_the_parameters_of_a_two_layer_run():
-    settings = dict(runs.DEFAULTS, hidden=[10, 8], latent_dims=[6, 3], hidden2=None)
-    parts = runs.estimate_memory(settings, 64)
+    settings = dict(DEFAULTS, hidden=[10, 8], latent_dims=[6, 3], hidden2=None)
+    parts = run_trainer.estimate_memory(settings, 64)
     model = numpyvae.HierarchicalVAE(64, (6, 3), hidden=(10, 8), hidden2=(3, 3))
     assert parts["parameters"] == 4 * sum(p.size for p in model.params.values())
     # per row: 4 x every hidden width, 6 x the noise of z1 and z2, 4 x the pixels
@@ -242,9 +244,9 @@ def test_the_estimate_counts_the_parameters_of_a_two_layer_run():
 def test_the_model_settings_come_from_the_config_of_either_model():
     for model in (numpyvae.VAE(64, 3, hidden=(8,)),
                   numpyvae.HierarchicalVAE(64, (4, 2), hidden=(8,), hidden2=(5,))):
-        settings = dict(runs.DEFAULTS, activation=model.config.activation,
-                        **runs.model_settings(model.config.to_dict()))
-        rebuilt = runs.new_model(settings, 64, np.random.default_rng(0))
+        settings = dict(DEFAULTS, activation=model.config.activation,
+                        **run_trainer.model_settings(model.config.to_dict()))
+        rebuilt = run_trainer.new_model(settings, 64, np.random.default_rng(0))
         assert type(rebuilt) is type(model) and rebuilt.config == model.config
 
 
@@ -293,9 +295,9 @@ def test_an_old_run_folder_with_recon_names_still_resumes(tmp_path, capsys):
     old = {"train_log_lik": "train_recon", "val_log_lik": "val_recon"}
     trainer.history = [{old.get(k, k): v for k, v in row.items()} for row in trainer.history]
     save(trainer.model, out / "checkpoint.npz", trainer=trainer)  # an old checkpoint
-    metrics = runs.read_json(out / "metrics.json")
+    metrics = run_folder.read_json(out / "metrics.json")
     metrics["val_recon"] = metrics.pop("val_log_lik")
-    runs.write_json(out / "metrics.json", metrics)
+    run_folder.write_json(out / "metrics.json", metrics)
     assert train(capsys, "--resume", str(out), "--epochs", "3")[0] == 0
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -303,7 +305,7 @@ def test_an_old_run_folder_with_recon_names_still_resumes(tmp_path, capsys):
     assert all(row["val_log_lik"] and row["train_log_lik"] for row in rows)
     metrics = json.loads((out / "metrics.json").read_text())
     assert "val_log_lik" in metrics and "val_recon" not in metrics
-    assert runs.new_names({"val_recon": 1.0, "epoch": 2}) == {"val_log_lik": 1.0, "epoch": 2}
+    assert run_folder.new_names({"val_recon": 1.0, "epoch": 2}) == {"val_log_lik": 1.0, "epoch": 2}
 
 
 # ------------------------------------------------ 6. divergence
@@ -317,7 +319,7 @@ def test_divergence_before_a_checkpoint_says_so_and_frees_the_folder(tmp_path, c
     assert line.startswith("numpyvae: error: training diverged at epoch ")
     assert ", step " in line and "no checkpoint was written" in line
     assert "RuntimeWarning" not in err and "Traceback" not in err
-    assert runs.describe_run(out) is None  # the next run may start there
+    assert run_folder.describe_run(out) is None  # the next run may start there
 
 
 # ------------------------------------------------ 4. latent_dim 1

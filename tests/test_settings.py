@@ -14,7 +14,7 @@ from numpyvae import settings
 from numpyvae.activations import ACTIVATIONS
 from numpyvae.cli import build_parser
 from numpyvae.datasets import BINARIZE_MODES
-from numpyvae.model import INIT_SCHEMES
+from numpyvae.model_config import INIT_SCHEMES
 from numpyvae.vae import LIKELIHOODS
 
 PACKAGE = Path(numpyvae.__file__).parent

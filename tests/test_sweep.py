@@ -1,6 +1,7 @@
-"""Tests of numpyvae/sweep.py and ``numpyvae sweep``: the grid and its
-folders, the same numbers on one process, on two and on a Dask cluster,
-resuming an interrupted sweep, failed runs and spec errors.
+"""Tests of numpyvae/sweep.py, sweep_spec.py, sweep_pictures.py and
+``numpyvae sweep``: the grid and its folders, the same numbers on one
+process, on two and on a Dask cluster, resuming an interrupted sweep,
+failed runs and spec errors.
 
 One small spec (2 x 2 x 2 runs of 2 epochs on the digits, 12 steps an
 epoch) is shared; its sweep in this process is the reference.
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae import runs, sweep
+from numpyvae import run_folder, sweep, sweep_pictures, sweep_spec
 from numpyvae.cli import main
 from numpyvae.train import Trainer
 
@@ -70,7 +71,7 @@ def test_sweep_writes_a_folder_per_run_and_the_summary(reference):
     assert list(rows[0]) == ["run", "beta", "latent_dim", "seed", "status", "val_elbo",
                              "val_log_lik", "val_kl", "val_iwae", "error"]
     for row, name in zip(rows, NAMES):
-        metrics = runs.read_json(out / name / "metrics.json")
+        metrics = run_folder.read_json(out / name / "metrics.json")
         assert row["status"] == "done" and row["error"] == ""
         assert float(row["val_elbo"]) == metrics["val_elbo"]  # bit for bit through the CSV
         assert float(row["val_kl"]) == metrics["val_kl"]
@@ -91,8 +92,8 @@ def test_a_sweep_run_equals_numpyvae_train_with_the_same_flags(reference, tmp_pa
         assert main(["train", "--epochs", "2", "--hidden", "16", "--batch-size", "128",
                      "--beta", "2", "--latent-dim", "3", "--seed", "1", "--no-plots",
                      "--out", str(tmp_path / "run")]) == 0
-    trained = runs.read_json(tmp_path / "run" / "metrics.json")
-    swept = runs.read_json(out / NAMES[-1] / "metrics.json")
+    trained = run_folder.read_json(tmp_path / "run" / "metrics.json")
+    swept = run_folder.read_json(out / NAMES[-1] / "metrics.json")
     trained.pop("seconds"), swept.pop("seconds")
     assert trained == swept
 
@@ -188,15 +189,23 @@ def test_grid_order_folder_names_and_list_settings(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text('[base]\nlr = 1e-3\n[grid]\nhidden = [[16], [], [32, 8]]\n'
                     'data = ["digits", "my data/x.npz"]\n')
-    loaded = sweep.load_spec(spec)
+    loaded = sweep_spec.load_spec(spec)
     assert loaded["base"]["lr"] == 0.001 and loaded["base"]["epochs"] == 200  # train's default
     assert "hidden" not in loaded["base"] and loaded["options"]["threads_per_run"] == 1
-    points = sweep.grid_points(loaded)
+    points = sweep_spec.grid_points(loaded)
     assert [name for name, _, _ in points] == [
         "hidden=16,data=digits", "hidden=16,data=my_data_x.npz",
         "hidden=linear,data=digits", "hidden=linear,data=my_data_x.npz",
         "hidden=32-8,data=digits", "hidden=32-8,data=my_data_x.npz"]
     assert points[4][2]["hidden"] == [32, 8] and points[4][2]["lr"] == 0.001
+
+
+def test_the_spec_and_the_pictures_stay_importable_from_sweep():
+    assert (sweep.load_spec, sweep.grid_points, sweep.run_name, sweep.OPTIONS) == (
+        sweep_spec.load_spec, sweep_spec.grid_points, sweep_spec.run_name, sweep_spec.OPTIONS)
+    assert (sweep.plot_rate_distortion, sweep.plot_elbo_vs_latent, sweep.PICTURES) == (
+        sweep_pictures.plot_rate_distortion, sweep_pictures.plot_elbo_vs_latent,
+        sweep_pictures.PICTURES)
 
 
 BAD_SPECS = [
@@ -247,12 +256,12 @@ def test_pictures_of_a_sweep(reference, tmp_path):
     pytest.importorskip("matplotlib")
     rows = [row for row in reference[1]["rows"]]
     keys = ["beta", "latent_dim", "seed"]
-    for plot in (sweep.plot_rate_distortion, sweep.plot_elbo_vs_latent):
+    for plot in (sweep_pictures.plot_rate_distortion, sweep_pictures.plot_elbo_vs_latent):
         path = plot(rows, keys, tmp_path / f"{plot.__name__}.png")
         assert path.read_bytes()[:4] == b"\x89PNG"
-    groups = sweep._groups(rows, keys, ("beta", "seed"))
+    groups = sweep_pictures._groups(rows, keys, ("beta", "seed"))
     assert [label for label, _ in groups] == ["latent_dim=2", "latent_dim=3"]
-    dims, mean, low, high = sweep._over_seeds(rows[:4], "latent_dim", "val_elbo")
+    dims, mean, low, high = sweep_pictures._over_seeds(rows[:4], "latent_dim", "val_elbo")
     np.testing.assert_array_equal(dims, [2, 3])
     np.testing.assert_array_equal(low, [min(r["val_elbo"] for r in rows[:2]),
                                         min(r["val_elbo"] for r in rows[2:4])])
@@ -285,7 +294,7 @@ def test_a_run_with_an_unreadable_checkpoint_starts_again_saying_so(tmp_path, da
                "was unreadable" in line for line in lines), lines
     status = json.loads((run / "status.json").read_text())
     assert status["notes"] and "checkpoint.npz" in status["notes"][0]
-    assert runs.read_json(run / "metrics.json")["epochs"] == 1
+    assert run_folder.read_json(run / "metrics.json")["epochs"] == 1
 
 
 def test_an_old_sweep_folder_with_recon_names_still_summarises(reference, tmp_path, spec):
