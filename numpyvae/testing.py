@@ -457,3 +457,36 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
         lines = [_worst_entry(c, report.f_value, rtol, atol)
                  for c in report.inputs if not c.passed]
         raise AssertionError("\n".join(lines) + "\n\n" + str(report))
+
+
+def check_log_weights_gradients(model, x: Array, eps: Array, dlog_w: Array, grads: dict,
+                                **tol):
+    """`check_gradients` of sum(dlog_w * log w) wrt every parameter array
+    of any model of the protocol, eps held fixed.
+
+    `grads` is what the model's ``log_weights_backward(dlog_w, cache)``
+    gave (or a planted wrong copy of it); `tol` goes to `check_gradients`.
+    The finite differences evaluate ``model.log_weights`` at moved
+    parameters, swapped in and restored around each call.
+
+    Examples
+    --------
+    >>> model = VAE(3, 2, hidden=(4,), activation="tanh", dtype="float64")
+    >>> rng = np.random.default_rng(0)
+    >>> x, eps, g = rng.random((5, 3)), rng.standard_normal((4, 5, 2)), rng.random((4, 5))
+    >>> grads = model.log_weights_backward(g, model.log_weights(x, eps)[2])
+    >>> check_log_weights_gradients(model, x, eps, g, grads).passed
+    True
+    """
+    names = list(model.params)
+
+    def f(*arrays):
+        saved = model.params
+        model.params = dict(zip(names, arrays, strict=True))
+        try:
+            return float(np.sum(dlog_w * model.log_weights(x, eps)[0]))
+        finally:
+            model.params = saved
+
+    return check_gradients(f, [model.params[k] for k in names], [grads[k] for k in names],
+                           names=names, **tol)

@@ -9,6 +9,7 @@ import pytest
 from scipy.special import expit, logsumexp
 from scipy.stats import norm
 
+from numpyvae import testing
 from numpyvae import HierarchicalVAE
 from numpyvae.activations import ACTIVATIONS
 from numpyvae.gradcheck import check_gradients
@@ -68,14 +69,7 @@ def _check(model, x, eps, objective, grads, **tol):
 
 
 def _check_log_weights(model, x, eps, dlog_w, grads):
-    names = list(model.params)
-
-    def f(*arrays):
-        log_w = log_weights_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
-        return float(np.sum(dlog_w * log_w))
-
-    return check_gradients(f, [model.params[n] for n in names], [grads[n] for n in names],
-                           names=names, **FD_TOL)
+    return testing.check_log_weights_gradients(model, x, eps, dlog_w, grads, **FD_TOL)
 
 
 # every objective and k on every architecture with seed 0; the deepest again with seed 1

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy.stats import norm
 
+from numpyvae import testing
 from numpyvae import VAE
 from numpyvae.activations import ACTIVATIONS
 from numpyvae.gradcheck import check_gradients, directional_check
@@ -395,14 +396,7 @@ def sampled_point(likelihood, posterior, hidden, activation, k, n=N):
 
 def check_log_weights_gradients(model, x, eps, dlog_w, grads):
     """gradcheck of sum(dlog_w * log_w) wrt every parameter array, eps fixed."""
-    names = list(model.params)
-
-    def f(*arrays):
-        log_w = log_weights_forward(dict(zip(names, arrays)), x, eps, model.config)[0]
-        return float(np.sum(dlog_w * log_w))
-
-    return check_gradients(f, [model.params[k] for k in names], [grads[k] for k in names],
-                           names, **FD_TOL)
+    return testing.check_log_weights_gradients(model, x, eps, dlog_w, grads, **FD_TOL)
 
 
 def check_bound_gradients(model, x, eps, objective, grads):
