@@ -6,8 +6,8 @@ import importlib.util
 import pytest
 from _pytest.doctest import DoctestItem
 
-PICTURE_DOCTESTS = ("numpyvae.plots.", "numpyvae.run_pictures.write_pictures",
-                    "numpyvae.sweep_pictures.plot_")
+PICTURE_DOCTESTS = ("numpyvae.app.plots.", "numpyvae.app.run_pictures.write_pictures",
+                    "numpyvae.app.sweep_pictures.plot_")
 
 
 def pytest_collection_modifyitems(config, items):

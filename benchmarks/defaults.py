@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_reference  # noqa: E402
 
-from numpyvae import run_trainer, runs  # noqa: E402
-from numpyvae.settings import DEFAULTS  # noqa: E402
+from numpyvae.app import run_trainer, runs
+from numpyvae.app.settings import DEFAULTS  # noqa: E402
 
 INITS = ("he", "lecun")
 P1 = dict(data="mnist", hidden=[400], latent_dim=20, activation="relu", batch_size=128,

@@ -3,7 +3,7 @@
 Contenders, each scoring the same MNIST test images with the same k:
 
 fast        ``numpyvae.estimators.iwae_bound``: the fast form of the sum
-            (numpyvae/fused_eval.py), what ``numpyvae evaluate`` runs; with
+            (numpyvae/fast/fused_eval.py), what ``numpyvae evaluate`` runs; with
             threadpoolctl installed, on two threads sharing the blocks with
             BLAS at one thread each (printed below the table).
 floor       only the matrix products that call makes, same shapes, into
@@ -70,9 +70,10 @@ threadpoolctl = pin_blas_threads(ARGS.threads)  # before NumPy is imported
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from numpyvae import VAE, estimators, fused_eval  # noqa: E402
+from numpyvae import VAE, estimators  # noqa: E402
 from numpyvae.datasets import load_mnist  # noqa: E402
-from numpyvae.model import encoder_forward  # noqa: E402
+from numpyvae.fast import fused_eval
+from numpyvae.reference.vae import encoder_forward  # noqa: E402
 
 
 def test_images() -> np.ndarray:

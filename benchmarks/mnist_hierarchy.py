@@ -5,7 +5,7 @@ architecture): x -> 100 tanh -> 100 tanh -> z1 (100) -> 50 tanh -> 50
 tanh -> z2 (50), mirrored in the generative model; Bernoulli decoder;
 dynamic binarization (a fresh Bernoulli draw of every training batch);
 batch 20; Adam with epsilon 1e-4 and the 3^i-epoch learning-rate stages
-(`numpyvae.optim.iwae_learning_rate`) compressed into ``--epochs``.
+(`numpyvae.reference.optim.iwae_learning_rate`) compressed into ``--epochs``.
 Trained as a VAE (k = 1) and as an IWAE (``--k``, default 5). Published
 test NLL: VAE 85.33, IWAE k = 50 82.90 (3280 epochs).
 
@@ -40,7 +40,7 @@ from numpyvae.datasets import load_mnist, static_binarize
 from numpyvae.estimators import iwae_bound
 from numpyvae.evaluation import active_units_per_layer
 from numpyvae.hierarchical_vae import HierarchicalVAE
-from numpyvae.optim import iwae_learning_rate
+from numpyvae.reference.optim import iwae_learning_rate
 
 PUBLISHED = {1: 85.33, 50: 82.90}  # test NLL, two stochastic layers, k = 1 (VAE), k = 50
 

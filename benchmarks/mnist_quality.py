@@ -89,8 +89,9 @@ def torch_reference_row(protocol: str, args, metrics: dict) -> tuple | None:
     except ImportError:
         return None
     import torch_reference
-    from numpyvae.run_trainer import read_settings
-    from numpyvae.runs import load_run_data
+
+    from numpyvae.app.run_trainer import read_settings
+    from numpyvae.app.runs import load_run_data
     settings = read_settings(args.out / "config.json")
     (x_train, _), (x_test, _) = load_run_data(settings)  # binarized as the run's
     t0 = time.perf_counter()
@@ -134,7 +135,7 @@ def machine() -> dict:
 
 
 def main(argv=None) -> int:
-    from numpyvae.cli import main as numpyvae_main
+    from numpyvae.app.cli import main as numpyvae_main
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("protocol", choices=sorted(PUBLISHED))
     parser.add_argument("--out", type=Path, required=True)

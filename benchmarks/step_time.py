@@ -66,7 +66,6 @@ import sys
 import time
 from pathlib import Path
 
-
 MODELS = {  # the two benchmark models: protocol 1 and protocols 2-3 of docs/results.md
     "pytorch-examples": {"hidden": (400,), "d_z": 20, "activation": "relu", "epsilon": 1e-8,
                          "batch": [32, 128, 1024], "epoch_batch": 128, "binarize": "none"},
@@ -133,9 +132,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from numpyvae import VAE  # noqa: E402
-from numpyvae import fused_step, threads  # noqa: E402
-from numpyvae.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
-from numpyvae.optim import Adam  # noqa: E402
+from numpyvae.fast import fused_step, threads
+from numpyvae.fast.fused_step import adam_step, loss_backward, loss_forward  # noqa: E402
+from numpyvae.reference.optim import Adam  # noqa: E402
 from numpyvae.train import Trainer, first_nonfinite, train  # noqa: E402
 
 SPEC = MODELS[ARGS.model]
@@ -230,7 +229,6 @@ def floor_step(n: int):
 def torch_step(n: int, fused: bool, compiled: bool = False):
     """The PyTorch step, or raise (the caller turns that into a note)."""
     import torch
-
     from torch_reference import torch_vae  # pytorch/examples vae/main.py, any depth
     torch.manual_seed(0)
     model = torch_vae(HIDDEN, D_Z, ACTIVATION, D_X, k=ARGS.k)
@@ -512,7 +510,7 @@ def adam_threads() -> list[dict]:
 
 def with_settings(step, **settings):
     """`step` run with module attributes set for its duration: ("SPLIT_ROWS",
-    value) of fused_step, ("two_cores", bool) of numpyvae.threads."""
+    value) of fused_step, ("two_cores", bool) of numpyvae.fast.threads."""
     def run():
         saved = {}
         for name, value in settings.items():

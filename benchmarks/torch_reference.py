@@ -8,7 +8,7 @@ sample per example, the loss summed over a batch and divided by its size,
 exactly numpyvae's training loss. Options follow numpyvae's protocol
 flags: dynamic binarization of every batch, the output bias at the logit
 of the mean pixel, the IWAE paper's learning-rate stages compressed into
-the epochs (`numpyvae.optim.iwae_learning_rate`), Adam's epsilon.
+the epochs (`numpyvae.reference.optim.iwae_learning_rate`), Adam's epsilon.
 
 ``to_numpyvae`` copies the trained weights into a `numpyvae.VAE` of the
 same architecture (nn.Linear's weight is (out, in): W = weight.T), so the
@@ -81,7 +81,7 @@ def train_torch_vae(x_train: np.ndarray, *, hidden: tuple, latent_dim: int, acti
     """Train the PyTorch VAE on float32 `x_train` in [0, 1]; the module."""
     import torch
 
-    from numpyvae.optim import iwae_learning_rate
+    from numpyvae.reference.optim import iwae_learning_rate
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

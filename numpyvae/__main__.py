@@ -1,6 +1,6 @@
 """``python -m numpyvae``: the same command as the ``numpyvae`` script."""
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

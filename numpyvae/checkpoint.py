@@ -114,7 +114,7 @@ def model_kind(config: dict) -> str:
 
 
 def _optimizer_from_config(config: dict):
-    from .optim import SGD, Adam
+    from .reference.optim import SGD, Adam
     kwargs = {k: v for k, v in config.items() if k != "name"}
     if config.get("name") == "adam":
         return Adam(**kwargs)
@@ -154,7 +154,7 @@ def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -
     >>> load(folder / "model.npz").config.latent_dim
     2
     """
-    from . import __version__
+    from .version import __version__
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -280,8 +280,8 @@ def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
     the largest parameter (refused by name once read). A model larger
     than the memory available is refused here."""
     from ._memory import available_memory, size_text
-    from .hierarchy import HierarchyConfig
-    from .model import VAEConfig
+    from .reference.hierarchical_vae import HierarchyConfig
+    from .reference.vae import VAEConfig
     meta = _read_meta(path, dict(meta_arrays))
     try:
         fields = dict(meta["config"])
@@ -443,7 +443,7 @@ def load_checkpoint(path) -> Checkpoint:
     --------
     >>> import tempfile, pathlib
     >>> from numpyvae import VAE
-    >>> from numpyvae.optim import Adam
+    >>> from numpyvae.reference.optim import Adam
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> path = save(VAE(4, 2, hidden=(3,)), folder / "m.npz", optimizer=Adam())
     >>> ckpt = load_checkpoint(path)

@@ -22,13 +22,20 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import (check_float_array, check_float_dtype, check_int,
-                          check_unit_interval, describe)
+from ._validation import check_float_dtype, check_int, check_unit_interval
+
 # MNIST lives in mnist.py; its public names stay importable as
 # numpyvae.datasets.<name>, where docs/data.md documents them.
-from .mnist import (DEFAULT_MNIST_URL, MNIST_CONTENT_SHA256, MNIST_KEYS,  # noqa: F401
-                    download_mnist, load_mnist, mnist_content_sha256)
+from .mnist import (  # noqa: F401
+    DEFAULT_MNIST_URL,
+    MNIST_CONTENT_SHA256,
+    MNIST_KEYS,
+    download_mnist,
+    load_mnist,
+    mnist_content_sha256,
+)
 from .npz_files import Split, read_npz, scale_uint8
+from .reference.arrays import check_float_array, describe
 
 Array = NDArray[np.floating]
 

@@ -50,10 +50,10 @@ from numpy.typing import NDArray
 from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
-from . import fused_eval
 from ._validation import check_int
+from .fast import fused_eval
 from .protocol import Model
-from .vae import VAE, as_generator
+from .vae import as_generator
 
 Array = NDArray[np.floating]
 

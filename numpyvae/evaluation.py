@@ -27,7 +27,7 @@ from ._progress import duration, make_bar
 from ._validation import check_int
 from .estimators import elbo, iwae_bound, standard_error
 from .protocol import Model
-from .vae import VAE, as_generator
+from .vae import as_generator
 
 ACTIVE_THRESHOLD = 1e-2
 

@@ -12,14 +12,23 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_data, as_noise, check_float_dtype, check_int, check_positive
-from .activations import ACTIVATIONS, sigmoid
-from .hierarchy import (HierarchyConfig, bound_loss_backward, bound_loss_forward,
-                        decoder_forward, gaussian_layer_forward, init_params,
-                        log_weights_backward, log_weights_forward, prior_log_weights)
-from .iwae import OBJECTIVES
-from .model_config import INIT_SCHEMES
-from .sampling import draw_eps, reparameterize_forward
+from ._validation import as_data, as_noise, check_float_dtype, check_int
+from .reference.activations import ACTIVATIONS, sigmoid
+from .reference.arrays import check_positive
+from .reference.bounds import OBJECTIVES
+from .reference.config import INIT_SCHEMES
+from .reference.hierarchical_vae import (
+    HierarchyConfig,
+    bound_loss_backward,
+    bound_loss_forward,
+    decoder_forward,
+    gaussian_layer_forward,
+    init_params,
+    log_weights_backward,
+    log_weights_forward,
+    prior_log_weights,
+)
+from .reference.sampling import draw_eps, reparameterize_forward
 from .vae import as_generator
 
 Array = NDArray[np.floating]

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_float_dtype, describe
+from ._validation import check_float_dtype
 from .npz_files import Split, read_npz, scale_uint8
+from .reference.arrays import describe
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MNIST_CONTENT_SHA256 = "4fd73b54a84cf3532d0ba97db295783acd04e6ce7cce1e89750f05dc51d3ea1d"

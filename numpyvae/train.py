@@ -22,10 +22,18 @@ import numpy as np
 from . import _progress
 from ._validation import check_int
 from .protocol import Model
+
 # The Trainer and its companions live in trainer.py; numpyvae.train.Trainer
 # and the others stay importable from here, where they were first documented.
-from .trainer import (HISTORY_KEYS, Trainer, TrainingDiverged, evaluate,  # noqa: F401
-                      first_nonfinite, generator_from_state, trainer_from_checkpoint)
+from .trainer import (  # noqa: F401
+    HISTORY_KEYS,
+    Trainer,
+    TrainingDiverged,
+    evaluate,
+    first_nonfinite,
+    generator_from_state,
+    trainer_from_checkpoint,
+)
 from .vae import VAE  # noqa: F401  (the doctests' model)
 
 

@@ -29,11 +29,12 @@ import time
 
 import numpy as np
 
-from . import fused_step, threads
-from ._validation import check_int, describe
+from ._validation import check_int
 from .estimators import standard_error
-from .optim import Adam, iwae_learning_rate
+from .fast import fused_step, threads
 from .protocol import Model
+from .reference.arrays import describe
+from .reference.optim import Adam, iwae_learning_rate
 from .vae import VAE, as_generator  # noqa: F401  (VAE: the doctests' model)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_elbo", "train_log_lik", "train_kl",

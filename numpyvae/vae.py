@@ -15,15 +15,24 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import (as_data, as_noise, check_float_dtype, check_int, check_positive,
-                          describe)
-from .activations import ACTIVATIONS, sigmoid
-from .iwae import OBJECTIVES
-from .model import (bound_loss_backward, bound_loss_forward, decoder_forward,
-                    encoder_forward, log_weights_backward, log_weights_forward, loss_backward,
-                    loss_forward, posterior_log_var, prior_log_weights)
-from .model_config import INIT_SCHEMES, VAEConfig, init_params
-from .sampling import draw_eps, reparameterize_fixed_forward, reparameterize_forward
+from ._validation import as_data, as_noise, check_float_dtype, check_int
+from .reference.activations import ACTIVATIONS, sigmoid
+from .reference.arrays import check_positive, describe
+from .reference.bounds import OBJECTIVES
+from .reference.config import INIT_SCHEMES, VAEConfig, init_params
+from .reference.sampling import draw_eps, reparameterize_fixed_forward, reparameterize_forward
+from .reference.vae import (
+    bound_loss_backward,
+    bound_loss_forward,
+    decoder_forward,
+    encoder_forward,
+    log_weights_backward,
+    log_weights_forward,
+    loss_backward,
+    loss_forward,
+    posterior_log_var,
+    prior_log_weights,
+)
 
 Array = NDArray[np.floating]
 

@@ -1,20 +1,31 @@
-"""Tests for numpyvae/activations.py: each *_backward against central
+"""Tests for numpyvae/reference/activations.py: each *_backward against central
 differences, known values, overflow-free evaluation and dtype discipline."""
 
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.special import expit
 
-from numpyvae.activations import (ACTIVATIONS, activation_backward,
-                                  activation_forward, identity_backward,
-                                  identity_forward, relu_backward,
-                                  relu_forward, sigmoid, sigmoid_backward,
-                                  sigmoid_forward, softplus, softplus_backward,
-                                  softplus_forward, tanh_backward,
-                                  tanh_forward)
+from numpyvae.reference.activations import (
+    ACTIVATIONS,
+    activation_backward,
+    activation_forward,
+    identity_backward,
+    identity_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid,
+    sigmoid_backward,
+    sigmoid_forward,
+    softplus,
+    softplus_backward,
+    softplus_forward,
+    tanh_backward,
+    tanh_forward,
+)
 from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function

@@ -564,7 +564,7 @@ def _bomb(path, good: Path, name: str, n_bytes: int) -> None:
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     from numpyvae import VAE
-    from numpyvae.optim import Adam
+    from numpyvae.reference.optim import Adam
     good = save(VAE(64, 2, hidden=(16,)), tmp_path / "good.npz", optimizer=Adam())
     names = ["params/enc0.W", "trainer/perm"]
     bombs = [tmp_path / f"bomb{i}.npz" for i in range(len(names))]

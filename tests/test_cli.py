@@ -1,4 +1,4 @@
-"""Tests of numpyvae/cli.py, numpyvae/__main__.py and numpyvae/runs.py: the
+"""Tests of numpyvae/app/cli.py, numpyvae/__main__.py and numpyvae/app/runs.py: the
 ``numpyvae train`` job end to end, its errors, interrupt and resume."""
 
 import csv
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import run_folder, run_pictures, runs
+from numpyvae.app import run_folder, run_pictures, runs
+from numpyvae.app.cli import PICTURES_SKIPPED, main
 from numpyvae.checkpoint import load_checkpoint
-from numpyvae.cli import PICTURES_SKIPPED, main
 from numpyvae.train import HISTORY_KEYS, Trainer
 
 FAST = ["--hidden", "16", "--batch-size", "128"]  # 12 steps an epoch on the digits

@@ -1,13 +1,14 @@
-"""`numpyvae gradcheck` (numpyvae/cli_gradcheck.py) and
+"""`numpyvae gradcheck` (numpyvae/app/cli_gradcheck.py) and
 `numpyvae.gradcheck.check_model`, for the one-layer VAE and
 (``--latent-dims``) the two-layer model."""
 
 import numpy as np
 import pytest
 
-from numpyvae import VAE, HierarchicalVAE, cli, cli_gradcheck, cli_parser
-from numpyvae.cli import main
-from numpyvae.cli_gradcheck import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS
+from numpyvae import VAE, HierarchicalVAE
+from numpyvae.app import cli, cli_gradcheck, cli_parser
+from numpyvae.app.cli import main
+from numpyvae.app.cli_gradcheck import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS
 from numpyvae.gradcheck import check_model, check_model_directional
 
 

@@ -1,6 +1,6 @@
 """Every verb of the ``numpyvae`` command on a run with two stochastic
 layers (``--latent-dims``): train, resume, evaluate, sample, encode and
-gradcheck, each through the model protocol (numpyvae/cli.py,
+gradcheck, each through the model protocol (numpyvae/app/cli.py,
 cli_gradcheck.py, runs.py, export.py, checkpoint.py). Tiny widths and
 two epochs on the embedded digits keep it quick."""
 
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import HierarchicalVAE, run_folder
+from numpyvae import HierarchicalVAE
+from numpyvae.app import run_folder
+from numpyvae.app.cli import main
+from numpyvae.app.cli_gradcheck import TWO_LAYER_CONFIGS
 from numpyvae.checkpoint import load_checkpoint
-from numpyvae.cli import main
-from numpyvae.cli_gradcheck import TWO_LAYER_CONFIGS
 from numpyvae.datasets import load_digits
 
 TINY = ["--latent-dims", "4,2", "--hidden", "8", "--batch-size", "128", "--quiet"]

@@ -13,8 +13,7 @@ import pytest
 
 from numpyvae import datasets, mnist
 from numpyvae.datasets import binarize, load_digits, load_npz_dataset, static_binarize
-from numpyvae.mnist import (MNIST_CONTENT_SHA256, download_mnist, load_mnist,
-                            mnist_content_sha256)
+from numpyvae.mnist import MNIST_CONTENT_SHA256, download_mnist, load_mnist, mnist_content_sha256
 
 
 def write_fake_mnist(path, n_train=20, n_test=10, seed=0, **overrides):

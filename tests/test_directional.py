@@ -1,4 +1,4 @@
-"""Tests for numpyvae/directional.py: the checks along random directions.
+"""Tests for numpyvae/checks/directional.py: the checks along random directions.
 
 First the pieces on known cases: Richardson's derivative reaches float64
 precision with large steps, random directions are unit vectors over
@@ -14,19 +14,34 @@ dozen each. Each configuration also shows that a planted error of 1e-4
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-import numpyvae.directional
+import numpyvae.checks.directional
 import numpyvae.gradcheck
 from numpyvae import VAE
-from numpyvae.directional import (DIRECTIONAL_RTOL, check_directional, check_model_directional,
-                                  check_vjp_jvp, random_directions, richardson_derivative)
-from numpyvae.kl import kl_backward, kl_forward
-from numpyvae.layers import dense_backward, dense_forward
-from numpyvae.likelihoods import (bernoulli_log_lik_backward, bernoulli_log_lik_forward,
-                                  gaussian_log_lik_backward, gaussian_log_lik_forward)
-from numpyvae.sampling import (reparameterize_backward, reparameterize_fixed_backward,
-                               reparameterize_fixed_forward, reparameterize_forward)
+from numpyvae.checks.directional import (
+    DIRECTIONAL_RTOL,
+    check_directional,
+    check_model_directional,
+    check_vjp_jvp,
+    random_directions,
+    richardson_derivative,
+)
+from numpyvae.reference.kl import kl_backward, kl_forward
+from numpyvae.reference.layers import dense_backward, dense_forward
+from numpyvae.reference.likelihoods import (
+    bernoulli_log_lik_backward,
+    bernoulli_log_lik_forward,
+    gaussian_log_lik_backward,
+    gaussian_log_lik_forward,
+)
+from numpyvae.reference.sampling import (
+    reparameterize_backward,
+    reparameterize_fixed_backward,
+    reparameterize_fixed_forward,
+    reparameterize_forward,
+)
 from numpyvae.testing import KINK_MARGIN, batches, relu_margin, vae_models
 
 seeds = st.integers(0, 2**32 - 1)
@@ -173,7 +188,7 @@ def test_every_directional_name_is_still_reached_through_gradcheck():
                  "ROUNDING", "DirectionalReport", "check_directional",
                  "check_model_directional", "check_vjp_jvp", "random_directions",
                  "richardson_derivative"):
-        assert getattr(numpyvae.gradcheck, name) is getattr(numpyvae.directional, name), name
+        assert getattr(numpyvae.gradcheck, name) is getattr(numpyvae.checks.directional, name), name
 
 
 # ------------------------------------------------ whole models, MNIST size

@@ -115,12 +115,12 @@ def test_derivations_quote_the_code_verbatim():
 
 
 def test_a_stale_quote_is_caught(tmp_path):
-    kl_py = ROOT / "numpyvae/kl.py"
+    kl_py = ROOT / "numpyvae/reference/kl.py"
     real = kl_py.read_text().splitlines()[defined_names(kl_py)["kl_forward"] - 1].strip()
     page = tmp_path / "page.md"
-    page.write_text(f"Code (numpyvae/kl.py):\n\n    kl = 0.5 * mu.sum()\n    {real}\n\ntext\n")
-    assert quoted_code(page) == [("numpyvae/kl.py", ["kl = 0.5 * mu.sum()", real])]
-    assert missing_code_lines(page) == ["numpyvae/kl.py: kl = 0.5 * mu.sum()"]
+    page.write_text(f"Code (numpyvae/reference/kl.py):\n\n    kl = 0.5 * mu.sum()\n    {real}\n\ntext\n")
+    assert quoted_code(page) == [("numpyvae/reference/kl.py", ["kl = 0.5 * mu.sum()", real])]
+    assert missing_code_lines(page) == ["numpyvae/reference/kl.py: kl = 0.5 * mu.sum()"]
 
 
 
@@ -184,16 +184,16 @@ def test_math_to_code_names_tests_that_exist():
 
 
 def test_stale_line_numbers_and_missing_tests_are_caught(tmp_path):
-    line = defined_names(ROOT / "numpyvae/kl.py")["kl_forward"]
+    line = defined_names(ROOT / "numpyvae/reference/kl.py")["kl_forward"]
     page = tmp_path / "page.md"
-    page.write_text(f"[kl_forward](../numpyvae/kl.py#L{line}) "
-                    f"[kl_forward](../numpyvae/kl.py#L{line + 1}) "
-                    f"[Adam.step](../numpyvae/optim.py#L1) [f](../numpyvae/nope.py#L1) "
+    page.write_text(f"[kl_forward](../numpyvae/reference/kl.py#L{line}) "
+                    f"[kl_forward](../numpyvae/reference/kl.py#L{line + 1}) "
+                    f"[Adam.step](../numpyvae/reference/optim.py#L1) [f](../numpyvae/nope.py#L1) "
                     "tests/test_kl.py::test_kl_known_values tests/test_kl.py::test_nothing")
     assert stale_code_links(page) == [
-        f"numpyvae/kl.py#L{line + 1}: kl_forward is defined on line {line}",
-        f"numpyvae/optim.py#L1: Adam.step is defined on line "
-        f"{defined_names(ROOT / 'numpyvae/optim.py')['Adam.step']}",
+        f"numpyvae/reference/kl.py#L{line + 1}: kl_forward is defined on line {line}",
+        f"numpyvae/reference/optim.py#L1: Adam.step is defined on line "
+        f"{defined_names(ROOT / 'numpyvae/reference/optim.py')['Adam.step']}",
         "numpyvae/nope.py does not exist"]
     assert missing_tests(page) == ["tests/test_kl.py::test_nothing"]
 

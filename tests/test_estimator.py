@@ -1,4 +1,4 @@
-"""Tests for numpyvae/estimator.py (with its input and random-stream
+"""Tests for numpyvae/app/sklearn_estimator.py (with its input and random-stream
 helpers, estimator_input.py): VAEEstimator's scikit-learn conventions
 (parameters, fitted state, errors, warm start, randomness,
 persistence), scikit-learn's own estimator checks, and the example of
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from numpyvae import VAE, HierarchicalVAE
+from numpyvae.app.sklearn_estimator import NotFittedError, VAEEstimator
 from numpyvae.datasets import load_digits
-from numpyvae.estimator import NotFittedError, VAEEstimator
 
 try:
     from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -351,7 +351,7 @@ def test_save_refuses_a_generator_random_state(tmp_path):
 
 
 def test_importing_the_estimator_does_not_import_scikit_learn():
-    code = "import sys, numpyvae.estimator; print('sklearn' in sys.modules)"
+    code = "import sys, numpyvae.app.sklearn_estimator; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"

@@ -7,10 +7,15 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from numpyvae import VAE
-from numpyvae import estimators
-from numpyvae.estimators import (chunk_plan, elbo, exact_log_likelihood, iwae_bound,
-                                 log_mean_exp, naive_log_likelihood)
+from numpyvae import VAE, estimators
+from numpyvae.estimators import (
+    chunk_plan,
+    elbo,
+    exact_log_likelihood,
+    iwae_bound,
+    log_mean_exp,
+    naive_log_likelihood,
+)
 
 
 def linear_gaussian(seed=0, d_x=4, d_z=2, sigma=0.5, dtype="float64", **kw):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from numpyvae import VAE, Adam, fit
-from numpyvae.cli import main
+from numpyvae.app.cli import main
 from numpyvae.estimators import elbo, exact_log_likelihood
 from numpyvae.evaluation import active_units, evaluate_model
 

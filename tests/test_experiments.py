@@ -1,5 +1,5 @@
-"""Tests of numpyvae.experiments, numpyvae.extremes and
-numpyvae.experiment_record: each claim of the notes asserted with numbers
+"""Tests of numpyvae.app.experiments, numpyvae.app.extremes and
+numpyvae.app.experiment_record: each claim of the notes asserted with numbers
 on small settings, the hand-written gradients of the two partial
 objectives against finite differences, and the run_experiment plumbing."""
 
@@ -9,10 +9,17 @@ import sys
 import numpy as np
 import pytest
 
-from numpyvae import VAE, experiments, extremes
-from numpyvae.experiments import (EXPERIMENTS, prior_bound_loss_and_grads, run_experiment,
-                                  run_importance, run_jensen, run_prior_bound)
-from numpyvae.extremes import kl_loss_and_grads, run_autoencoder, run_beta_sweep, run_kl_only
+from numpyvae import VAE
+from numpyvae.app import experiments, extremes
+from numpyvae.app.experiments import (
+    EXPERIMENTS,
+    prior_bound_loss_and_grads,
+    run_experiment,
+    run_importance,
+    run_jensen,
+    run_prior_bound,
+)
+from numpyvae.app.extremes import kl_loss_and_grads, run_autoencoder, run_beta_sweep, run_kl_only
 from numpyvae.gradcheck import numerical_vjp
 
 TOL = dict(rtol=1e-6, atol=1e-9)

@@ -1,4 +1,4 @@
-"""numpyvae/export.py and the `numpyvae sample` and `numpyvae encode` verbs."""
+"""numpyvae/app/export.py and the `numpyvae sample` and `numpyvae encode` verbs."""
 
 import sys
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import export
-from numpyvae.cli import main
+from numpyvae.app import export
+from numpyvae.app.cli import main
 from numpyvae.datasets import load_digits
 
 

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/fused_eval.py: the sampled estimators' fast form
+"""Tests for numpyvae/fast/fused_eval.py: the sampled estimators' fast form
 equals the reference (estimators.log_mean_weight with fast=False, block
 by block estimators.block_log_weights, i.e. model.log_weights_forward)
 in every configuration, whatever the chunk and block sizes; a row whose
@@ -10,8 +10,9 @@ import itertools
 import numpy as np
 import pytest
 
-from numpyvae import VAE, estimators, fused_eval
+from numpyvae import VAE, estimators
 from numpyvae.estimators import block_log_weights, log_mean_weight
+from numpyvae.fast import fused_eval
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
 EVERY_CONFIGURATION = list(itertools.product(

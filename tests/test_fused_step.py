@@ -1,4 +1,4 @@
-"""Tests for numpyvae/fused_step.py: the training step's fast form equals
+"""Tests for numpyvae/fast/fused_step.py: the training step's fast form equals
 the reference (model.py, iwae.py, optim.Adam) in every configuration,
 each fused piece passes its own finite-difference check, reusing a
 workspace is safe, float32 stays float32, and a steady-state step
@@ -12,12 +12,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from numpyvae import VAE, fused_step, model, threads
-from numpyvae.fused_layers import (dense_backward_into, dense_into, heads_backward,
-                                   heads_forward, hidden_backward, hidden_forward,
-                                   log_lik_backward_into, log_lik_into)
-from numpyvae.fused_step import adam_step
-from numpyvae.optim import Adam
+from numpyvae import VAE
+from numpyvae.fast import fused_step, threads
+from numpyvae.fast.fused_layers import (
+    dense_backward_into,
+    dense_into,
+    heads_backward,
+    heads_forward,
+    hidden_backward,
+    hidden_forward,
+    log_lik_backward_into,
+    log_lik_into,
+)
+from numpyvae.fast.fused_step import adam_step
+from numpyvae.reference import vae as model
+from numpyvae.reference.optim import Adam
 from numpyvae.testing import assert_grad_close
 from numpyvae.train import Trainer
 

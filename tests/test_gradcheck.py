@@ -1,23 +1,29 @@
-"""Tests for numpyvae/gradcheck.py: the element-wise checker itself.
+"""Tests for numpyvae/checks/gradcheck.py: the element-wise checker itself.
 
-numerical_vjp and directional_check on known derivatives; the gate of
+numerical_vjp and directional_derivatives on known derivatives; the gate of
 compare_gradients; and, most important, that gradcheck fails on the
 classic hand-written-gradient bugs planted below, while the correct
 gradient passes at the same point. The checks along random directions
-(numpyvae/directional.py): tests/test_directional.py.
+(numpyvae/checks/directional.py): tests/test_directional.py.
 """
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from numpyvae.activations import sigmoid
-from numpyvae.gradcheck import (check_gradients, compare_gradients, directional_check,
-                                numerical_gradient, numerical_vjp)
-from numpyvae.kl import kl_backward, kl_forward
-from numpyvae.layers import dense_backward, dense_forward
-from numpyvae.likelihoods import bernoulli_log_lik_backward, bernoulli_log_lik_forward
-from numpyvae.sampling import reparameterize_backward, reparameterize_forward
+from numpyvae.gradcheck import (
+    check_gradients,
+    compare_gradients,
+    directional_derivatives,
+    numerical_gradient,
+    numerical_vjp,
+)
+from numpyvae.reference.activations import sigmoid
+from numpyvae.reference.kl import kl_backward, kl_forward
+from numpyvae.reference.layers import dense_backward, dense_forward
+from numpyvae.reference.likelihoods import bernoulli_log_lik_backward, bernoulli_log_lik_forward
+from numpyvae.reference.sampling import reparameterize_backward, reparameterize_forward
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 
@@ -62,7 +68,7 @@ def test_numerical_vjp_leaves_x_unchanged():
     np.testing.assert_array_equal(x, before)
 
 
-# -------------------------------------------------------- directional_check
+# -------------------------------------------------------- directional_derivatives
 
 def cubic(v):
     return float((v ** 3).sum())
@@ -72,7 +78,7 @@ def cubic(v):
 def test_directional_check_agrees_for_a_correct_gradient(n, d, seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2.0, 2.0, (n, d))
-    analytic, numerical = directional_check(cubic, x, 3 * x ** 2, rng)
+    analytic, numerical = directional_derivatives(cubic, x, 3 * x ** 2, rng)
     np.testing.assert_allclose(analytic, numerical, **TOL)
 
 
@@ -81,7 +87,7 @@ def test_directional_check_disagrees_for_a_wrong_gradient():
     x = rng.uniform(-2.0, 2.0, (4, 5))
     wrong = 3 * x ** 2
     wrong[1, 2] *= -1.0  # one sign flipped
-    analytic, numerical = directional_check(cubic, x, wrong, np.random.default_rng(1))
+    analytic, numerical = directional_derivatives(cubic, x, wrong, np.random.default_rng(1))
     assert abs(analytic - numerical) > 1e-3 * abs(numerical)
 
 
@@ -94,17 +100,17 @@ def test_float32_inputs_are_refused():
     with pytest.raises(TypeError, match="float64"):
         numerical_vjp(np.sin, x32, np.ones(3))
     with pytest.raises(TypeError, match="float64"):
-        directional_check(cubic, x32, 3 * x32 ** 2, np.random.default_rng(0))
+        directional_derivatives(cubic, x32, 3 * x32 ** 2, np.random.default_rng(0))
     x64 = np.ones(3)
     with pytest.raises(TypeError, match="^W:.*float64"):
         check_gradients(lambda a, b: float((a * b).sum()), [x64, x32], [x32, x64], names=["x", "W"])
 
 
 def test_require_float64_is_still_reached_through_gradcheck():
-    # it lives in numpyvae/fd_setup.py, shared with numpyvae/directional.py
-    import numpyvae.fd_setup
+    # it lives in numpyvae/checks/fd_setup.py, shared with numpyvae/checks/directional.py
+    import numpyvae.checks.fd_setup
     import numpyvae.gradcheck
-    assert numpyvae.gradcheck.require_float64 is numpyvae.fd_setup.require_float64
+    assert numpyvae.gradcheck.require_float64 is numpyvae.checks.fd_setup.require_float64
     with pytest.raises(TypeError, match="^v: finite differences need float64"):
         numpyvae.gradcheck.require_float64(np.ones(2, dtype=np.float32), "v")
 

@@ -1,4 +1,4 @@
-"""numpyvae.hierarchy: the two-stochastic-layer model's bounds and their
+"""numpyvae.reference.hierarchical_vae: the two-stochastic-layer model's bounds and their
 hand-written gradients, checked by central differences in float64."""
 
 import itertools
@@ -9,13 +9,18 @@ import pytest
 from scipy.special import expit, logsumexp
 from scipy.stats import norm
 
-from numpyvae import testing
-from numpyvae import HierarchicalVAE
-from numpyvae.activations import ACTIVATIONS
+from numpyvae import HierarchicalVAE, testing
 from numpyvae.gradcheck import check_gradients
-from numpyvae.hierarchy import (bound_loss_backward, bound_loss_forward, log_weights_backward,
-                                log_weights_forward, prior_log_weights, split_noise)
 from numpyvae.protocol import Model
+from numpyvae.reference.activations import ACTIVATIONS
+from numpyvae.reference.hierarchical_vae import (
+    bound_loss_backward,
+    bound_loss_forward,
+    log_weights_backward,
+    log_weights_forward,
+    prior_log_weights,
+    split_noise,
+)
 
 FD_TOL = dict(abs_tol=1e-9, rel_tol=1e-6)  # float64 and a smooth function
 KINK_MARGIN = 1e-3  # no relu input this close to 0 (100 finite-difference steps)
@@ -343,7 +348,7 @@ def test_save_load_and_resume_round_trip(tmp_path):
 def test_the_command_line_trains_resumes_and_evaluates_the_two_layer_model(tmp_path, capsys):
     import json
 
-    from numpyvae.cli import main
+    from numpyvae.app.cli import main
     out = tmp_path / "run"
     flags = ["--data", "digits", "--latent-dims", "4,2", "--hidden", "8", "--hidden2", "3",
              "--activation", "tanh", "--objective", "iwae", "--k", "2", "--no-plots"]
@@ -360,8 +365,12 @@ def test_the_command_line_trains_resumes_and_evaluates_the_two_layer_model(tmp_p
 
 
 def test_gaussian_layer_backward_and_decoder_backward_match_finite_differences():
-    from numpyvae.hierarchy import (decoder_backward, decoder_forward,
-                                    gaussian_layer_backward, gaussian_layer_forward)
+    from numpyvae.reference.hierarchical_vae import (
+        decoder_backward,
+        decoder_forward,
+        gaussian_layer_backward,
+        gaussian_layer_forward,
+    )
     model, x, _ = _setup()
     rng = np.random.default_rng(7)
     h, z1 = rng.standard_normal((4, 2)), rng.standard_normal((4, 3))

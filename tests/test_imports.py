@@ -12,7 +12,7 @@ The rule (README.md, "Public and private names"):
   its public names (``from ._validation import check_int``,
   ``_progress.duration(...)``); nothing outside numpyvae/ (the
   benchmarks) imports it at all. What a benchmark needs is public
-  (``numpyvae.threads``, ``fused_eval.worker_threads``).
+  (``numpyvae.fast.threads``, ``fused_eval.worker_threads``).
 
 Only the project's own modules are judged (numpyvae and the benchmark
 scripts, which import each other by file name); the standard library's

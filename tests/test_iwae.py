@@ -1,4 +1,4 @@
-"""numpyvae.iwae: the bound heads over log-weights (the sampled ELBO and
+"""numpyvae.reference.bounds: the bound heads over log-weights (the sampled ELBO and
 the IWAE log-mean-exp) and their backwards, then the one-layer IWAE
 objective they make with `model.log_weights_forward`
 (`model.bound_loss_forward(..., "iwae")`), its hand-written gradient and
@@ -9,16 +9,23 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from numpyvae import VAE
 from numpyvae.estimators import iwae_bound
 from numpyvae.gradcheck import check_gradients
-from numpyvae.iwae import (OBJECTIVES, elbo_bound_backward, elbo_bound_forward,
-                           iwae_bound_backward, iwae_bound_forward, loss_backward,
-                           loss_forward)
-from numpyvae.model import bound_loss_backward, bound_loss_forward, log_weights_forward
+from numpyvae.reference.bounds import (
+    OBJECTIVES,
+    elbo_bound_backward,
+    elbo_bound_forward,
+    iwae_bound_backward,
+    iwae_bound_forward,
+    loss_backward,
+    loss_forward,
+)
+from numpyvae.reference.vae import bound_loss_backward, bound_loss_forward, log_weights_forward
 from numpyvae.testing import assert_grad_close, assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/kl.py: every backward (the two KLs and the sampled
+"""Tests for numpyvae/reference/kl.py: every backward (the two KLs and the sampled
 log-ratio) against central differences, with and without a leading
 sample axis, the closed forms against Monte Carlo and against
 scipy.stats densities, known values, dtypes and input errors."""
@@ -7,12 +7,19 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.integrate import quad
 from scipy.stats import multivariate_normal, norm
 
-from numpyvae.kl import (kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward,
-                         log_ratio_backward, log_ratio_forward)
+from numpyvae.reference.kl import (
+    kl_backward,
+    kl_fixed_backward,
+    kl_fixed_forward,
+    kl_forward,
+    log_ratio_backward,
+    log_ratio_forward,
+)
 from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function

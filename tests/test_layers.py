@@ -1,4 +1,4 @@
-"""Tests for numpyvae/layers.py: dense_backward (dx, dW, db) and
+"""Tests for numpyvae/reference/layers.py: dense_backward (dx, dW, db) and
 mlp_backward against central differences, with and without a leading
 sample axis, known values, dtypes, input errors and init_dense."""
 
@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from numpyvae.activations import ACTIVATIONS
-from numpyvae.layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
+from numpyvae.reference.activations import ACTIVATIONS
+from numpyvae.reference.layers import dense_backward, dense_forward, init_dense, mlp_backward, mlp_forward
 from numpyvae.testing import KINK_MARGIN, assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function

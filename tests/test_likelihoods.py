@@ -1,4 +1,4 @@
-"""Tests for numpyvae/likelihoods.py: every backward against central
+"""Tests for numpyvae/reference/likelihoods.py: every backward against central
 differences, with and without a leading sample axis (x broadcast over
 the samples), the forwards against scipy.stats, Bernoulli stability at
 huge logits, dtypes, and the input errors of these public kernels.
@@ -11,17 +11,20 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.special import expit
 from scipy.stats import bernoulli, norm
 
 from numpyvae import VAE, HierarchicalVAE, fit
-from numpyvae.likelihoods import (bernoulli_log_lik_backward,
-                                  bernoulli_log_lik_forward,
-                                  gaussian_log_density_backward,
-                                  gaussian_log_density_forward,
-                                  gaussian_log_lik_backward,
-                                  gaussian_log_lik_forward)
+from numpyvae.reference.likelihoods import (
+    bernoulli_log_lik_backward,
+    bernoulli_log_lik_forward,
+    gaussian_log_density_backward,
+    gaussian_log_density_forward,
+    gaussian_log_lik_backward,
+    gaussian_log_lik_forward,
+)
 from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
@@ -293,8 +296,7 @@ def test_gaussian_refuses_sigma_that_is_not_a_number(sigma):
 
 @given(n=batch, d=features, seed=seeds)
 def test_gaussian_log_density_backward_matches_finite_differences(n, d, seed):
-    from numpyvae.likelihoods import (gaussian_log_density_backward,
-                                      gaussian_log_density_forward)
+    from numpyvae.reference.likelihoods import gaussian_log_density_backward, gaussian_log_density_forward
     rng = np.random.default_rng(seed)
     z, mu = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     log_var = rng.uniform(-1.5, 1.5, (n, d))

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/model.py: the whole loss checked against central
+"""Tests for numpyvae/reference/vae.py: the whole loss checked against central
 differences for every configuration (every parameter array, eps held
 fixed), a property-based directional check, the delta = 0 autoencoder,
 known values and an independent reference of the linear model; then the
@@ -12,21 +12,31 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.stats import norm
 
-from numpyvae import testing
-from numpyvae import VAE
-from numpyvae.activations import ACTIVATIONS
-from numpyvae.gradcheck import check_gradients, directional_check
-from numpyvae.layers import mlp_backward, mlp_forward
-from numpyvae.model import (bound_loss_backward, bound_loss_forward, decoder_backward,
-                            decoder_forward, encoder_backward, encoder_forward,
-                            log_lik_backward, log_lik_forward, log_weights_backward,
-                            log_weights_forward, loss_backward, loss_forward,
-                            posterior_log_var, prior_log_weights)
-from numpyvae.testing import (assert_grad_close, batches, hidden_pre_activations,
-                              relu_margin, vae_models)
+from numpyvae import VAE, testing
+from numpyvae.gradcheck import check_gradients, directional_derivatives
+from numpyvae.reference.activations import ACTIVATIONS
+from numpyvae.reference.layers import mlp_backward, mlp_forward
+from numpyvae.reference.vae import (
+    bound_loss_backward,
+    bound_loss_forward,
+    decoder_backward,
+    decoder_forward,
+    encoder_backward,
+    encoder_forward,
+    log_lik_backward,
+    log_lik_forward,
+    log_weights_backward,
+    log_weights_forward,
+    loss_backward,
+    loss_forward,
+    posterior_log_var,
+    prior_log_weights,
+)
+from numpyvae.testing import assert_grad_close, batches, hidden_pre_activations, relu_margin, vae_models
 
 N, D_X, D_Z = 5, 6, 3  # batch, input and latent sizes: small, so each check is ~20 ms
 RELU_MARGIN = 1e-3     # no relu pre-activation this close to its kink at 0
@@ -170,7 +180,7 @@ def test_loss_gradient_directional(likelihood, posterior, hidden, activation, be
     theta = np.concatenate([p.ravel() for p in model.params.values()])
     dtheta = np.concatenate([grads[k].ravel() for k in names])
     f = lambda t: loss_forward(unflatten(t), x, eps, model.config, beta)[0]  # noqa: E731
-    analytic, numerical = directional_check(f, theta, dtheta, rng)
+    analytic, numerical = directional_derivatives(f, theta, dtheta, rng)
     assert abs(analytic - numerical) <= 1e-6 * max(1.0, abs(loss)) + 1e-5 * abs(numerical)
 
 

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/optim.py: Adam and SGD against their update rules
+"""Tests for numpyvae/reference/optim.py: Adam and SGD against their update rules
 written out by hand, convergence on a quadratic, dtype discipline, the
 state round trip, and hyperparameter/grads errors."""
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from numpyvae.optim import SGD, Adam
+from numpyvae.reference.optim import SGD, Adam
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function
 

@@ -1,4 +1,4 @@
-"""Tests of numpyvae/plots.py: every picture is a non-empty PNG; the
+"""Tests of numpyvae/app/plots.py: every picture is a non-empty PNG; the
 array helpers (tile, pca_2d, image_side) compute what they say."""
 
 import sys
@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from numpyvae import plots
+from numpyvae.app import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

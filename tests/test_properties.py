@@ -16,12 +16,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from numpyvae import VAE
 from numpyvae.estimators import elbo, exact_log_likelihood, iwae_bound
-from numpyvae.layers import mlp_forward
-from numpyvae.model import bound_loss_forward, log_weights_forward, loss_forward
+from numpyvae.reference.layers import mlp_forward
+from numpyvae.reference.vae import bound_loss_forward, log_weights_forward, loss_forward
 from numpyvae.testing import batches, vae_configs, vae_models
 
 seeds = st.integers(0, 2**32 - 1)

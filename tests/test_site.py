@@ -224,8 +224,8 @@ def test_api_page_shows_the_docstring_equations_as_text(browser, server):
 def test_math_to_code_links_each_function_to_its_api_entry(browser, server):
     state = page_state(browser, f"{server}/math-to-code.html")
     links = set(state["links"])
-    assert f"{server}/api/kl.html#numpyvae.kl.kl_forward" in links
-    assert f"{server}/api/kl.html#numpyvae.kl.kl_backward" in links
+    assert f"{server}/api/kl.html#numpyvae.reference.kl.kl_forward" in links
+    assert f"{server}/api/kl.html#numpyvae.reference.kl.kl_backward" in links
     assert "def kl_forward" not in state["text"]
 
 

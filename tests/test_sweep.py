@@ -1,4 +1,4 @@
-"""Tests of numpyvae/sweep.py, sweep_spec.py, sweep_pictures.py and
+"""Tests of numpyvae/app/sweep.py, sweep_spec.py, sweep_pictures.py and
 ``numpyvae sweep``: the grid and its folders, the same numbers on one
 process, on two and on a Dask cluster, resuming an interrupted sweep,
 failed runs and spec errors.
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae import run_folder, sweep, sweep_pictures, sweep_spec
-from numpyvae.cli import main
+from numpyvae.app import run_folder, sweep, sweep_pictures, sweep_spec
+from numpyvae.app.cli import main
 from numpyvae.train import Trainer
 
 SPEC = """\
@@ -313,7 +313,7 @@ def test_an_old_sweep_folder_with_recon_names_still_summarises(reference, tmp_pa
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from numpyvae import sweep
+from numpyvae.app import sweep
 sweep.run_sweep(sys.argv[1], sys.argv[2], jobs=2, pictures=False)
 """
 

@@ -1,4 +1,4 @@
-"""Tests for numpyvae/testing.py: the strategies draw what they promise
+"""Tests for numpyvae/checks/testing.py: the strategies draw what they promise
 (shapes, ranges, dtypes, values off the relu kink), every drawn VAE
 passes a whole-model gradient check, and assert_grad_close passes true
 gradients, catches a planted 0.1% error, reports the worst entry, and
@@ -10,16 +10,26 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import find, given, strategies as st
+from hypothesis import find, given
+from hypothesis import strategies as st
 
 from numpyvae import VAE
-from numpyvae.activations import relu_backward, relu_forward
-from numpyvae.layers import dense_backward, dense_forward
-from numpyvae.model import loss_backward, loss_forward
-from numpyvae.kl import kl_backward, kl_forward
-from numpyvae.testing import (KINK_MARGIN, arrays_for_layer, assert_grad_close,
-                              assert_vjp_close, batches, make_batch, make_layer_arrays,
-                              relu_margin, vae_configs, vae_models)
+from numpyvae.reference.activations import relu_backward, relu_forward
+from numpyvae.reference.kl import kl_backward, kl_forward
+from numpyvae.reference.layers import dense_backward, dense_forward
+from numpyvae.reference.vae import loss_backward, loss_forward
+from numpyvae.testing import (
+    KINK_MARGIN,
+    arrays_for_layer,
+    assert_grad_close,
+    assert_vjp_close,
+    batches,
+    make_batch,
+    make_layer_arrays,
+    relu_margin,
+    vae_configs,
+    vae_models,
+)
 
 
 def cube(v):
@@ -361,6 +371,6 @@ def test_a_gradient_tiny_next_to_f_is_judged_above_its_rounding_noise(monkeypatc
     assert_grad_close(f, lambda v: 1e-5 * np.cos(v), x)
     with pytest.raises(AssertionError, match="normwise relative error 0.2"):
         assert_grad_close(f, lambda v: 1.5e-5 * np.cos(v), x)  # 50% too large
-    monkeypatch.setattr(sys.modules["numpyvae.gradcheck"], "NOISE_FLOOR", 0.0)
+    monkeypatch.setattr(sys.modules["numpyvae.checks.gradcheck"], "NOISE_FLOOR", 0.0)
     with pytest.raises(AssertionError, match="normwise relative error 0.000"):
         assert_grad_close(f, lambda v: 1e-5 * np.cos(v), x)  # noise alone fails it

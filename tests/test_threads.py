@@ -1,9 +1,9 @@
-"""Tests for numpyvae/threads.py: when a second core is used, BLAS pinned
+"""Tests for numpyvae/fast/threads.py: when a second core is used, BLAS pinned
 and restored, and the helper thread remade in a forked child."""
 
 import pytest
 
-from numpyvae import threads
+from numpyvae.fast import threads
 
 
 def test_no_second_core_without_threadpoolctl(monkeypatch):

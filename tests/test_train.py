@@ -16,9 +16,9 @@ import pytest
 from scipy.special import xlogy
 
 import numpyvae
-from numpyvae import fused_step
-from numpyvae import SGD, Adam, Trainer, TrainingDiverged, VAE, fit, load_checkpoint, save
+from numpyvae import SGD, VAE, Adam, Trainer, TrainingDiverged, fit, load_checkpoint, save
 from numpyvae.datasets import load_digits
+from numpyvae.fast import fused_step
 from numpyvae.train import HISTORY_KEYS, evaluate, train, trainer_from_checkpoint
 
 

@@ -9,9 +9,9 @@ import pytest
 
 import numpyvae
 from numpyvae import VAE, Adam
-from numpyvae.cli import main
-from numpyvae.optim import iwae_learning_rate
-from numpyvae.runs import binarized
+from numpyvae.app.cli import main
+from numpyvae.app.runs import binarized
+from numpyvae.reference.optim import iwae_learning_rate
 from numpyvae.train import Trainer, train, trainer_from_checkpoint
 
 

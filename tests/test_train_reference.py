@@ -8,8 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from numpyvae import VAE, HierarchicalVAE, fused_step
-from numpyvae.optim import SGD, Adam
+from numpyvae import VAE, HierarchicalVAE
+from numpyvae.fast import fused_step
+from numpyvae.reference.optim import SGD, Adam
 from numpyvae.train import Trainer, fit, train
 
 CONFIGURATIONS = list(itertools.product(

@@ -17,7 +17,7 @@ from scipy.stats import bernoulli, norm
 
 from numpyvae import SGD, VAE, Trainer
 from numpyvae.gradcheck import check_model, check_model_directional
-from numpyvae.model import bound_loss_forward
+from numpyvae.reference.vae import bound_loss_forward
 from numpyvae.train import train
 
 CONFIGS = [dict(likelihood="bernoulli"),

@@ -1,0 +1,244 @@
+"""The ``numpyvae`` command: argparse subcommands; the only reader of sys.argv.
+
+``numpyvae train`` trains a VAE and writes a run folder (see `runs`),
+one flag per run setting of `numpyvae.app.settings`;
+``numpyvae experiment NAME`` runs one of `numpyvae.app.experiments`;
+``numpyvae sweep SPEC --out DIR`` trains one run per point of a grid
+(see `numpyvae.app.sweep`); ``numpyvae evaluate RUN_DIR`` scores a run on
+its test split; ``numpyvae sample RUN_DIR`` and ``numpyvae encode
+RUN_DIR`` write a run's samples and latent codes (`numpyvae.app.export`);
+``numpyvae gradcheck`` checks every gradient by finite differences;
+``numpyvae --version`` prints the version. Every verb reaches the model
+through the model protocol (protocol.py), so each works for a run of
+either model (one stochastic layer, or two with ``--latent-dims``). Errors
+from numpyvae (bad values, missing files, corrupt checkpoints, diverged
+training) print ``numpyvae: error: <message>`` and exit with status 2;
+Ctrl-C during training saves a checkpoint and exits with status 130.
+
+This module holds the verbs and `main` (the ``numpyvae`` console
+script); the parser is built in cli_parser.py and the gradcheck verb
+runs in cli_gradcheck.py, their public names importable from here too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._progress import plus_minus
+from ..checkpoint import load_checkpoint
+from . import run_folder, run_trainer, runs
+
+# The parser and the gradcheck verb stay importable as numpyvae.app.cli.<name>.
+from .cli_gradcheck import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS, run_gradcheck  # noqa: F401
+from .cli_parser import build_parser
+from .settings import DEFAULTS, SETTINGS
+
+PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
+
+
+def _flags(args) -> dict:
+    """The settings given as flags, by name."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None}
+
+
+def _train(args) -> int:
+    """A new run in --out (refused where a run lives, unless --overwrite),
+    or with --resume the run in DIR continued; each holding its folder."""
+    if args.resume is not None:
+        return _resume(args)
+    settings = dict(DEFAULTS, **_flags(args))
+    out = run_folder.check_out(args.out, settings["data"])
+    if not args.overwrite:
+        run_folder.claim_folder(out)  # early, before loading data; again below, holding the folder
+    data = runs.load_run_data(settings)
+    run_trainer.check_memory(settings, data[0][0].shape[1])
+    with run_folder.lock_folder(out):
+        run_folder.claim_folder(out, overwrite=args.overwrite)
+        trainer = run_trainer.new_trainer(settings, data[0][0])
+        return _run(args, settings, out, data, trainer)
+
+
+def _resume(args) -> int:
+    folder = run_folder.check_out(args.resume, "", "--resume")
+    if not (folder / run_folder.CHECKPOINT_FILE).is_file():
+        raise FileNotFoundError(f"--resume: no {run_folder.CHECKPOINT_FILE} in {folder}; expected "
+                                "a run folder written by numpyvae train")
+    if args.out is not None and Path(args.out).resolve() != folder.resolve():
+        raise ValueError(f"--out: a resumed run stays in its folder {folder}, got --out "
+                         f"{args.out}; leave --out out")
+    if args.overwrite:
+        raise ValueError("--overwrite: not used with --resume, which continues the run")
+    with run_folder.lock_folder(folder, "--resume"):
+        ckpt = load_checkpoint(folder / run_folder.CHECKPOINT_FILE)
+        trainer = run_trainer.resume_trainer(ckpt)
+        settings = run_trainer.resume_settings(folder, ckpt, trainer, _flags(args))
+        data = runs.load_run_data(settings)
+        return _run(args, settings, folder, data, trainer)
+
+
+def _run(args, settings: dict, out: Path, data, trainer) -> int:
+    try:
+        metrics, written, pictures_skipped = runs.train_run(
+            settings, out, data, trainer, pictures=not args.no_plots,
+            progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoint saved at epoch {trainer.epoch}, step {trainer.step} "
+              f"in {out / run_folder.CHECKPOINT_FILE}; resume with: numpyvae train --resume "
+              f"{shlex.quote(str(out))}", file=sys.stderr)
+        return 130
+    if pictures_skipped:
+        print(PICTURES_SKIPPED)
+    val = plus_minus(metrics["val_elbo"], metrics["val_elbo_se"])
+    print(f"val ELBO {val} nats per example (mean-pixel baseline "
+          f"{metrics['baseline_mean_pixel']:.2f}) after {trainer.epoch} epochs, "
+          f"{metrics['seconds']:.1f} s of training\nwrote {out}/: {', '.join(written)}")
+    return 0
+
+
+def _experiment(args) -> int:
+    from . import experiments
+    result = experiments.run_experiment(args.name, Path(args.out), seed=args.seed)
+    print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from ..evaluation import evaluate_model
+    run = Path(args.run_dir)
+    settings = run_trainer.read_settings(run / run_folder.CONFIG_FILE)
+    metrics_path = run / run_folder.METRICS_FILE  # read (and refused) before the long computation
+    metrics = (run_folder.new_names(run_folder.read_json(metrics_path))
+               if metrics_path.is_file() else {})
+    model = load_checkpoint(run / run_folder.CHECKPOINT_FILE).model
+    _, (x_test, _) = runs.load_run_data({**settings, "dtype": model.config.dtype})
+    if args.limit is not None:
+        x_test = x_test[:args.limit]
+    result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
+                            batch_size=args.batch_size, progress=not args.quiet,
+                            log=lambda line: print(line, flush=True))
+    renamed = {"k": "eval_k", "n": "eval_n", "seconds": "eval_seconds"}
+    metrics.update({renamed.get(key, key): value for key, value in result.items()})
+    metrics["eval_seed"] = args.seed
+    run_folder.write_json(metrics_path, metrics)
+    print(f"test ELBO {plus_minus(result['test_elbo'], result['test_elbo_se'])} (a fresh z "
+          f"per example), IWAE-{args.k} log p(x) "
+          f"{plus_minus(result['test_iwae_k'], result['test_iwae_se'])}: NLL "
+          f"{plus_minus(result['test_nll'], result['test_iwae_se'])} nats per example "
+          f"over {result['n']} test examples (value ± Monte-Carlo standard error)")
+    print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def _sample(args) -> int:
+    from . import export, plots
+    out = export.check_target(args.out, export.SAMPLE_SUFFIXES, args.overwrite)
+    if out.suffix.lower() == ".png":
+        try:
+            plots.require_matplotlib()
+        except ImportError:
+            raise ValueError(f"--out: a .png needs matplotlib, which is not installed "
+                             f"({plots.INSTALL_HINT}); or write .npy or .csv") from None
+    model = load_checkpoint(Path(args.run_dir) / run_folder.CHECKPOINT_FILE).model
+    if out.suffix.lower() == ".png" and math.isqrt(model.config.input_dim) ** 2 != \
+            model.config.input_dim:
+        raise ValueError(f"--out: a .png needs square images, but this model's rows have "
+                         f"{model.config.input_dim} values; write .npy or .csv")
+    samples = export.draw_samples(model, args.n, np.random.default_rng(args.seed),
+                                  draws=args.draws)
+    title = "samples: x ~ p(x | z), z ~ N(0, I)" if args.draws else None
+    export.write_samples(out, samples, overwrite=args.overwrite, title=title)
+    what = "draws of x ~ p(x|z)" if args.draws else "decoder means at z ~ N(0, I)"
+    print(f"wrote {out}: {args.n} {what} (seed {args.seed})")
+    return 0
+
+
+def _encode(args) -> int:
+    from . import export
+    out = export.check_target(args.out, export.LATENT_SUFFIXES, args.overwrite)
+    run = Path(args.run_dir)
+    settings = run_trainer.read_settings(run / run_folder.CONFIG_FILE)
+    model = load_checkpoint(run / run_folder.CHECKPOINT_FILE).model
+    train_split, test_split = runs.load_run_data({**settings, "dtype": model.config.dtype})
+    x, labels = test_split if args.split == "test" else train_split
+    mu, log_var = export.encode_all(model, x)
+    export.write_latents(out, mu, log_var, labels, overwrite=args.overwrite)
+    print(f"wrote {out}: mu and log_var of q(z|x), shape {mu.shape}, for the {args.split} "
+          f"split of {settings['data']}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from . import sweep
+    if args.dask_scheduler is not None and args.jobs != 1:
+        raise ValueError("--jobs: not used with --dask-scheduler (the cluster's workers run "
+                         f"the runs), got --jobs {args.jobs}; leave it out")
+    try:
+        result = sweep.run_sweep(args.spec, args.out, jobs=args.jobs,
+                                 dask_scheduler=args.dask_scheduler, pictures=not args.no_plots)
+    except ImportError as e:  # joblib or dask.distributed missing: one line
+        print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to run "
+              "the others", file=sys.stderr)
+        return 130
+    failed = [row["run"] for row in result["rows"] if row["status"] != "done"]
+    written = [result["summary"].name] + [p.name for p in result["pictures"]]
+    print(f"{len(result['rows']) - len(failed)} of {len(result['rows'])} runs done"
+          + (f"; failed (see their error.txt): {', '.join(failed)}" if failed else "")
+          + f"\nwrote {args.out}/: {', '.join(written)}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
+
+    Returns the exit status: 0 on success, 2 for a usage or numpyvae
+    error (message on stderr), 130 when interrupted.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["gradcheck", "--threshold", "1e-6"])
+    >>> args.command, args.threshold
+    ('gradcheck', 1e-06)
+    >>> main(["no-such-command"])  # argparse's usage error goes to stderr
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or argparse's own usage error
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "experiment":
+            return _experiment(args)
+        if args.command == "gradcheck":
+            return run_gradcheck(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "sample":
+            return _sample(args)
+        if args.command == "encode":
+            return _encode(args)
+        parser.print_help(sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as e:
+        print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # beyond the estimate of run_trainer.check_memory
+        print(f"numpyvae: error: out of memory ({e or 'an allocation failed'}); choose "
+              "smaller sizes", file=sys.stderr)
+        return 2
