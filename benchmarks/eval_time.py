@@ -149,7 +149,7 @@ def main() -> None:
             t0 = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - t0)
-    ratio = {name: statistics.median(a / b for a, b in zip(seconds[name], seconds["floor"]))
+    ratio = {name: statistics.median(a / b for a, b in zip(seconds[name], seconds["floor"], strict=True))
              for name in runs}
     arch = f"784-{'-'.join(map(str, spec['hidden']))}-{spec['d_z']} {spec['activation']}"
     info = machine()

@@ -64,6 +64,7 @@ import statistics
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 MODELS = {  # the two benchmark models: protocol 1 and protocols 2-3 of docs/results.md
@@ -140,8 +141,8 @@ from numpyvae.train import Trainer, first_nonfinite, train  # noqa: E402
 SPEC = MODELS[ARGS.model]
 D_X, HIDDEN, D_Z, ACTIVATION = 784, SPEC["hidden"], SPEC["d_z"], SPEC["activation"]
 LR, ADAM_EPSILON = 1e-3, SPEC["epsilon"]
-N_PARAMS = sum(a * b + b for a, b in zip([D_X, *HIDDEN], [*HIDDEN, 2 * D_Z])) + sum(
-    a * b + b for a, b in zip([D_Z, *HIDDEN[::-1]], [*HIDDEN[::-1], D_X]))
+N_PARAMS = sum(a * b + b for a, b in zip([D_X, *HIDDEN], [*HIDDEN, 2 * D_Z], strict=True)) + sum(
+    a * b + b for a, b in zip([D_Z, *HIDDEN[::-1]], [*HIDDEN[::-1], D_X], strict=True))
 ARCH = "-".join(str(d) for d in (D_X, *HIDDEN, D_Z)) + f" {ACTIVATION}"
 OBJECTIVE = f"IWAE k={ARGS.k}" if ARGS.k > 1 else "ELBO"
 
@@ -181,8 +182,8 @@ def dense_layers() -> list[tuple[int, int, int]]:
     order; the two encoder heads are one (d_h, 2 d_z) product, as numpyvae
     computes them; the decoder sees k rows per example."""
     enc, dec = [D_X, *HIDDEN, 2 * D_Z], [D_Z, *HIDDEN[::-1], D_X]
-    return ([(1, a, b) for a, b in zip(enc[:-1], enc[1:])]
-            + [(ARGS.k, a, b) for a, b in zip(dec[:-1], dec[1:])])
+    return ([(1, a, b) for a, b in pairwise(enc)]
+            + [(ARGS.k, a, b) for a, b in pairwise(dec)])
 
 
 def floor_products(n: int):
@@ -336,7 +337,7 @@ def _add_ratios(rows: list) -> None:
                          ("vs_floor", "floor (GEMMs only)")):
             ref_rounds = by.get((n, ref))
             r[key] = None if ref_rounds is None else statistics.median(
-                a / b for a, b in zip(r["round_medians_s"], ref_rounds))
+                a / b for a, b in zip(r["round_medians_s"], ref_rounds, strict=True))
 
 
 def print_step_table(rows: list) -> None:
@@ -541,7 +542,7 @@ def variants() -> list[dict]:
         if threadpoolctl is not None:
             one_blas = numpyvae_step(n)
 
-            def pinned():
+            def pinned(one_blas=one_blas):
                 with threadpoolctl.threadpool_limits(1, user_api="blas"):
                     one_blas()
             steps["BLAS 1 thread"] = pinned
@@ -550,7 +551,7 @@ def variants() -> list[dict]:
         t = time_interleaved(steps, ARGS.rounds, ARGS.pause)
         ref = t["today"]["round_medians_s"]
         for name, r in t.items():
-            ratio = statistics.median(a / b for a, b in zip(r["round_medians_s"], ref))
+            ratio = statistics.median(a / b for a, b in zip(r["round_medians_s"], ref, strict=True))
             rows.append({"batch": n, "variant": name, "ms_per_step": 1e3 * r["median_s"],
                          "vs_today": ratio})
     return rows

@@ -19,6 +19,7 @@ images. PyTorch is imported inside the functions; only benchmarks use it.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 
@@ -37,10 +38,10 @@ def torch_vae(hidden: tuple, latent_dim: int, activation: str, d_x: int, k: int 
         def __init__(self):
             super().__init__()
             enc, dec = [d_x, *hidden], [latent_dim, *hidden[::-1]]
-            self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
+            self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(enc))
             self.mu = nn.Linear(enc[-1], latent_dim)
             self.log_var = nn.Linear(enc[-1], latent_dim)
-            self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
+            self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dec))
             self.out = nn.Linear(dec[-1], d_x)
 
         def forward(self, x):

@@ -1,7 +1,7 @@
 """Progress reports of long jobs: a tqdm bar when tqdm is installed (the
 ``progress`` extra), else a readable number of lines.
 
-`train.train` and `evaluation.evaluate_model` use these; the `Trainer`
+`train.train` and `evaluation.evaluate` use these; the `Trainer`
 itself prints nothing. A bar counts examples (of all epochs, for a
 training) and moves after every step; its postfix is rewritten at most
 every `POSTFIX_SECONDS`, so a step pays a clock read and tqdm's own

@@ -1,6 +1,6 @@
 """Held-out evaluation of a trained VAE, as the literature reports it.
 
-For a test set, `evaluate_model` gives
+For a test set, `evaluate` gives
 
 * the mean ELBO with a sampled z (one reparameterized draw per example;
   the KL analytic for the one-layer model, sampled for the two-layer
@@ -53,7 +53,7 @@ def active_units(model: Model, x, threshold: float = ACTIVE_THRESHOLD,
     return sum(counts), np.concatenate(variances)
 
 
-def evaluate_model(model: Model, x, k: int = 5000, rng=None,
+def evaluate(model: Model, x, k: int = 5000, rng=None,
                    batch_size: int = 500, progress: bool = False, log=print) -> dict:
     """Test-set ELBO, IWAE-k log-likelihood, their gap, bits/dim, active units.
 
@@ -157,7 +157,7 @@ def active_units_per_layer(model: Model, x, rng=None, n_samples: int = 20,
     for i in range(0, x.shape[0], batch_size):
         means = model.posterior_means(x[i:i + batch_size], rng, n_samples)
         layers = layers or [[] for _ in means]
-        for parts, m in zip(layers, means):
+        for parts, m in zip(layers, means, strict=True):
             parts.append(m.astype(np.float64))
     variances = [np.concatenate(parts).var(axis=0) for parts in layers]
     return [int((v > threshold).sum()) for v in variances], variances

@@ -3,7 +3,7 @@ parameters, and methods that call the pure functions of `hierarchy.py`.
 
 The sibling of `VAE` with the same methods where they make sense, so it
 trains (`fit`, `Trainer`), saves and loads (`save`, `load`), evaluates
-(`evaluation.evaluate_model`) and samples through the same entry points:
+(`evaluation.evaluate`) and samples through the same entry points:
 both satisfy the model protocol (protocol.py).
 """
 

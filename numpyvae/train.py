@@ -29,9 +29,9 @@ from .trainer import (  # noqa: F401
     HISTORY_KEYS,
     Trainer,
     TrainingDiverged,
-    evaluate,
     first_nonfinite,
     generator_from_state,
+    mean_elbo_terms,
     trainer_from_checkpoint,
 )
 from .vae import VAE  # noqa: F401  (the doctests' model)
@@ -65,7 +65,7 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     >>> trainer = Trainer(VAE(4, 2, hidden=(8,)), batch_size=10, rng=1)
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
     >>> history = train(trainer, x, epochs=2, checkpoint_path=path)
-    >>> len(history), trainer.epoch, path.exists()
+    >>> len(history), trainer.epochs_done, path.exists()
     (2, 2, True)
     """
     from pathlib import Path
@@ -83,13 +83,13 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
         trainer.schedule_epochs = epochs
     saved = checkpoint_path is not None and Path(checkpoint_path).exists()
     bar = _progress_bar(progress, trainer, epochs, x_train.shape[0])
-    first_epoch = trainer.epoch + 1
+    first_epoch = trainer.epochs_done + 1
     pending: list = []  # a Ctrl-C that arrived during a step, raised after it
     previous_handler = _hold_sigint(pending)
     where = ""
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while trainer.epoch < epochs:
+            while trainer.epochs_done < epochs:
                 trainer.set_learning_rate()
                 where = "step"
                 trainer.run_epoch(x_train, on_step=lambda t: _on_step(t, bar, pending))
@@ -123,10 +123,10 @@ def _diverged(e: ValueError, trainer: Trainer, where: str, checkpoint_path,
     if isinstance(e, TrainingDiverged):
         text = str(e)
     elif where == "step":
-        text = (f"training diverged at epoch {trainer.epoch + 1}, step {trainer.step + 1}: "
+        text = (f"training diverged at epoch {trainer.epochs_done + 1}, step {trainer.steps_done + 1}: "
                 f"{e}")
     else:
-        text = f"training diverged in the validation after epoch {trainer.epoch + 1}: {e}"
+        text = f"training diverged in the validation after epoch {trainer.epochs_done + 1}: {e}"
     if checkpoint_path is None:
         return f"{text}; no checkpoint was being written"
     if not saved:
@@ -159,10 +159,10 @@ def _raise_pending(pending: list) -> None:
 
 def _progress_bar(progress: bool, trainer: Trainer, epochs: int, n_train: int):
     """A bar over every example of every epoch (tqdm), or None."""
-    if not progress or trainer.epoch >= epochs:
+    if not progress or trainer.epochs_done >= epochs:
         return None
     # a resumed run starts at its interrupted epoch's examples (trainer.sums[3])
-    return _progress.training_bar(epochs, n_train, trainer.epoch, trainer.sums[3])
+    return _progress.training_bar(epochs, n_train, trainer.epochs_done, trainer.sums[3])
 
 
 def _on_step(trainer: Trainer, bar, pending: list) -> None:

@@ -89,7 +89,7 @@ def first_nonfinite(loss: float, grads: dict) -> str | None:
     return None
 
 
-def evaluate(model: Model, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
+def mean_elbo_terms(model: Model, x, rng: np.random.Generator, batch_size: int = 1000) -> dict:
     """Mean ELBO, log-likelihood term and KL over `x` with sampled z (nats).
 
     log_lik = mean_i log p(x_i|z_i) with one z_i ~ q(z|x_i) each;
@@ -101,7 +101,7 @@ def evaluate(model: Model, x, rng: np.random.Generator, batch_size: int = 1000) 
     Examples
     --------
     >>> x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
-    >>> scores = evaluate(VAE(4, 2, hidden=(8,)), x, np.random.default_rng(1))
+    >>> scores = mean_elbo_terms(VAE(4, 2, hidden=(8,)), x, np.random.default_rng(1))
     >>> sorted(scores)
     ['elbo', 'elbo_se', 'kl', 'log_lik']
     >>> bool(np.isclose(scores["elbo"], scores["log_lik"] - scores["kl"]))
@@ -157,7 +157,7 @@ class Trainer:
     >>> from numpyvae.train import train
     >>> trainer = Trainer(VAE(4, 2, hidden=(8,)), batch_size=20, rng=1)
     >>> history = train(trainer, x, epochs=3)
-    >>> trainer.epoch, trainer.step, len(history)
+    >>> trainer.epochs_done, trainer.steps_done, len(history)
     (3, 0, 3)
     """
 
@@ -176,8 +176,8 @@ class Trainer:
         self.beta = model.check_beta(beta)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.rng = as_generator(rng)
-        self.epoch = 0            # completed epochs
-        self.step = 0             # completed steps inside the current epoch
+        self.epochs_done = 0            # completed epochs
+        self.steps_done = 0             # completed steps inside the current epoch
         self.perm = None          # order of the current epoch, once drawn
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
@@ -201,7 +201,7 @@ class Trainer:
     def set_learning_rate(self) -> None:
         """Apply the schedule for the epoch about to run."""
         if self.lr_schedule == "iwae":
-            self.optimizer.lr = iwae_learning_rate(self.epoch, self.schedule_epochs,
+            self.optimizer.lr = iwae_learning_rate(self.epochs_done, self.schedule_epochs,
                                                    self.base_lr)
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
@@ -246,7 +246,7 @@ class Trainer:
     def _raise_if_diverged(self, bad: str | None) -> None:
         if bad is not None:
             raise TrainingDiverged(
-                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: "
+                f"training diverged at epoch {self.epochs_done + 1}, step {self.steps_done + 1}: "
                 f"{bad} is not finite")
 
     def settings(self) -> dict:
@@ -264,7 +264,7 @@ class Trainer:
         int64 array, or None between epochs). Copies, like the
         optimizers' `state_dict`.
         """
-        return {**self.settings(), "epoch": self.epoch, "step": self.step,
+        return {**self.settings(), "epoch": self.epochs_done, "step": self.steps_done,
                 "sums": list(self.sums), "rng": self.rng.bit_generator.state,
                 "history": [dict(row) for row in self.history], "base_lr": self.base_lr,
                 "perm": None if self.perm is None else self.perm.copy()}
@@ -276,7 +276,7 @@ class Trainer:
         if differ:
             raise ValueError(f"state: settings {differ} differ from this trainer's")
         self.rng = generator_from_state(state["rng"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.epochs_done, self.steps_done = int(state["epoch"]), int(state["step"])
         self.sums = list(state["sums"])
         self.history = [dict(row) for row in state["history"]]
         self.base_lr = state.get("base_lr", self.base_lr)
@@ -284,14 +284,14 @@ class Trainer:
         self.perm = None if perm is None else np.array(perm, dtype=np.int64)
 
     def run_epoch(self, x: np.ndarray, on_step=None) -> None:
-        """Finish the current epoch (from `self.step` on) over validated `x`."""
+        """Finish the current epoch (from `self.steps_done` on) over validated `x`."""
         n = x.shape[0]
         if self.perm is None:
             self.perm = self.rng.permutation(n)
         n_steps = math.ceil(n / self.batch_size)
-        while self.step < n_steps:
+        while self.steps_done < n_steps:
             t0 = time.perf_counter()
-            idx = self.perm[self.step * self.batch_size:(self.step + 1) * self.batch_size]
+            idx = self.perm[self.steps_done * self.batch_size:(self.steps_done + 1) * self.batch_size]
             # gather the batch into a buffer kept per batch size, no allocation;
             # idx is a piece of a permutation of range(n), always in bounds, so
             # mode="clip" only skips the check that makes take() buffer its output
@@ -312,24 +312,24 @@ class Trainer:
             self.sums[2] += float(np.sum(terms["kl"], dtype=np.float64))
             self.sums[3] += len(idx)
             self.sums[4] += time.perf_counter() - t0
-            self.step += 1
+            self.steps_done += 1
             if on_step is not None:
                 on_step(self)
 
     def end_epoch(self, x_val=None) -> dict:
         """Close the epoch: record its history row and reset the position."""
         loss_sum, ll_sum, kl_sum, n_seen, seconds = self.sums
-        row = {"epoch": self.epoch + 1, "train_loss": loss_sum / n_seen,
+        row = {"epoch": self.epochs_done + 1, "train_loss": loss_sum / n_seen,
                "train_elbo": (ll_sum - kl_sum) / n_seen, "train_log_lik": ll_sum / n_seen,
                "train_kl": kl_sum / n_seen}
         if x_val is not None:
-            val = evaluate(self.model, x_val, self.rng)
+            val = mean_elbo_terms(self.model, x_val, self.rng)
             row.update(val_elbo=val["elbo"], val_elbo_se=val["elbo_se"],
                        val_log_lik=val["log_lik"], val_kl=val["kl"])
         row["seconds"] = seconds
         self.history.append(row)
-        self.epoch += 1
-        self.step, self.perm = 0, None
+        self.epochs_done += 1
+        self.steps_done, self.perm = 0, None
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]
         return row
 
@@ -371,7 +371,7 @@ def trainer_from_checkpoint(ckpt) -> Trainer:
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> path = save(trainer.model, folder / "run", trainer=trainer)
     >>> resumed = trainer_from_checkpoint(load_checkpoint(path))
-    >>> resumed.epoch, resumed.batch_size, len(resumed.history)
+    >>> resumed.epochs_done, resumed.batch_size, len(resumed.history)
     (1, 10, 1)
     """
     state = ckpt.trainer_state

@@ -38,7 +38,7 @@ def test_step_table_breakdown_and_json_without_mnist(tmp_path):
         assert r["ms_per_step"] == pytest.approx(1e3 * r["median_s"])
         floor = steps["floor (GEMMs only)"]["round_medians_s"]
         assert r["vs_floor"] == pytest.approx(statistics.median(  # paired, round by round
-            a / b for a, b in zip(r["round_medians_s"], floor)))
+            a / b for a, b in zip(r["round_medians_s"], floor, strict=True)))
     if "torch fused Adam" not in steps:  # PyTorch is optional: a note says it was skipped
         assert any("torch" in note.lower() for note in result["notes"]), result["notes"]
     (parts,) = result["breakdown"]
@@ -103,5 +103,5 @@ def test_eval_time_reports_the_fast_the_floor_and_the_reference(mnist_file, tmp_
     assert result["ratio_to_floor"]["floor"] == 1.0
     for name in ("fast", "reference"):  # paired, round by round
         assert result["ratio_to_floor"][name] == pytest.approx(statistics.median(
-            a / b for a, b in zip(result["seconds"][name], result["seconds"]["floor"])))
+            a / b for a, b in zip(result["seconds"][name], result["seconds"]["floor"], strict=True)))
     assert "IWAE-17 over 30 MNIST test images" in proc.stdout

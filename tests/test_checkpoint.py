@@ -86,7 +86,7 @@ def trained(model, optimizer, steps=3, batch_size=4, beta=1.0):
     x = data(model, n=4 * batch_size)
 
     def stop(t):
-        if t.step == steps:
+        if t.steps_done == steps:
             raise StopIteration
 
     with pytest.raises(StopIteration):
@@ -141,7 +141,7 @@ def test_round_trip_with_trainer_state(tmp_path, at_boundary):
     assert_same_model(model, ckpt.model)
     assert_same_state(trainer.optimizer, ckpt.optimizer)
     resumed = trainer_from_checkpoint(ckpt)
-    assert (resumed.epoch, resumed.step) == (trainer.epoch, trainer.step) == \
+    assert (resumed.epochs_done, resumed.steps_done) == (trainer.epochs_done, trainer.steps_done) == \
         ((1, 0) if at_boundary else (0, 3))
     assert resumed.beta == trainer.beta and resumed.batch_size == trainer.batch_size
     assert resumed.sums == trainer.sums
@@ -568,7 +568,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     good = save(VAE(64, 2, hidden=(16,)), tmp_path / "good.npz", optimizer=Adam())
     names = ["params/enc0.W", "trainer/perm"]
     bombs = [tmp_path / f"bomb{i}.npz" for i in range(len(names))]
-    for bomb, name in zip(bombs, names):
+    for bomb, name in zip(bombs, names, strict=True):
         _bomb(bomb, good, name, 2**28)  # 256 MiB of zeros
         assert bomb.stat().st_size < 2**20
     env = dict(os.environ, PYTHONPATH=str(Path(numpyvae.__file__).parents[1]))
@@ -577,7 +577,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == len(names)
-    for line, bomb, name in zip(lines, bombs, names):
+    for line, bomb, name in zip(lines, bombs, names, strict=True):
         refused, message, peak = line.split()
         assert refused == "refused:" and str(bomb) in message and name in message
         assert int(peak) < 32 * 2**20  # bytes allocated at most, traced

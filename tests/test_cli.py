@@ -117,7 +117,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, capsys, monkeyp
     original_step = Trainer.train_step
 
     def interrupt_in_epoch_2(self, xb):
-        if self.epoch == 1 and self.step == 5:
+        if self.epochs_done == 1 and self.steps_done == 5:
             raise KeyboardInterrupt
         return original_step(self, xb)
 

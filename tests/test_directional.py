@@ -59,7 +59,7 @@ def cubic(v):
                                                  (2, 4e-2, 1e-10)])
 def test_richardson_reaches_float64_precision_with_large_steps(levels, step, bound):
     for t0 in (-1.3, 0.2, 2.0):
-        d, noise = richardson_derivative(lambda t: np.exp(np.sin(t0 + t)), step, levels)
+        d, noise = richardson_derivative(lambda t, t0=t0: np.exp(np.sin(t0 + t)), step, levels)
         exact = np.cos(t0) * np.exp(np.sin(t0))
         assert abs(d - exact) < bound  # phi and phi' are of order 1
         assert 0 < noise < 1e-8  # the rounding bound, ROUNDING * |phi| * 2^levels / h
@@ -165,7 +165,7 @@ def test_check_vjp_jvp_catches_sigma_for_sigma_squared_only_away_from_1():
         return dlog_lik[:, None] * diff / sigma
 
     for sigma, caught in ((1.0, False), (0.7, True), (1.5, True)):
-        report = check_vjp_jvp(lambda v: gaussian_log_lik_forward(x, v, sigma), recon,
+        report = check_vjp_jvp(lambda v, sigma=sigma: gaussian_log_lik_forward(x, v, sigma), recon,
                                sigma_not_squared)
         assert report.passed != caught
 

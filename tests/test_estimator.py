@@ -92,7 +92,7 @@ def test_fit_sets_fitted_attributes_and_returns_self():
     assert est.fit(data(), y=np.zeros(40)) is est
     assert isinstance(est.model_, VAE) and est.n_features_in_ == 6
     assert [row["epoch"] for row in est.history_] == [1, 2]
-    assert est.trainer_.epoch == 2
+    assert est.trainer_.epochs_done == 2
 
 
 def test_output_shapes_and_dtypes():
@@ -261,7 +261,7 @@ def test_partial_fit_continues_exactly_like_a_longer_fit():
     warm = small(epochs=2).fit(X)
     before = {k: v.copy() for k, v in warm.model_.params.items()}
     assert warm.partial_fit(X) is warm
-    assert warm.trainer_.epoch == 3 and len(warm.history_) == 3
+    assert warm.trainer_.epochs_done == 3 and len(warm.history_) == 3
     assert any(not np.array_equal(before[k], warm.model_.params[k]) for k in before)
     longer = small(epochs=3).fit(X)
     for k, v in longer.model_.params.items():
@@ -271,14 +271,14 @@ def test_partial_fit_continues_exactly_like_a_longer_fit():
 def test_partial_fit_on_an_unfitted_estimator_starts_a_model():
     X = data()
     est = small(epochs=5).partial_fit(X)
-    assert est.trainer_.epoch == 1
+    assert est.trainer_.epochs_done == 1
     np.testing.assert_array_equal(est.transform(X), small(epochs=1).fit(X).transform(X))
 
 
 def test_partial_fit_accepts_batches_smaller_than_batch_size():
     est = small(batch_size=16).fit(data(n=40))
     est.partial_fit(data(n=5, seed=1))
-    assert est.trainer_.epoch == 3
+    assert est.trainer_.epochs_done == 3
 
 
 # ------------------------------------------------- randomness

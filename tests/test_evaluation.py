@@ -10,7 +10,7 @@ import pytest
 from numpyvae import VAE, Adam, fit
 from numpyvae.app.cli import main
 from numpyvae.estimators import elbo, exact_log_likelihood
-from numpyvae.evaluation import active_units, evaluate_model
+from numpyvae.evaluation import active_units, evaluate
 
 
 def _linear_gaussian():
@@ -23,7 +23,7 @@ def _linear_gaussian():
 
 def test_evaluation_brackets_the_exact_log_likelihood():
     model, x = _linear_gaussian()
-    result = evaluate_model(model, x, k=5000, rng=0, batch_size=16)
+    result = evaluate(model, x, k=5000, rng=0, batch_size=16)
     exact = float(np.mean(exact_log_likelihood(model, x)))
     assert result["test_elbo"] < result["test_iwae_k"] <= exact + 0.02
     assert abs(result["test_iwae_k"] - exact) < 0.1
@@ -37,14 +37,14 @@ def test_evaluation_brackets_the_exact_log_likelihood():
 
 def test_evaluation_reports_the_standard_error_of_each_mean():
     model, x = _linear_gaussian()
-    result = evaluate_model(model, x, k=10, rng=5, batch_size=16)
+    result = evaluate(model, x, k=10, rng=5, batch_size=16)
     # the ELBO is drawn first from the same generator: the same 40 estimates
     elbos = elbo(model, x, np.random.default_rng(5)).astype(np.float64)
     assert result["test_elbo"] == pytest.approx(elbos.mean(), rel=1e-12)
     assert result["test_elbo_se"] == pytest.approx(elbos.std(ddof=1) / math.sqrt(40), rel=1e-12)
     assert 0 < result["test_gap_se"] and 0 < result["test_iwae_se"] < 10
     # the SE falls like 1/sqrt(n): 4 copies of the data halve it (the draws differ)
-    quad = evaluate_model(model, np.tile(x, (4, 1)), k=10, rng=5, batch_size=160)
+    quad = evaluate(model, np.tile(x, (4, 1)), k=10, rng=5, batch_size=160)
     assert 0.35 < quad["test_elbo_se"] / result["test_elbo_se"] < 0.65
 
 
@@ -52,8 +52,8 @@ def test_evaluation_is_reproducible_and_reports_progress_lines(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # lines, as without tqdm
     model, x = _linear_gaussian()
     lines = []
-    a = evaluate_model(model, x, k=10, rng=3, batch_size=15, progress=True, log=lines.append)
-    b = evaluate_model(model, x, k=10, rng=3, batch_size=15, log=lines.append)
+    a = evaluate(model, x, k=10, rng=3, batch_size=15, progress=True, log=lines.append)
+    b = evaluate(model, x, k=10, rng=3, batch_size=15, log=lines.append)
     assert {k: v for k, v in a.items() if k != "seconds"} == \
         {k: v for k, v in b.items() if k != "seconds"}
     assert len(lines) == 3 and lines[-1].startswith("iwae k=10: 40/40 examples")
@@ -64,7 +64,7 @@ def test_evaluation_progress_is_a_bar_with_tqdm(capsys):
     pytest.importorskip("tqdm")
     model, x = _linear_gaussian()
     lines = []
-    evaluate_model(model, x, k=10, rng=3, batch_size=15, progress=True, log=lines.append)
+    evaluate(model, x, k=10, rng=3, batch_size=15, progress=True, log=lines.append)
     err = capsys.readouterr().err
     assert lines == [] and "IWAE k=10" in err and "40/40" in err
 
@@ -126,7 +126,7 @@ def test_evaluation_works_for_the_two_layer_model_through_the_protocol():
     from numpyvae.estimators import iwae_bound
     model = HierarchicalVAE(6, (3, 2), hidden=(5,), hidden2=(4,), dtype="float64", rng=0)
     x = (np.random.default_rng(0).random((20, 6)) < 0.4).astype(np.float64)
-    result = evaluate_model(model, x, k=50, rng=1, batch_size=20)
+    result = evaluate(model, x, k=50, rng=1, batch_size=20)
     assert len(result["test_active_units_per_layer"]) == 2
     assert result["test_active_units"] == sum(result["test_active_units_per_layer"])
     assert result["test_elbo"] < result["test_iwae_k"] < 0
@@ -141,10 +141,10 @@ def test_evaluation_refuses_a_point_mass_posterior_and_bad_data():
     point = VAE(4, 2, hidden=(), posterior="fixed", delta=0.0, rng=0)
     x = np.random.default_rng(0).random((5, 4))
     with pytest.raises(ValueError, match="delta=0"):
-        evaluate_model(point, x, k=3)
+        evaluate(point, x, k=3)
     model = VAE(4, 2, hidden=(), rng=0)
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match="^x: expected finite values"):
-        evaluate_model(model, x, k=3)
+        evaluate(model, x, k=3)
     with pytest.raises(ValueError, match="^k:"):
-        evaluate_model(model, np.zeros((5, 4)), k=0)
+        evaluate(model, np.zeros((5, 4)), k=0)

@@ -33,7 +33,7 @@ def read_result(out):
 def test_jensen_naive_estimate_is_biased_low_and_the_gap_shrinks(tmp_path):
     r = run_jensen(tmp_path, ms=(1, 10, 100), repeats=1000, n_train=500, epochs=5)
     res = r["results"]
-    for mean, se in zip(res["mean"], res["standard_error"]):
+    for mean, se in zip(res["mean"], res["standard_error"], strict=True):
         assert res["exact"] - mean > 2 * se
     assert res["gap"][0] > res["gap"][1] > res["gap"][2] > 0
     assert r["passed"] and read_result(tmp_path) == r

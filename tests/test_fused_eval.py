@@ -37,7 +37,7 @@ def setup_case(likelihood, posterior, activation, hidden, dtype, seed=0):
               sigma=0.6 if likelihood == "gaussian" else None, posterior=posterior,
               delta=0.7 if posterior == "fixed" else None, dtype=dtype, rng=seed)
     rng = np.random.default_rng(seed + 1)
-    for name, value in vae.params.items():  # random biases too: every term shows
+    for value in vae.params.values():  # random biases too: every term shows
         value[...] = rng.normal(0.0, 0.8, value.shape)
     x = rng.random((N, 6))
     if likelihood == "bernoulli":

@@ -67,7 +67,7 @@ def _check(model, x, eps, objective, grads, **tol):
     names = list(model.params)
 
     def loss(*arrays):
-        return bound_loss_forward(dict(zip(names, arrays)), x, eps, model.config, objective)[0]
+        return bound_loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, objective)[0]
 
     return check_gradients(loss, [model.params[n] for n in names], [grads[n] for n in names],
                            names=names, **tol)
@@ -380,11 +380,11 @@ def test_gaussian_layer_backward_and_decoder_backward_match_finite_differences()
     px = {n: v for n, v in model.params.items() if n.startswith(("px.", "out."))}
 
     def layer(h, *arrays):
-        mu, log_var, _ = gaussian_layer_forward(dict(zip(p1, arrays)), h, "p1", 2, "tanh")
+        mu, log_var, _ = gaussian_layer_forward(dict(zip(p1, arrays, strict=True)), h, "p1", 2, "tanh")
         return float(np.sum(dmu * mu) + np.sum(dlog_var * log_var))
 
     def decoder(z, *arrays):
-        return float(np.sum(dlogits * decoder_forward(dict(zip(px, arrays)), z,
+        return float(np.sum(dlogits * decoder_forward(dict(zip(px, arrays, strict=True)), z,
                                                       model.config)[0]))
 
     grads: dict = {}

@@ -192,7 +192,7 @@ def _check(model, x, eps, grads):
     names = list(model.params)
 
     def loss(*arrays):
-        return bound_loss_forward(dict(zip(names, arrays)), x, eps, model.config, "iwae")[0]
+        return bound_loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, "iwae")[0]
 
     return check_gradients(loss, [model.params[n] for n in names], [grads[n] for n in names],
                            names=names, abs_tol=1e-9, rel_tol=1e-6)

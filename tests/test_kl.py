@@ -194,7 +194,7 @@ def test_kl_matches_integral_of_scipy_densities(seed):
     mu, log_var = posterior(rng, 1, 4)
     std = np.exp(0.5 * log_var[0])
     total = 0.0
-    for m, s in zip(mu[0], std):
+    for m, s in zip(mu[0], std, strict=True):
         def integrand(z, m=m, s=s):
             return norm.pdf(z, m, s) * (norm.logpdf(z, m, s) - norm.logpdf(z))
         total += quad(integrand, m - 15 * s, m + 15 * s, epsabs=1e-13, epsrel=1e-12)[0]
@@ -287,7 +287,7 @@ def test_kl_agrees_with_float64_away_from_log_var_0(dtype):
     grads = kl_backward(dkl.astype(dtype), cache)
     kl64, cache64 = kl_forward(mu, log_var)
     np.testing.assert_allclose(kl, kl64, rtol=1e-5 if dtype == np.float32 else 1e-12)
-    for g, g64 in zip(grads, kl_backward(dkl, cache64)):
+    for g, g64 in zip(grads, kl_backward(dkl, cache64), strict=True):
         np.testing.assert_allclose(g, g64, rtol=1e-5, atol=1e-6)
 
 

@@ -336,7 +336,7 @@ def _two_layer():
 def _entry_points():
     """(name, call(model, x)) for every public function that takes data."""
     from numpyvae import estimators
-    from numpyvae.evaluation import evaluate_model
+    from numpyvae.evaluation import evaluate
 
     def eps_for(model, x, k=None):
         shape = (x.shape[0], model.config.noise_dim)
@@ -356,7 +356,7 @@ def _entry_points():
         ("naive_log_likelihood", lambda m, x: estimators.naive_log_likelihood(m, x, 3, 0)),
         ("sampled_elbo", lambda m, x: estimators.sampled_elbo(m, x, 3, 0)),
         ("estimators.elbo", lambda m, x: estimators.elbo(m, x, 0)),
-        ("evaluate_model", lambda m, x: evaluate_model(m, x, k=2, rng=0)),
+        ("evaluate", lambda m, x: evaluate(m, x, k=2, rng=0)),
     ]
 
 

@@ -89,7 +89,7 @@ def check_loss_gradients(model, x, eps, beta, grads):
     names = list(model.params)
 
     def f(*arrays):
-        return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
+        return loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, beta)[0]
 
     return check_gradients(f, list(model.params.values()), [grads[k] for k in names], names)
 
@@ -175,7 +175,7 @@ def test_loss_gradient_directional(likelihood, posterior, hidden, activation, be
 
     def unflatten(theta):
         parts = np.split(theta, np.cumsum(sizes)[:-1])
-        return {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)}
+        return {k: v.reshape(s) for k, v, s in zip(names, parts, shapes, strict=True)}
 
     theta = np.concatenate([p.ravel() for p in model.params.values()])
     dtheta = np.concatenate([grads[k].ravel() for k in names])
@@ -414,7 +414,7 @@ def check_bound_gradients(model, x, eps, objective, grads):
     names = list(model.params)
 
     def f(*arrays):
-        return bound_loss_forward(dict(zip(names, arrays)), x, eps, model.config, objective)[0]
+        return bound_loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, objective)[0]
 
     return check_gradients(f, [model.params[k] for k in names], [grads[k] for k in names],
                            names, **FD_TOL)

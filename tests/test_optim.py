@@ -49,7 +49,7 @@ def test_adam_first_three_steps_match_algorithm_1(lr, beta1, beta2, epsilon):
     params = {"w": THETA0.copy()}
     opt = Adam(lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon)
     expected = adam_by_hand(THETA0, GRADS, lr, beta1, beta2, epsilon)
-    for g, theta in zip(GRADS, expected):
+    for g, theta in zip(GRADS, expected, strict=True):
         opt.step(params, {"w": g.copy()})
         np.testing.assert_allclose(params["w"], theta, **TOL)
     assert opt.t == 3
@@ -143,7 +143,7 @@ def test_params_and_state_keep_their_dtype(make, dtype):
     for _ in range(3):
         grads = {k: rng.standard_normal(p.shape).astype(dtype) for k, p in params.items()}
         opt.step(params, grads)
-    for k, p in params.items():
+    for p in params.values():
         assert p.dtype == dtype
         assert np.isfinite(p).all()
     moments = [a for key, a in opt.state_dict().items() if key != "t"]

@@ -23,7 +23,7 @@ def test_without_tqdm_a_line_every_twentieth_of_the_epochs_and_the_last(monkeypa
     train(_trainer(), X, 200, x_val=X, progress=True, log=lines.append)
     epochs = [int(line.split()[1].split("/")[0]) for line in lines]
     assert epochs == [1] + list(range(10, 201, 10))
-    assert all(line.startswith(f"epoch {e}/200: train ELBO ") for e, line in zip(epochs, lines))
+    assert all(line.startswith(f"epoch {e}/200: train ELBO ") for e, line in zip(epochs, lines, strict=True))
     assert all("val ELBO" in line and " ± " in line and "examples/s" in line
                and "/epoch" in line for line in lines)
 
@@ -88,7 +88,7 @@ def test_with_tqdm_a_resumed_run_starts_at_the_examples_done(bars):
     trainer = _trainer()
 
     def stop_after_two_steps(t):
-        if t.step == 2:
+        if t.steps_done == 2:
             raise KeyboardInterrupt
 
     train(trainer, X, 1)

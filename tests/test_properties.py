@@ -13,6 +13,7 @@
 """
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -44,7 +45,7 @@ def assert_non_decreasing(draws: dict, z: float = Z):
     """draws[k]: per-draw values of L_k on common noise; each step in k
     must not fall by more than z standard errors of the mean difference."""
     ks = sorted(draws)
-    for k, k2 in zip(ks, ks[1:]):
+    for k, k2 in pairwise(ks):
         diff = draws[k2] - draws[k]
         se = diff.std(ddof=1) / math.sqrt(diff.size)
         assert diff.mean() >= -z * se - 1e-12, (
@@ -204,7 +205,7 @@ def test_elbo_and_iwae_bracket_the_exact_log_likelihood(d_x, d_z, sigma, posteri
     exact = exact_log_likelihood(model, x)
     lower = elbo(model, x_rep, rng).reshape(2, m)
     upper = iwae_bound(model, x_rep, 10, rng).reshape(2, m)
-    for lo, hi, ex in zip(lower, upper, exact):
+    for lo, hi, ex in zip(lower, upper, exact, strict=True):
         se_lo, se_hi = lo.std(ddof=1) / math.sqrt(m), hi.std(ddof=1) / math.sqrt(m)
         assert hi.mean() <= ex + Z * se_hi + 1e-12
         assert lo.mean() <= hi.mean() + Z * math.hypot(se_lo, se_hi) + 1e-12

@@ -269,7 +269,7 @@ def test_evaluate_reads_a_corrupt_metrics_json_first(tmp_path, capsys, monkeypat
     out = run(tmp_path, capsys)
     (out / "metrics.json").write_text('{"val_elbo": ')
     import numpyvae.evaluation
-    monkeypatch.setattr(numpyvae.evaluation, "evaluate_model",
+    monkeypatch.setattr(numpyvae.evaluation, "evaluate",
                         lambda *a, **k: pytest.fail("evaluated before reading metrics.json"))
     capsys.readouterr()
     assert main(["evaluate", str(out), "--k", "2", "--limit", "5"]) == 2

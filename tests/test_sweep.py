@@ -70,7 +70,7 @@ def test_sweep_writes_a_folder_per_run_and_the_summary(reference):
     assert [row["run"] for row in rows] == NAMES
     assert list(rows[0]) == ["run", "beta", "latent_dim", "seed", "status", "val_elbo",
                              "val_log_lik", "val_kl", "val_iwae", "error"]
-    for row, name in zip(rows, NAMES):
+    for row, name in zip(rows, NAMES, strict=True):
         metrics = run_folder.read_json(out / name / "metrics.json")
         assert row["status"] == "done" and row["error"] == ""
         assert float(row["val_elbo"]) == metrics["val_elbo"]  # bit for bit through the CSV

@@ -68,7 +68,7 @@ def test_dense_then_relu_passes_for_every_drawn_layer(xWb, seed):
 def test_make_layer_arrays_is_reproducible_and_honours_dtype():
     a = make_layer_arrays(np.random.default_rng(3), 2, 3, 4)
     b = make_layer_arrays(np.random.default_rng(3), 2, 3, 4)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     assert {v.dtype for v in make_layer_arrays(np.random.default_rng(3), 2, 3, 4,
                                                dtype="float32")} == {np.dtype(np.float32)}
@@ -145,10 +145,10 @@ def test_every_drawn_model_passes_the_whole_gradient_check(data):
     names = list(model.params)
 
     def loss(*arrays):
-        return loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)[0]
+        return loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, beta)[0]
 
     def grads(*arrays):
-        _, _, cache = loss_forward(dict(zip(names, arrays)), x, eps, model.config, beta)
+        _, _, cache = loss_forward(dict(zip(names, arrays, strict=True)), x, eps, model.config, beta)
         g = loss_backward(cache)
         return [g[k] for k in names]
 
@@ -342,7 +342,7 @@ def test_vjp_close_leaves_the_inputs_unchanged():
     x, W, b = make_layer_arrays(np.random.default_rng(4), 2, 3, 2)
     before = [a.copy() for a in (x, W, b)]
     assert_vjp_close(dense_relu_forward, [x, W, b], dense_relu_backward)
-    for a, c in zip((x, W, b), before):
+    for a, c in zip((x, W, b), before, strict=True):
         np.testing.assert_array_equal(a, c)
 
 

@@ -3,6 +3,7 @@ static binarization, the IWAE learning-rate schedule, Adam's epsilon and
 the output-bias initialisation."""
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_the_schedule_sets_the_learning_rate_per_epoch(grey):
     train(trainer, grey, 40)
     assert lrs == [iwae_learning_rate(e, 40, 1e-2) for e in range(40)]
     assert lrs[-1] == pytest.approx(1e-3)  # the last stage: lr * 10^(-7/7)
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in pairwise(lrs))
 
 
 def test_the_full_schedule_is_the_papers():

@@ -39,7 +39,7 @@ def save_figure(fig, result: dict, out: Path) -> None:
 
 def draw_jensen(fig, ms, estimates, exact, gaps, ses) -> None:
     axes = fig.subplots(1, len(ms) + 1)
-    for ax, m, est in zip(axes, ms, estimates):
+    for ax, m, est in zip(axes, ms, estimates, strict=True):
         lo = np.quantile(est, 0.01)
         ax.hist(est, bins=40, range=(lo, max(est.max(), exact)), color="tab:purple", alpha=0.7)
         ax.axvline(exact, color="tab:red", label="exact log p(x)")
@@ -72,7 +72,7 @@ def draw_importance(fig, r: dict, tol: float) -> None:
 def draw_prior_bound(fig, drawn, centers_1d: Array, cluster_std: float) -> None:
     axes = fig.subplots(2, 2)
     titles = {"prior_bound": "max E_{z~r} log p(x|z)", "vae": "VAE (ELBO)"}
-    for ax, (dim, objective, x, samples) in zip(axes.ravel(), drawn):
+    for ax, (dim, objective, x, samples) in zip(axes.ravel(), drawn, strict=True):
         if dim == "1d":
             grid = np.linspace(x.min() - 1.5, x.max() + 1.5, 400)
             density = sum(np.exp(-0.5 * ((grid - c) / cluster_std) ** 2) for c in centers_1d[:, 0])
@@ -126,7 +126,7 @@ def draw_kl_only(fig, history: dict, mu_start: Array, mu_end: Array, tol_mu: flo
 def draw_beta_sweep(fig, r: dict) -> None:
     left, right = fig.subplots(1, 2)
     left.plot(r["rate"], r["distortion"], "o-", color="tab:purple")
-    for i, (beta, rate, dist) in enumerate(zip(r["beta"], r["rate"], r["distortion"])):
+    for i, (beta, rate, dist) in enumerate(zip(r["beta"], r["rate"], r["distortion"], strict=True)):
         left.annotate(f"beta={beta:g}", (rate, dist), textcoords="offset points",
                       xytext=(6, 4 if i % 2 else -12), fontsize=8)
     left.set(xlabel="rate: mean KL (nats)", ylabel="distortion: mean -log p(x|z) (nats)",

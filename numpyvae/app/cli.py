@@ -88,7 +88,7 @@ def _run(args, settings: dict, out: Path, data, trainer) -> int:
             settings, out, data, trainer, pictures=not args.no_plots,
             progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"interrupted: checkpoint saved at epoch {trainer.epoch}, step {trainer.step} "
+        print(f"interrupted: checkpoint saved at epoch {trainer.epochs_done}, step {trainer.steps_done} "
               f"in {out / run_folder.CHECKPOINT_FILE}; resume with: numpyvae train --resume "
               f"{shlex.quote(str(out))}", file=sys.stderr)
         return 130
@@ -96,7 +96,7 @@ def _run(args, settings: dict, out: Path, data, trainer) -> int:
         print(PICTURES_SKIPPED)
     val = plus_minus(metrics["val_elbo"], metrics["val_elbo_se"])
     print(f"val ELBO {val} nats per example (mean-pixel baseline "
-          f"{metrics['baseline_mean_pixel']:.2f}) after {trainer.epoch} epochs, "
+          f"{metrics['baseline_mean_pixel']:.2f}) after {trainer.epochs_done} epochs, "
           f"{metrics['seconds']:.1f} s of training\nwrote {out}/: {', '.join(written)}")
     return 0
 
@@ -109,7 +109,7 @@ def _experiment(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..evaluation import evaluate_model
+    from ..evaluation import evaluate
     run = Path(args.run_dir)
     settings = run_trainer.read_settings(run / run_folder.CONFIG_FILE)
     metrics_path = run / run_folder.METRICS_FILE  # read (and refused) before the long computation
@@ -119,7 +119,7 @@ def _evaluate(args) -> int:
     _, (x_test, _) = runs.load_run_data({**settings, "dtype": model.config.dtype})
     if args.limit is not None:
         x_test = x_test[:args.limit]
-    result = evaluate_model(model, x_test, k=args.k, rng=args.seed,
+    result = evaluate(model, x_test, k=args.k, rng=args.seed,
                             batch_size=args.batch_size, progress=not args.quiet,
                             log=lambda line: print(line, flush=True))
     renamed = {"k": "eval_k", "n": "eval_n", "seconds": "eval_seconds"}

@@ -28,6 +28,8 @@ beta-sweep) live in ``extremes.py`` and what every run records in
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -145,8 +147,8 @@ def run_jensen(out_dir, seed: int = 0, *, ms=(1, 10, 100, 1000), repeats: int = 
     gaps = [exact - mean for mean, _ in stats]
     results = {"exact": exact, "m": list(ms), "mean": [s[0] for s in stats],
                "standard_error": [s[1] for s in stats], "gap": gaps}
-    checks = {"below_exact_by_more_than_se": all(g > se for g, (_, se) in zip(gaps, stats)),
-              "gap_shrinks_with_m": all(a > b for a, b in zip(gaps, gaps[1:]))}
+    checks = {"below_exact_by_more_than_se": all(g > se for g, (_, se) in zip(gaps, stats, strict=True)),
+              "gap_shrinks_with_m": all(a > b for a, b in pairwise(gaps))}
     fig = new_figure(result, (11, 2.8))
     if fig is not None:
         draw_jensen(fig, ms, estimates, exact, gaps, [s[1] for s in stats])
@@ -190,9 +192,9 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
                elbo_se, "k": list(ks), "iwae": means, "iwae_standard_error": ses,
                "gap": [g for g, _ in gaps]}
     checks = {
-        "elbo_below_iwae": all(results["elbo"] <= m + 3 * se for m, se in zip(means, ses)),
+        "elbo_below_iwae": all(results["elbo"] <= m + 3 * se for m, se in zip(means, ses, strict=True)),
         "iwae_below_exact": all(g >= -3 * se for g, se in gaps),
-        "iwae_increases_with_k": all(a < b for a, b in zip(means, means[1:])),
+        "iwae_increases_with_k": all(a < b for a, b in pairwise(means)),
         "iwae_within_tol_at_largest_k": gaps[-1][0] < tol,
     }
     if ks[0] == 1:

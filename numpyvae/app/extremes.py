@@ -16,6 +16,8 @@ the figures and `numpyvae.app.experiment_record`; never
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,7 +26,7 @@ from ..reference.kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_
 from ..reference.optim import Adam
 from ..reference.vae import VAEConfig, decoder_forward, encoder_backward, encoder_forward, log_lik_forward
 from ..train import fit
-from ..trainer import evaluate
+from ..trainer import mean_elbo_terms
 from ..vae import VAE
 from ._experiment_figures import draw_autoencoder, draw_beta_sweep, draw_kl_only, new_figure, save_figure
 from .experiment_record import finish_experiment, start_experiment
@@ -248,14 +250,14 @@ def run_beta_sweep(out_dir, seed: int = 0, *, betas=(0.25, 0.5, 1.0, 2.0, 4.0, 8
         model = VAE(64, latent_dim, hidden, rng=rng, init=INIT)
         fit(model, x_train, epochs=epochs, batch_size=batch_size, optimizer=Adam(lr=lr),
             beta=beta, rng=rng)
-        scores = evaluate(model, x_eval, np.random.default_rng([seed, 1]))
+        scores = mean_elbo_terms(model, x_eval, np.random.default_rng([seed, 1]))
         rates.append(scores["kl"])
         distortions.append(-scores["log_lik"])
     results = {"beta": list(betas), "rate": rates, "distortion": distortions,
-               "elbo": [-(r + d) for r, d in zip(rates, distortions)]}
-    checks = {"rate_falls": all(b <= a + tol for a, b in zip(rates, rates[1:]))
+               "elbo": [-(r + d) for r, d in zip(rates, distortions, strict=True)]}
+    checks = {"rate_falls": all(b <= a + tol for a, b in pairwise(rates))
               and rates[0] - rates[-1] > 1.0,
-              "distortion_rises": all(b >= a - tol for a, b in zip(distortions, distortions[1:]))
+              "distortion_rises": all(b >= a - tol for a, b in pairwise(distortions))
               and distortions[-1] - distortions[0] > 1.0}
     fig = new_figure(result, (9, 3.4))
     if fig is not None:

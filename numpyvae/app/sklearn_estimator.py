@@ -290,7 +290,7 @@ class VAEEstimator:
             x = self._X(X)
         else:
             x = self._start(X)
-        self._train(x, self.trainer_.epoch + 1)
+        self._train(x, self.trainer_.epochs_done + 1)
         return self
 
     def transform(self, X) -> Array:

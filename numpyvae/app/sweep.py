@@ -307,7 +307,7 @@ def _run_points(spec, spec_path, out: Path, points: list, jobs: int, dask_schedu
     tasks = [(settings, str(out / name), k, spec["options"]["run_pictures"], threads)
              for name, _, settings in todo]
     for i, (status, (name, _, _)) in enumerate(zip(_execute(tasks, jobs, dask_scheduler,
-                                                            threads, timeout), todo)):
+                                                            threads, timeout), todo, strict=True)):
         result = (f"val ELBO {status['val_elbo']:.2f}" if status["status"] == "done"
                   else f"FAILED, {status['error']}")
         notes = "".join(f"; {note}" for note in status.get("notes", []))

@@ -61,7 +61,7 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
         (line,) = ax.plot(rate, distortion, marker="o", label=label)
         ax.scatter([r["val_kl"] for r in group], [-r["val_log_lik"] for r in group], s=10,
                    alpha=0.4, color=line.get_color())
-        points += zip(rate, distortion, betas)
+        points += zip(rate, distortion, betas, strict=True)
     for (x, y), betas in _merge_close(points).items():
         ax.annotate("\u03b2=" + ", ".join(f"{b:g}" for b in betas), (x, y), xytext=(4, 3),
                     textcoords="offset points", fontsize=8)

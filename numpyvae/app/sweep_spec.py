@@ -150,7 +150,7 @@ def grid_points(spec: dict) -> list[tuple[str, dict, dict]]:
     keys = list(spec["grid"])
     points = []
     for combination in itertools.product(*spec["grid"].values()):
-        values = dict(zip(keys, combination))
+        values = dict(zip(keys, combination, strict=True))
         points.append((run_name(values), values, dict(spec["base"], **values)))
     names = [name for name, _, _ in points]
     if len(set(names)) < len(names) or max(map(len, names)) > 200:

@@ -138,7 +138,7 @@ class DirectionalReport:
     def errors(self) -> list[float]:
         """Relative errors |a - n| / max(|a|, |n|) (0 when both are 0)."""
         return [abs(a - n) / max(abs(a), abs(n)) if a != n else 0.0
-                for a, n in zip(self.analytic, self.numerical)]
+                for a, n in zip(self.analytic, self.numerical, strict=True)]
 
     @property
     def max_error(self) -> float:
@@ -147,13 +147,13 @@ class DirectionalReport:
     @property
     def passed(self) -> bool:
         return all(math.isfinite(a) and abs(a - n) <= ok
-                   for a, n, ok in zip(self.analytic, self.numerical, self.allowed))
+                   for a, n, ok in zip(self.analytic, self.numerical, self.allowed, strict=True))
 
     def __str__(self) -> str:
         rows = [f"{'direction':<10} {'analytic':>16} {'numerical':>16} {'|a-n|':>9} "
                 f"{'allowed':>9} {'relative':>9} {'ok':>4}"]
         for k, (a, n, ok, e) in enumerate(zip(self.analytic, self.numerical, self.allowed,
-                                              self.errors)):
+                                              self.errors, strict=True)):
             rows.append(f"{k:<10} {a:16.10g} {n:16.10g} {abs(a - n):9.2e} {ok:9.2e} "
                         f"{e:9.2e} {'yes' if abs(a - n) <= ok else 'NO':>4}")
         return "\n".join(rows)
@@ -221,7 +221,7 @@ def check_directional(f: Callable, inputs, analytic, rng: np.random.Generator | 
     if len(analytic) != len(inputs):
         raise ValueError(f"analytic: expected {len(inputs)} gradients, one per input, "
                          f"got {len(analytic)}")
-    for i, (x, g) in enumerate(zip(inputs, analytic)):
+    for i, (x, g) in enumerate(zip(inputs, analytic, strict=True)):
         require_float64(x, f"inputs[{i}]")
         if np.shape(g) != x.shape:
             raise ValueError(f"analytic[{i}]: expected shape {x.shape}, got {np.shape(g)}")
@@ -230,10 +230,10 @@ def check_directional(f: Callable, inputs, analytic, rng: np.random.Generator | 
     report = DirectionalReport(f_value, [], [], [])
     for _ in range(n_directions):
         u = random_directions(inputs, rng)
-        a = sum(float(np.sum(g * d, dtype=np.float64)) for g, d in zip(analytic, u))
+        a = sum(float(np.sum(g * d, dtype=np.float64)) for g, d in zip(analytic, u, strict=True))
 
         def phi(t, u=u):
-            return f(*[x + t * d for x, d in zip(inputs, u)])
+            return f(*[x + t * d for x, d in zip(inputs, u, strict=True)])
 
         n, noise = richardson_derivative(phi, fd_step, levels)
         report.analytic.append(a)
@@ -300,10 +300,10 @@ def check_vjp_jvp(forward: Callable, inputs, backward: Callable,
             raise ValueError(f"backward: expected {len(inputs)} gradients, one per input, "
                              f"got {len(grads)}")
         u = random_directions(inputs, rng)
-        a = sum(float(np.sum(g * d, dtype=np.float64)) for g, d in zip(grads, u))
+        a = sum(float(np.sum(g * d, dtype=np.float64)) for g, d in zip(grads, u, strict=True))
 
         def phi(t, u=u, v=v):
-            return np.sum(v * forward(*[x + t * d for x, d in zip(inputs, u)])[0])
+            return np.sum(v * forward(*[x + t * d for x, d in zip(inputs, u, strict=True)])[0])
 
         n, noise = richardson_derivative(phi, fd_step, levels)
         report.analytic.append(a)

@@ -36,7 +36,7 @@ def model_loss(model, x: np.ndarray, eps: np.ndarray, beta: float,
     probe = type(model).from_config(model.config.to_dict())
 
     def loss(*arrays):
-        probe.params = dict(zip(names, arrays))
+        probe.params = dict(zip(names, arrays, strict=True))
         return probe.loss_and_grads(x, eps, beta, objective)[0]
 
     return loss

@@ -260,11 +260,11 @@ def check_gradients(f: Callable, inputs, analytic, names: Sequence[str] | None =
         raise ValueError(f"analytic: expected {len(inputs)} gradients, one per input, "
                          f"got {len(analytic)}")
     names = list(names) if names is not None else [f"x{i}" for i in range(len(inputs))]
-    for name, x in zip(names, inputs):
+    for name, x in zip(names, inputs, strict=True):
         require_float64(x, name)
     f_value = float(f(*inputs))
     checks = []
-    for i, (name, x, a) in enumerate(zip(names, inputs, analytic)):
+    for i, (name, x, a) in enumerate(zip(names, inputs, analytic, strict=True)):
         def f_i(v, i=i):
             args = list(inputs)
             args[i] = v

@@ -354,7 +354,7 @@ def assert_grad_close(f: Callable, grad_f: Callable, *arrays: np.ndarray,
     if not arrays:
         raise TypeError("arrays: expected at least one array to differentiate, got none")
     names = [f"arrays[{i}]" for i in range(len(arrays))]
-    for name, a in zip(names, arrays):
+    for name, a in zip(names, arrays, strict=True):
         require_float64(a, name)
     f_value = f(*arrays)
     if np.ndim(f_value) != 0:
@@ -436,7 +436,7 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
     """
     inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     names = [f"inputs[{i}]" for i in range(len(inputs))] if names is None else list(names)
-    for name, x in zip(names, inputs):
+    for name, x in zip(names, inputs, strict=True):
         require_float64(x, name)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out, cache = forward(*inputs)
