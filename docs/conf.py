@@ -74,17 +74,18 @@ html_copy_source = False
 # --- links from the Markdown pages into the code ---------------------------
 #
 # docs/math-to-code.md links each function to the line of its def, as
-# [name](../numpyvae/module.py#L<line>), so the links work when the file is
-# read in the repository (tests/test_docs.py keeps the lines right). On the
-# site the same link goes to the function's entry in the API reference,
-# which has its docstring and a link to its highlighted source.
+# [name](../numpyvae/module.py#L<line>) or [name](../numpyvae/folder/module.py#L<line>),
+# so the links work when the file is read in the repository
+# (tests/test_docs.py keeps the lines right). On the site the same link goes
+# to the function's entry in the API reference, which has its docstring and
+# a link to its highlighted source.
 
-CODE_LINK = re.compile(r"\[`?([\w.]+)`?\]\(\.\./numpyvae/(\w+)\.py#L\d+\)")
-CODE_QUOTE = re.compile(r"^Code \(numpyvae/(\w+)\.py\):$", re.M)
+CODE_LINK = re.compile(r"\[`?([\w.]+)`?\]\(\.\./numpyvae/((?:\w+/)*\w+)\.py#L\d+\)")
+CODE_QUOTE = re.compile(r"^Code \(numpyvae/((?:\w+/)*\w+)\.py\):$", re.M)
 
 
 def _api_link(match: re.Match) -> str:
-    name, module = match.group(1), match.group(2)
+    name, module = match.group(1), match.group(2).replace("/", ".")
     if any(part.startswith("_") for part in name.split(".")):
         # private helpers are not in the reference: link their module
         return f"{{py:mod}}`{name} <numpyvae.{module}>`"
@@ -92,8 +93,8 @@ def _api_link(match: re.Match) -> str:
 
 
 def _code_quote(match: re.Match) -> str:
-    module = match.group(1)
-    return f"Code ({{py:mod}}`numpyvae/{module}.py <numpyvae.{module}>`):"
+    path = match.group(1)
+    return f"Code ({{py:mod}}`numpyvae/{path}.py <numpyvae.{path.replace('/', '.')}>`):"
 
 
 def link_code(app, docname: str, source: list[str]) -> None:

@@ -137,7 +137,7 @@ def step_bar(state: dict, trainer) -> None:
     if now >= state["next_postfix"]:
         state["next_postfix"] = now + POSTFIX_SECONDS
         loss_sum, ll_sum, kl_sum, n_seen, _ = trainer.sums
-        state["bar"].set_postfix_str(f"epoch {trainer.epoch + 1}/{state['epochs']}, train "
+        state["bar"].set_postfix_str(f"epoch {trainer.epochs_done + 1}/{state['epochs']}, train "
                                      f"ELBO {(ll_sum - kl_sum) / n_seen:.2f}", refresh=False)
 
 

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .protocol import Model
+
 FORMAT = "numpyvae-checkpoint"
 FORMAT_VERSION = 1
 MODEL_KINDS = ("vae", "hierarchical")  # a config's "model" key; absent is "vae"
@@ -88,7 +90,7 @@ class Checkpoint:
     ('Checkpoint', None, None)
     """
 
-    model: object
+    model: Model
     optimizer: object | None
     trainer_state: dict | None
     arrays: dict
@@ -123,7 +125,7 @@ def _optimizer_from_config(config: dict):
     raise CheckpointError(f"unknown optimizer {config.get('name')!r}")
 
 
-def save(model, path, optimizer=None, trainer=None, extra: dict | None = None) -> Path:
+def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = None) -> Path:
     """Write a checkpoint atomically (temporary file, then ``os.replace``).
 
     Parameters
@@ -417,7 +419,7 @@ def _expected_arrays(path: Path, meta: dict, config, arrays: dict) -> dict:
         t = arrays.get("optimizer/t")
         stepped = t is not None and t.shape == () and t.dtype.kind == "i" and int(t) > 0
         if opt.get("name") == "adam":
-            moments = ("m", "v") if stepped else ()
+            moments: tuple[str, ...] = ("m", "v") if stepped else ()
         else:
             moments = ("velocity",) if stepped and opt.get("momentum", 0) > 0 else ()
         for p in moments:
@@ -458,10 +460,8 @@ def load_checkpoint(path) -> Checkpoint:
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays)
     try:
-        if model_kind(meta["config"]) == "hierarchical":
-            model = HierarchicalVAE.from_config(meta["config"])
-        else:
-            model = VAE.from_config(meta["config"])
+        model_class = HierarchicalVAE if model_kind(meta["config"]) == "hierarchical" else VAE
+        model: Model = model_class.from_config(meta["config"])
         optimizer = None if meta.get("optimizer") is None \
             else _optimizer_from_config(meta["optimizer"])
     except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -480,7 +480,7 @@ def load_checkpoint(path) -> Checkpoint:
     return Checkpoint(model, optimizer, trainer, arrays, meta)
 
 
-def load(path):
+def load(path) -> Model:
     """Load the model (VAE or HierarchicalVAE) stored in a checkpoint (see
     `load_checkpoint`).
 

@@ -79,7 +79,7 @@ def load_digits(dtype="float32") -> tuple[Split, Split]:
     ((1437, 64), (360, 64), dtype('float32'), dtype('int64'))
     """
     dt = check_float_dtype(dtype)
-    resource = resources.files("numpyvae").joinpath("data", "digits.npz")
+    resource = resources.files("numpyvae").joinpath("data").joinpath("digits.npz")
     raw = resource.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != DIGITS_SHA256:

@@ -24,7 +24,7 @@ Speed. With ``fast=False`` the loop runs the reference log-weights,
 as the notes write them. With ``fast=True`` (the default) the one-layer
 model's IWAE and prior estimates run the same sum rearranged for speed
 (fused_eval.py; for the MNIST 784-400-20 model about four times as
-fast), held equal to ``fast=False`` by tests/test_fused_eval.py for
+fast), held equal to ``fast=False`` by tests/fast/test_fused_eval.py for
 every configuration; other models and the sampled ELBO always run the
 reference.
 
@@ -53,7 +53,7 @@ from scipy.special import logsumexp
 from ._validation import check_int
 from .fast import fused_eval
 from .protocol import Model
-from .vae import as_generator
+from .vae import VAE, as_generator  # noqa: F401  (VAE: the doctests' model)
 
 Array = NDArray[np.floating]
 

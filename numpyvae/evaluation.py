@@ -27,7 +27,7 @@ from ._progress import duration, make_bar
 from ._validation import check_int
 from .estimators import elbo, iwae_bound, standard_error
 from .protocol import Model
-from .vae import as_generator
+from .vae import VAE, as_generator  # noqa: F401  (VAE: the doctests' model)
 
 ACTIVE_THRESHOLD = 1e-2
 
@@ -99,10 +99,10 @@ def evaluate(model: Model, x, k: int = 5000, rng=None,
     elbos = np.asarray(elbo(model, x, rng), dtype=np.float64)  # (n,)
     n = x.shape[0]
     bar = make_bar(n, desc=f"IWAE k={k}") if progress else None
-    iwaes = []
+    iwae_batches = []
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        iwaes.append(iwae_bound(model, xb, k, rng).astype(np.float64))
+        iwae_batches.append(iwae_bound(model, xb, k, rng).astype(np.float64))
         done, seconds = min(start + batch_size, n), time.perf_counter() - t0
         if bar is not None:
             bar.update(xb.shape[0])
@@ -111,7 +111,7 @@ def evaluate(model: Model, x, k: int = 5000, rng=None,
                 f"{duration(seconds * (n - done) / done)} left")
     if bar is not None:
         bar.close()
-    iwaes = np.concatenate(iwaes)  # (n,)
+    iwaes = np.concatenate(iwae_batches)  # (n,)
     counts = active_units_per_layer(model, x, rng)[0]
     count, per_layer = sum(counts), {}
     if len(counts) > 1:  # a model with several stochastic layers

@@ -76,7 +76,7 @@ def _content_sha256(arrays: dict) -> str:
         a = np.ascontiguousarray(arrays[key])
         shape = ",".join(str(s) for s in a.shape)
         h.update(f"{key}\n{a.dtype.str}\n{shape}\n".encode("ascii"))
-        h.update(memoryview(a).cast("B"))
+        h.update(a.data.cast("B"))
     return h.hexdigest()
 
 

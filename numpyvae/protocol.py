@@ -102,10 +102,14 @@ class Model(Protocol):
     def elbo(self, x, rng=None) -> Array:
         """The per-example ELBO of one sample."""
 
-    def elbo_terms(self, x, rng=None, eps=None) -> dict[str, Array]:
+    def elbo_terms(self, x, rng=None, *, eps=None) -> dict[str, Array]:
         """Per-example ``log_lik`` and ``kl`` of that sample (elbo = their
-        difference): of `eps` (n, noise_dim) when given, else drawn from
-        `rng`."""
+        difference): of `eps` (n, noise_dim) when given (by keyword: the
+        two-layer model takes k before it), else drawn from `rng`."""
 
     def init_output_bias(self, x_train) -> None:
         """Start the decoder at the data's mean."""
+
+    @classmethod
+    def from_config(cls, config: dict, params: dict | None = None) -> Model:
+        """A model of this class rebuilt from ``config.to_dict()`` (and `params`)."""

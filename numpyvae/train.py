@@ -162,7 +162,7 @@ def _progress_bar(progress: bool, trainer: Trainer, epochs: int, n_train: int):
     if not progress or trainer.epochs_done >= epochs:
         return None
     # a resumed run starts at its interrupted epoch's examples (trainer.sums[3])
-    return _progress.training_bar(epochs, n_train, trainer.epochs_done, trainer.sums[3])
+    return _progress.training_bar(epochs, n_train, trainer.epochs_done, int(trainer.sums[3]))
 
 
 def _on_step(trainer: Trainer, bar, pending: list) -> None:

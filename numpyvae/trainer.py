@@ -14,7 +14,7 @@ and the papers write them (`Trainer.train_step`, the lines after
 "reference"). ``fast=True`` (the default) swaps in, where it exists, the
 fused form of the same step (`fused_step.py`: the one-layer model's
 loss, its gradient and Adam in preallocated buffers), held equal to the
-reference by tests/test_fused_step.py and tests/test_train_reference.py.
+reference by tests/fast/test_fused_step.py and tests/test_train_reference.py.
 
 All randomness -- the order of the data and every eps -- comes from one
 `numpy.random.Generator`, whose state is part of the trainer's state: a
@@ -178,7 +178,7 @@ class Trainer:
         self.rng = as_generator(rng)
         self.epochs_done = 0            # completed epochs
         self.steps_done = 0             # completed steps inside the current epoch
-        self.perm = None          # order of the current epoch, once drawn
+        self.perm: np.ndarray | None = None  # order of the current epoch, once drawn
         self.sums = [0.0, 0.0, 0.0, 0, 0.0]  # loss, log_lik, kl, n seen, seconds
         self.history: list[dict] = []
         self.workspace: dict = {}  # scratch arrays reused by every step; see fused_step
@@ -201,8 +201,8 @@ class Trainer:
     def set_learning_rate(self) -> None:
         """Apply the schedule for the epoch about to run."""
         if self.lr_schedule == "iwae":
-            self.optimizer.lr = iwae_learning_rate(self.epochs_done, self.schedule_epochs,
-                                                   self.base_lr)
+            assert self.schedule_epochs is not None, "train() sets it before the first epoch"
+            self.optimizer.lr = iwae_learning_rate(self.epochs_done, self.schedule_epochs, self.base_lr)
 
     def train_step(self, xb: np.ndarray) -> tuple[float, dict]:
         """One optimizer step on batch `xb`; returns the loss and terms.

@@ -314,7 +314,7 @@ class VAE:
         mu, log_var = self.encode(x)
         eps = draw_eps(rng, mu.shape, self.dtype)
         if self.config.posterior == "fixed":
-            return reparameterize_fixed_forward(mu, self.config.delta, eps)[0]
+            return reparameterize_fixed_forward(mu, self.config.fixed_delta, eps)[0]
         return reparameterize_forward(mu, log_var, eps)[0]
 
     def reconstruct(self, x, rng=None) -> Array:

@@ -39,22 +39,22 @@ IGNORE = shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", ".hypoth
                                 ".pytest_cache", "*.egg-info", "build", "_site")
 
 # The test files that cover each module (run in this order, -x).
-KERNEL_TESTS = ["tests/test_model.py", "tests/test_fused_step.py"]
+KERNEL_TESTS = ["tests/reference/test_vae.py", "tests/fast/test_fused_step.py"]
 COVERS = {
-    "layers.py": ["tests/test_layers.py", *KERNEL_TESTS],
-    "activations.py": ["tests/test_activations.py", *KERNEL_TESTS],
-    "likelihoods.py": ["tests/test_likelihoods.py", *KERNEL_TESTS],
-    "kl.py": ["tests/test_kl.py", *KERNEL_TESTS],
-    "sampling.py": ["tests/test_sampling.py", *KERNEL_TESTS],
+    "layers.py": ["tests/reference/test_layers.py", *KERNEL_TESTS],
+    "activations.py": ["tests/reference/test_activations.py", *KERNEL_TESTS],
+    "likelihoods.py": ["tests/reference/test_likelihoods.py", *KERNEL_TESTS],
+    "kl.py": ["tests/reference/test_kl.py", *KERNEL_TESTS],
+    "sampling.py": ["tests/reference/test_sampling.py", *KERNEL_TESTS],
     "model.py": KERNEL_TESTS,
-    "iwae.py": ["tests/test_iwae.py", "tests/test_fused_step.py", "tests/test_properties.py"],
-    "fused_step.py": ["tests/test_fused_step.py", "tests/test_train.py"],
-    "optim.py": ["tests/test_optim.py", "tests/test_fused_step.py"],
+    "iwae.py": ["tests/reference/test_bounds.py", "tests/fast/test_fused_step.py", "tests/test_properties.py"],
+    "fused_step.py": ["tests/fast/test_fused_step.py", "tests/test_train.py"],
+    "optim.py": ["tests/reference/test_optim.py", "tests/fast/test_fused_step.py"],
     "estimators.py": ["tests/test_estimators.py", "tests/test_estimators_logmeanexp.py",
                       "tests/test_properties.py"],
-    "checkpoint.py": ["tests/test_checkpoint.py", "tests/test_reliability.py"],
+    "checkpoint.py": ["tests/test_checkpoint.py", "tests/checks/test_reliability.py"],
     "train.py": ["tests/test_train.py", "tests/test_values_off_default.py"],
-    "hierarchy.py": ["tests/test_hierarchy.py"],
+    "hierarchy.py": ["tests/reference/test_hierarchical_vae.py"],
 }
 
 

@@ -1,12 +1,15 @@
-"""Tests for the learner-facing docs: they must match the code.
+"""Tests for the docs: they must match the code.
 
 * docs/gradient-checking.md: its ```python blocks run verbatim, in order,
   in one fresh namespace, and every test_* function they define passes.
 * docs/derivations.md: every quoted line of code ("Code (numpyvae/x.py):"
-  followed by an indented block) appears verbatim in that module.
-* docs/math-to-code.md: every link [name](../numpyvae/x.py#L<n>) points at
-  the line that defines `name`, and every named test exists in tests/.
-* Every repository path the docs mention exists.
+  or "Code (numpyvae/folder/x.py):" followed by an indented block) appears
+  verbatim in that module.
+* docs/math-to-code.md: every link [name](../numpyvae/folder/x.py#L<n>)
+  points at the line that defines `name`, and every named test
+  (tests/folder/test_x.py::test_name) exists.
+* README.md and every page of docs/: each repository path, relative
+  link and bare file name (`kl.py`) it mentions exists.
 
 Run ``python tests/test_docs.py docs/gradient-checking.md`` to execute a
 page's python blocks with their output shown (the outputs quoted in the
@@ -26,8 +29,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-LEARNER_DOCS = ["gradient-checking.md", "derivations.md", "reading-order.md",
-                "math-to-code.md"]
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -59,11 +60,11 @@ def defined_names(module: Path) -> dict[str, int]:
 
 
 def quoted_code(path: Path) -> list[tuple[str, list[str]]]:
-    """Blocks "Code (numpyvae/x.py):" + indented lines, as (module, lines)."""
+    """Blocks "Code (numpyvae/[folder/]x.py):" + indented lines, as (module, lines)."""
     lines = path.read_text().splitlines()
     blocks = []
     for i, line in enumerate(lines):
-        match = re.fullmatch(r"Code \((numpyvae/\w+\.py)\):", line)
+        match = re.fullmatch(r"Code \((numpyvae/(?:\w+/)*\w+\.py)\):", line)
         if match:
             j = i + 1
             while j < len(lines) and not lines[j].strip():
@@ -104,14 +105,14 @@ def test_a_failing_example_makes_the_doc_test_fail(tmp_path):
         run_blocks(page)
 
 
-
 def test_derivations_quote_the_code_verbatim():
     blocks = quoted_code(DOCS / "derivations.md")
     assert all(code for _, code in blocks), "a 'Code (...):' line without code under it"
     assert missing_code_lines(DOCS / "derivations.md") == []
     quoted = {module for module, _ in blocks}
-    assert {f"numpyvae/{m}.py" for m in ("layers", "activations", "likelihoods", "kl",
-                                         "sampling", "model", "optim")} <= quoted
+    assert {f"numpyvae/reference/{m}.py" for m in ("layers", "activations", "likelihoods",
+                                                   "kl", "sampling", "vae", "bounds",
+                                                   "hierarchical_vae", "optim")} <= quoted
 
 
 def test_a_stale_quote_is_caught(tmp_path):
@@ -123,26 +124,46 @@ def test_a_stale_quote_is_caught(tmp_path):
     assert missing_code_lines(page) == ["numpyvae/reference/kl.py: kl = 0.5 * mu.sum()"]
 
 
+PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.md"))
+# the names of the repository's own files (not of a build, a site or git)
+REPO_FILES = {p.name for folder in ("numpyvae", "tests", "benchmarks", "docs", ".ci")
+              for p in (ROOT / folder).rglob("*") if p.is_file()}
+REPO_FILES |= {p.name for p in ROOT.iterdir() if p.is_file()}
 
-@pytest.mark.parametrize("page", LEARNER_DOCS)
-def test_every_path_and_link_in_the_docs_exists(page):
-    path = DOCS / page
-    if not path.exists():
-        pytest.skip(f"docs/{page} not written yet")
+
+def missing_paths(path: Path) -> list[str]:
+    """Repository paths, relative links and bare file names such as
+    `kl.py` (the name of no file of the repository) of a page that
+    lead nowhere."""
     text = path.read_text()
     paths = set(re.findall(r"\b((?:numpyvae|tests|docs|benchmarks)/[\w/.-]*\w\.(?:py|md))", text))
-    links = {link.split("#")[0] for link in re.findall(r"\]\(([^)#]+\.(?:md|py))", text)}
+    links = {link.split("#")[0] for link in re.findall(r"\]\(([^)#:]+\.(?:md|py))", text)}
+    names = set(re.findall(r"(?<![\w/.-])(\w+\.py)\b", text))
     missing = sorted(p for p in paths if not (ROOT / p).exists())
-    missing += sorted(link for link in links if not (DOCS / link).resolve().exists())
-    assert missing == []
+    missing += sorted(link for link in links if not (path.parent / link).resolve().exists())
+    missing += sorted(name for name in names if name not in REPO_FILES)
+    return missing
 
 
-CODE_LINK = re.compile(r"\[`?([\w.]+)`?\]\(\.\./(numpyvae/\w+\.py)#L(\d+)\)")
-TEST_REF = re.compile(r"\b(tests/test_\w+\.py)::(test_\w+)")
+@pytest.mark.parametrize("page", PAGES)
+def test_every_path_and_link_in_the_docs_exists(page):
+    assert missing_paths(ROOT / page) == []
+
+
+def test_a_moved_module_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    (tmp_path / "there.md").write_text("")
+    page.write_text("`numpyvae/reference/kl.py` and `numpyvae/kl.py`, `kl.py` and `model.py`, "
+                    "tests/reference/test_kl.py, tests/test_kl.py, [a](there.md) [b](gone.md)\n")
+    assert missing_paths(page) == ["numpyvae/kl.py", "tests/test_kl.py", "gone.md", "model.py"]
+
+
+CODE_LINK = re.compile(r"\[`?([\w.]+)`?\]\(\.\./(numpyvae/(?:\w+/)*\w+\.py)#L(\d+)\)")
+TEST_REF = re.compile(r"\b(tests/(?:\w+/)*test_\w+\.py)::(test_\w+)")
 
 
 def stale_code_links(path: Path) -> list[str]:
-    """Links [name](../numpyvae/m.py#L<n>) whose line n does not define name."""
+    """Links [name](../numpyvae/[folder/]m.py#L<n>) whose line n does not define name."""
     stale = []
     for name, module, line in CODE_LINK.findall(path.read_text()):
         source = ROOT / module
@@ -156,7 +177,7 @@ def stale_code_links(path: Path) -> list[str]:
 
 
 def missing_tests(path: Path) -> list[str]:
-    """References tests/test_x.py::test_name whose test function does not exist."""
+    """References tests/[folder/]test_x.py::test_name whose test function does not exist."""
     missing = []
     for module, name in TEST_REF.findall(path.read_text()):
         source = ROOT / module
@@ -172,9 +193,10 @@ def test_math_to_code_links_point_at_def_lines():
     assert stale_code_links(path) == []
     linked = {(module, name) for name, module, _ in links}
     for module in ("layers", "activations", "likelihoods", "kl", "sampling"):
-        kernels = {name for name in defined_names(ROOT / f"numpyvae/{module}.py")
+        path = f"numpyvae/reference/{module}.py"
+        kernels = {name for name in defined_names(ROOT / path)
                    if name.endswith(("_forward", "_backward"))}
-        assert kernels <= {name for m, name in linked if m == f"numpyvae/{module}.py"}
+        assert kernels <= {name for m, name in linked if m == path}
 
 
 def test_math_to_code_names_tests_that_exist():
@@ -189,13 +211,13 @@ def test_stale_line_numbers_and_missing_tests_are_caught(tmp_path):
     page.write_text(f"[kl_forward](../numpyvae/reference/kl.py#L{line}) "
                     f"[kl_forward](../numpyvae/reference/kl.py#L{line + 1}) "
                     f"[Adam.step](../numpyvae/reference/optim.py#L1) [f](../numpyvae/nope.py#L1) "
-                    "tests/test_kl.py::test_kl_known_values tests/test_kl.py::test_nothing")
+                    "tests/reference/test_kl.py::test_kl_known_values tests/reference/test_kl.py::test_nothing")
     assert stale_code_links(page) == [
         f"numpyvae/reference/kl.py#L{line + 1}: kl_forward is defined on line {line}",
         f"numpyvae/reference/optim.py#L1: Adam.step is defined on line "
         f"{defined_names(ROOT / 'numpyvae/reference/optim.py')['Adam.step']}",
         "numpyvae/nope.py does not exist"]
-    assert missing_tests(page) == ["tests/test_kl.py::test_nothing"]
+    assert missing_tests(page) == ["tests/reference/test_kl.py::test_nothing"]
 
 
 if __name__ == "__main__":

@@ -222,3 +222,9 @@ def test_faces_define_nothing(name):
     for node in tree.body:
         if isinstance(node, ast.Assign):
             assert [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
+
+
+def test_the_testing_face_hands_on_every_public_name():
+    import numpyvae.checks.testing as inside
+    import numpyvae.testing as face
+    assert sorted(face.__all__) == sorted(inside.__all__)

@@ -2,6 +2,10 @@
 
 * docs/tutorial.md: its ```pycon blocks are doctests, run in order in one
   namespace; every printed line must match the page.
+* docs/api/: one page per public module, folders mirrored
+  (numpyvae/reference/kl.py -> docs/api/reference/kl.md), each listed in
+  a toctree of docs/api/index.md; the public faces numpyvae.gradcheck and
+  numpyvae.testing name every name they hand on.
 * The built site, opened in headless Chromium (Debian's ``chromium`` and
   ``chromium-driver``, driven through selenium): on the key pages the
   math was typeset by MathJax (no raw TeX left in the visible text, no
@@ -34,7 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 KEY_PAGES = ["index.html", "tutorial.html", "derivations.html", "math-to-code.html",
-             "experiments.html", "api/kl.html"]
+             "experiments.html", "api/reference/kl.html"]
 MATH_PAGES = ["tutorial.html", "derivations.html", "math-to-code.html"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -77,15 +81,42 @@ def test_a_wrong_output_in_a_page_fails(tmp_path, capsys):
     assert "Expected:\n    4\nGot:\n    3" in capsys.readouterr().out
 
 
+def public_modules() -> set[str]:
+    """numpyvae/reference/kl.py -> 'reference/kl'; a name starting with _ is private."""
+    package = ROOT / "numpyvae"
+    return {path.relative_to(package).with_suffix("").as_posix()
+            for path in package.rglob("*.py")
+            if not any(part.startswith("_") for part in path.relative_to(package).parts)}
+
+
 def test_every_public_module_has_an_api_page():
-    modules = {path.stem for path in (ROOT / "numpyvae").glob("*.py")
-               if not path.stem.startswith("_")}
-    pages = {path.stem for path in (DOCS / "api").glob("*.md")} - {"index"}
-    index = (DOCS / "api" / "index.md").read_text()
-    listed = set(re.findall(r"^(\w+)$", index, re.M))
-    assert modules - pages == set(), "add docs/api/<module>.md like docs/api/kl.md"
+    modules = public_modules()
+    api = DOCS / "api"
+    pages = {path.relative_to(api).with_suffix("").as_posix()
+             for path in api.rglob("*.md")} - {"index"}
+    index = (api / "index.md").read_text()
+    listed = set(re.findall(r"^([\w/]+)$", index, re.M))
+    assert {"vae", "reference/vae", "fast/fused_step", "checks/gradcheck",
+            "app/cli", "gradcheck"} <= modules
+    assert modules - pages == set(), "add docs/api/<folder>/<module>.md like docs/api/reference/kl.md"
     assert modules - listed == set(), "list the module in a toctree of docs/api/index.md"
     assert pages - modules == set(), "an API page for a module that is gone"
+    for module in modules:  # each page documents the module it is named after
+        dotted = "numpyvae." + module.replace("/", ".")
+        assert f".. automodule:: {dotted}\n" in (api / f"{module}.md").read_text(), module
+
+
+@pytest.mark.parametrize("face", ["gradcheck", "testing"])
+def test_a_public_face_lists_every_name_it_hands_on(face):
+    """numpyvae.gradcheck and numpyvae.testing re-export names documented
+    in numpyvae/checks/; their pages name each one (and document none, so
+    no object is described twice)."""
+    import importlib
+
+    names = importlib.import_module(f"numpyvae.{face}").__all__
+    page = (DOCS / "api" / f"{face}.md").read_text()
+    assert ":no-members:" in page
+    assert [name for name in names if f"`{name}" not in page] == []
 
 
 # --- the built site in a browser -------------------------------------------
@@ -215,7 +246,7 @@ def test_key_page_is_typeset_and_its_images_load(browser, server, page):
 
 
 def test_api_page_shows_the_docstring_equations_as_text(browser, server):
-    state = page_state(browser, f"{server}/api/kl.html")
+    state = page_state(browser, f"{server}/api/reference/kl.html")
     text = state["text"]
     assert "kl_forward(mu, log_var)" in text
     assert "kl = 0.5 * sum_j (mu_j^2 + exp(log_var_j) - log_var_j - 1)" in text
@@ -224,8 +255,8 @@ def test_api_page_shows_the_docstring_equations_as_text(browser, server):
 def test_math_to_code_links_each_function_to_its_api_entry(browser, server):
     state = page_state(browser, f"{server}/math-to-code.html")
     links = set(state["links"])
-    assert f"{server}/api/kl.html#numpyvae.reference.kl.kl_forward" in links
-    assert f"{server}/api/kl.html#numpyvae.reference.kl.kl_backward" in links
+    assert f"{server}/api/reference/kl.html#numpyvae.reference.kl.kl_forward" in links
+    assert f"{server}/api/reference/kl.html#numpyvae.reference.kl.kl_backward" in links
     assert "def kl_forward" not in state["text"]
 
 

@@ -1,6 +1,7 @@
 """Rewrite the line numbers of code links in docs/math-to-code.md.
 
-Links look like ``[name](../numpyvae/module.py#L<line>)``; each points at
+Links look like ``[name](../numpyvae/module.py#L<line>)`` or, for a module
+in a folder, ``[name](../numpyvae/reference/kl.py#L<line>)``; each points at
 the ``def``/``class`` line of `name` (``Class.method`` for a method).
 Run after moving code: ``python docs/tools/refresh_links.py``; the test
 ``tests/test_docs.py::test_math_to_code_links_point_at_def_lines``
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LINK = re.compile(r"(\[`?([\w.]+)`?\]\(\.\./(numpyvae/\w+\.py)#L)(\d+)(\))")
+LINK = re.compile(r"(\[`?([\w.]+)`?\]\(\.\./(numpyvae/(?:\w+/)*\w+\.py)#L)(\d+)(\))")
 
 
 def defined_names(module: Path) -> dict[str, int]:
@@ -37,6 +38,9 @@ def refresh(page: Path) -> int:
 
     def fix(match):
         name, module = match.group(2), match.group(3)
+        if not (ROOT / module).exists():
+            unknown.append(f"{module}: no such file")
+            return match.group(0)
         names = cache.setdefault(module, defined_names(ROOT / module))
         if name not in names:
             unknown.append(f"{module}: {name}")

@@ -39,7 +39,7 @@ def save_figure(fig, result: dict, out: Path) -> None:
 
 def draw_jensen(fig, ms, estimates, exact, gaps, ses) -> None:
     axes = fig.subplots(1, len(ms) + 1)
-    for ax, m, est in zip(axes, ms, estimates, strict=True):
+    for ax, m, est in zip(axes[:-1], ms, estimates, strict=True):  # the last axis: the gaps
         lo = np.quantile(est, 0.01)
         ax.hist(est, bins=40, range=(lo, max(est.max(), exact)), color="tab:purple", alpha=0.7)
         ax.axvline(exact, color="tab:red", label="exact log p(x)")

@@ -15,13 +15,13 @@ import math
 from .settings import SETTINGS, Setting
 
 
-def _int_at_least(minimum: int):
+def _int_at_least(minimum: int | None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
         return value
     return parse
@@ -67,7 +67,7 @@ def _finite_float(text: str) -> float:
 def _default_text(setting: Setting) -> str:
     if setting.default is None:
         return "none"
-    if setting.kind == "widths":
+    if setting.kind == "widths" and isinstance(setting.default, list):
         return ",".join(map(str, setting.default)) or "''"
     if setting.kind == "bool":
         return "on" if setting.default else "off"

@@ -188,9 +188,9 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
     gaps = [mean_se(exact - v) for v in iwae]
     exact_mean = float(exact.mean())
     means, ses = [exact_mean - g for g, _ in gaps], [se for _, se in gaps]
-    results = {"exact": exact_mean, "elbo": exact_mean - elbo_gap, "elbo_standard_error":
-               elbo_se, "k": list(ks), "iwae": means, "iwae_standard_error": ses,
-               "gap": [g for g, _ in gaps]}
+    results: dict = {"exact": exact_mean, "elbo": exact_mean - elbo_gap, "elbo_standard_error":
+                     elbo_se, "k": list(ks), "iwae": means, "iwae_standard_error": ses,
+                     "gap": [g for g, _ in gaps]}
     checks = {
         "elbo_below_iwae": all(results["elbo"] <= m + 3 * se for m, se in zip(means, ses, strict=True)),
         "iwae_below_exact": all(g >= -3 * se for g, se in gaps),
@@ -295,7 +295,7 @@ def _mass_near(samples: Array, centers: Array, radius: float) -> list[float]:
 def _model_samples(model: VAE, n: int, rng: np.random.Generator) -> tuple[Array, Array]:
     """Decoder means at z ~ r and samples x = mean + sigma * noise."""
     means = model.decode(rng.standard_normal((n, model.config.latent_dim), dtype=model.dtype))
-    return means, means + model.config.sigma * rng.standard_normal(means.shape)
+    return means, means + model.config.gaussian_sigma * rng.standard_normal(means.shape)
 
 
 def run_prior_bound(out_dir, seed: int = 0, *, n: int = 2000,

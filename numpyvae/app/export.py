@@ -171,10 +171,10 @@ def write_latents(path, mu: Array, log_var: Array, labels=None,
     path = check_target(path, LATENT_SUFFIXES, overwrite)
     buffer = io.BytesIO()
     if path.suffix.lower() == ".npz":
-        arrays = {"mu": mu, "log_var": log_var}
-        if labels is not None:
-            arrays["labels"] = np.asarray(labels)
-        np.savez(buffer, **arrays)
+        if labels is None:
+            np.savez(buffer, mu=mu, log_var=log_var)
+        else:
+            np.savez(buffer, mu=mu, log_var=log_var, labels=np.asarray(labels))
     else:
         d = mu.shape[1]
         columns = [f"mu_{j}" for j in range(d)] + [f"log_var_{j}" for j in range(d)]

@@ -149,8 +149,8 @@ def kl_loss_and_grads(params: dict, x: Array, config: VAEConfig) -> tuple[float,
         kl, kl_cache = kl_forward(mu, log_var)
         dmu, dlog_var = kl_backward(dkl, kl_cache)
     else:
-        kl, kl_cache = kl_fixed_forward(mu, config.delta)
-        dmu, dlog_var = kl_fixed_backward(dkl, kl_cache), None
+        kl, kl_fixed_cache = kl_fixed_forward(mu, config.fixed_delta)
+        dmu, dlog_var = kl_fixed_backward(dkl, kl_fixed_cache), None
     grads: dict = {}
     encoder_backward(dmu, dlog_var, enc_cache, config, grads)
     return float(np.mean(kl, dtype=np.float64)), grads

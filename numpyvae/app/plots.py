@@ -245,6 +245,7 @@ def plot_latent(mu: Array, labels, path) -> Path:
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    names: tuple[str, ...]  # the axes' labels
     if mu.shape[1] == 2:
         xy, names = mu, ("z_1", "z_2")
         title = "latent means mu(x) of the test split"

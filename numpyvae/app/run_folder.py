@@ -36,7 +36,7 @@ from ..trainer import HISTORY_KEYS
 try:
     import fcntl
 except ImportError:  # not POSIX: a lock file created exclusively, its pid checked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # None: no fcntl, tested before each use
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"

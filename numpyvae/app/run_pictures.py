@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ..protocol import Model
 from .run_folder import PICTURES
 
 Array = NDArray[np.floating]
@@ -75,7 +76,7 @@ def pick_examples(labels, n: int) -> np.ndarray:
     return np.array(picked[:n])
 
 
-def write_pictures(model, x_test: Array, y_test, history: list[dict], baseline: float,
+def write_pictures(model: Model, x_test: Array, y_test, history: list[dict], baseline: float,
                    out, rng: np.random.Generator) -> list[Path]:
     """Draw every picture of `PICTURES` that applies into folder `out`.
 

@@ -199,10 +199,10 @@ def resume_settings(folder, ckpt, trainer: Trainer, flags: dict) -> dict:
             raise ValueError(f"{flag}: the run in {folder} has {truth[key]!r}, got "
                              f"{value!r}; a resumed run keeps its settings, leave {flag} out")
     epochs = flags.get("epochs", config["epochs"])
-    if epochs < trainer.epoch:
-        raise ValueError(f"--epochs: the run in {folder} has done {trainer.epoch} epochs, "
+    if epochs < trainer.epochs_done:
+        raise ValueError(f"--epochs: the run in {folder} has done {trainer.epochs_done} epochs, "
                          f"got {epochs}; --epochs counts all epochs, so expected at least "
-                         f"{trainer.epoch}")
+                         f"{trainer.epochs_done}")
     return dict(truth, epochs=epochs)
 
 
@@ -232,6 +232,7 @@ def estimate_memory(settings: dict, input_dim: int, n_val: int = 1000) -> dict:
     True
     """
     two_layers = two_layer_sizes(settings)
+    config: VAEConfig | HierarchyConfig
     if two_layers is None:
         config = VAEConfig(input_dim, settings["latent_dim"], tuple(settings["hidden"]))
         widths = sum(settings["hidden"])

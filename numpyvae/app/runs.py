@@ -147,7 +147,7 @@ def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
     """
     last = trainer.history[-1]
     return {"config": settings, "model": trainer.model.config.to_dict(),
-            "epochs": trainer.epoch,
+            "epochs": trainer.epochs_done,
             "seconds": sum(row["seconds"] for row in trainer.history),
             "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"],
             "val_elbo_se": last.get("val_elbo_se"),

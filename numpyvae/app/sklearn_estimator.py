@@ -223,7 +223,7 @@ class VAEEstimator:
 
     def _from_model(self, u: Array) -> Array:
         """mean_ + scale_ * u for the Gaussian likelihood, else u."""
-        if self.mean_ is None:
+        if self.mean_ is None or self.scale_ is None:  # set together
             return u
         return (self.mean_ + self.scale_ * u).astype(u.dtype, copy=False)
 
@@ -240,7 +240,7 @@ class VAEEstimator:
         if self.likelihood == "gaussian":
             std = x.std(axis=0)
             self.mean_, self.scale_ = x.mean(axis=0), np.where(std > 0, std, 1.0)
-        self.history_ = []
+        self.history_: list[dict] = []
         return self._to_model(x).astype(model.dtype, copy=False)
 
     def _new_model(self, input_dim: int):

@@ -162,8 +162,8 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
     start = time.perf_counter()
     with run_folder.lock_folder(folder, "run folder"):
         (folder / STATUS_FILE).unlink(missing_ok=True)
-        status = {"status": "done", "settings": settings, "iwae_k": iwae_k, "error": None,
-                  "notes": []}
+        status: dict = {"status": "done", "settings": settings, "iwae_k": iwae_k, "error": None,
+                        "notes": []}
         try:
             with _blas_threads(threads):
                 metrics = _train(settings, folder, run_pictures, status["notes"])
@@ -312,7 +312,7 @@ def _run_points(spec, spec_path, out: Path, points: list, jobs: int, dask_schedu
                   else f"FAILED, {status['error']}")
         notes = "".join(f"; {note}" for note in status.get("notes", []))
         log(f"[{i + 1}/{len(todo)}] {name}: {result} ({status['seconds']:.1f} s){notes}")
-    rows = [_row(name, values, _read_status(out / name)) for name, values, _ in points]
+    rows = [_row(name, values, _read_status(out / name) or {}) for name, values, _ in points]
     summary = write_summary(out / SUMMARY_FILE, rows, list(spec["grid"]), k is not None)
     return {"rows": rows, "executed": [name for name, _, _ in todo], "summary": summary,
             "pictures": draw_pictures(rows, spec["grid"], out, log) if pictures else []}

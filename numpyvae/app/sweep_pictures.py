@@ -54,7 +54,7 @@ def plot_rate_distortion(rows: list[dict], grid_keys: list[str], path) -> Path:
     from .plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-    points = []  # (rate, distortion, beta) of every line
+    points: list[tuple[float, float, float]] = []  # (rate, distortion, beta) of every line
     for label, group in _groups(rows, grid_keys, ("beta", "seed")):
         betas, rate, _, _ = _over_seeds(group, "beta", "val_kl")
         _, distortion, _, _ = _over_seeds(group, "beta", "val_log_lik", -1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from pathlib import Path
 
 from .settings import DEFAULTS, check_setting
@@ -18,9 +19,9 @@ OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
 
 
 def _read_toml(path: Path) -> dict:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # Python 3.10
         try:
             import tomli as tomllib
         except ModuleNotFoundError:

@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..protocol import Model
 from .fd_setup import model_loss, require_float64
 
 DIRECTIONAL_STEP = 5e-3   # h of the coarsest difference along a unit direction
@@ -77,7 +78,8 @@ def richardson_derivative(phi: Callable, fd_step: float = DIRECTIONAL_STEP,
     >>> bool(abs(d - 1.0) < 1e-10)
     True
     """
-    table, scale = [], 0.0
+    table: list[list[float]] = []
+    scale = 0.0
     for j in range(levels + 1):
         h = fd_step / 2 ** j
         plus, minus = float(phi(h)), float(phi(-h))
@@ -312,7 +314,7 @@ def check_vjp_jvp(forward: Callable, inputs, backward: Callable,
     return report
 
 
-def check_model_directional(model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
+def check_model_directional(model: Model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
                             objective: str = "elbo", grads: dict | None = None,
                             rng: np.random.Generator | int = 0,
                             n_directions: int = N_DIRECTIONS,

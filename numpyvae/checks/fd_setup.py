@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..protocol import Model
+
 
 def require_float64(x: np.ndarray, name: str) -> None:
     """TypeError unless `x` is a float64 ndarray (finite differences need it)."""
@@ -24,7 +26,7 @@ def require_float64(x: np.ndarray, name: str) -> None:
         )
 
 
-def model_loss(model, x: np.ndarray, eps: np.ndarray, beta: float,
+def model_loss(model: Model, x: np.ndarray, eps: np.ndarray, beta: float,
                objective: str) -> Callable:
     """The model's loss as a function of its parameter arrays (in the order
     of ``model.params``), x and eps held fixed: what the checks difference.

@@ -40,6 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..protocol import Model
 from .fd_setup import model_loss, require_float64
 
 NORMWISE_TOL = 1e-7
@@ -277,7 +278,7 @@ def check_gradients(f: Callable, inputs, analytic, names: Sequence[str] | None =
     return report
 
 
-def check_model(model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
+def check_model(model: Model, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
                 objective: str = "elbo", analytic_dtype=None, fd_step: float = FD_STEP,
                 normwise_tol: float = NORMWISE_TOL, abs_tol: float = ABS_TOL,
                 rel_tol: float = REL_TOL) -> GradcheckReport:

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from ..protocol import Model
 from ..reference.activations import ACTIVATIONS
 from ..reference.layers import dense_forward
 from ..reference.vae import loss_forward
@@ -29,10 +30,9 @@ from .gradcheck import ABS_TOL, FD_STEP, NORMWISE_TOL, REL_TOL, check_gradients,
 
 Array = NDArray[np.floating]
 
-__all__ = ["KINK_MARGIN", "arrays_for_layer", "assert_grad_close", "assert_vjp_close",
-           "batches", "hidden_pre_activations", "make_batch", "make_layer_arrays",
-           "relu_margin", "vae_configs",
-           "vae_models"]
+__all__ = ["KINK_MARGIN", "MAX_TRIES", "SEEDS", "arrays_for_layer", "assert_grad_close",
+           "assert_vjp_close", "batches", "check_log_weights_gradients", "hidden_pre_activations",
+           "make_batch", "make_layer_arrays", "relu_margin", "vae_configs", "vae_models"]
 
 KINK_MARGIN = 1e-3  # no relu input closer than this to 0 (100 finite-difference steps)
 MAX_TRIES = 100     # redraws allowed to move every relu input off its kink
@@ -139,11 +139,11 @@ def vae_configs(likelihoods=LIKELIHOODS, posteriors=POSTERIORS, activations=ACTI
                       st.sampled_from(activations), st.integers(1, max_input_dim),
                       st.integers(1, max_latent_dim), st.floats(0.5, 2.0),
                       st.floats(0.25, 1.5))
-    return draws.map(lambda t: _config(*t, dtype))
+    return draws.map(lambda t: _config(*t, dtype=dtype))
 
 
 def _config(likelihood, posterior, hidden, activation, input_dim, latent_dim, sigma, delta,
-            dtype) -> dict:
+            *, dtype) -> dict:
     config = dict(input_dim=input_dim, latent_dim=latent_dim, hidden=hidden,
                   activation=activation, likelihood=likelihood, posterior=posterior,
                   sigma=sigma if likelihood == "gaussian" else None,
@@ -458,7 +458,7 @@ def assert_vjp_close(forward: Callable, inputs, backward: Callable,
         raise AssertionError("\n".join(lines) + "\n\n" + str(report))
 
 
-def check_log_weights_gradients(model, x: Array, eps: Array, dlog_w: Array, grads: dict,
+def check_log_weights_gradients(model: Model, x: Array, eps: Array, dlog_w: Array, grads: dict,
                                 **tol):
     """`check_gradients` of sum(dlog_w * log w) wrt every parameter array
     of any model of the protocol, eps held fixed.

@@ -3,7 +3,7 @@
 `log_mean_weight` equals `estimators.log_mean_weight(..., fast=False)`,
 the reference streaming loop over `model.log_weights_forward` that
 `iwae_bound` and `naive_log_likelihood` are defined by: same model, same
-x, same noise stream, same result to rounding (tests/test_fused_eval.py
+x, same noise stream, same result to rounding (tests/fast/test_fused_eval.py
 holds them equal for every configuration and dtype). It handles the
 one-layer model (`supports`). Read the reference first (estimators.py,
 model.py); this module is the same sum rearranged for speed. For one example x and
@@ -191,6 +191,7 @@ def log_mean_weight(model, x: Array, k: int, rng: np.random.Generator, proposal:
     with threads.one_blas_thread(workers > 1):
         eps = draw(0)
         for start in range(0, k, chunk):
+            assert eps is not None  # drawn for every start < k
             todo = _SharedIterator(blocks)
             other = threads.helper().submit(score, 1, eps, todo) if workers > 1 else None
             eps_next = draw(start + chunk)  # while the helper scores this chunk
@@ -263,7 +264,7 @@ class _Decoder:
         self.W = [np.vstack([params[f"{name}.W"], params[f"{name}.b"][None, :]])
                   for name in names]  # (d_in + 1, d_out) each
         self.widths = [W.shape[0] - 1 for W in self.W]  # each layer's input width
-        self.buffers = {}
+        self.buffers: dict = {}  # "rows" and the arrays of that many rows
         if config.likelihood == "bernoulli":
             # The output layer computes l - SHIFT (see _sum_softplus): its
             # bias row less SHIFT. Then sum_j x_j l_j
@@ -274,7 +275,7 @@ class _Decoder:
             self.x_sum = SHIFT * x.sum(axis=1, dtype=np.float64)
             self.groups = next(g for g in (8, 4, 2, 1) if config.input_dim % g == 0)
         else:
-            sigma = config.sigma
+            sigma = config.gaussian_sigma
             self.scale = -0.5 / (sigma * sigma)
             self.const = -0.5 * config.input_dim * math.log(2.0 * math.pi * sigma * sigma)
 

@@ -15,6 +15,7 @@ activations.
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +55,12 @@ def dense_into(h: Array, W: Array, b: Array, ws: dict, name: str) -> Array:
     return a
 
 
+@overload
+def dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, ws: dict,
+                        need_dx: Literal[True]) -> Array: ...
+@overload
+def dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, ws: dict,
+                        need_dx: bool) -> Array | None: ...
 def dense_backward_into(da: Array, h: Array, W: Array, grads: dict, name: str, ws: dict,
                          need_dx: bool) -> Array | None:
     """`dense_backward` writing dW and db into `grads`: dW = h^T da,
@@ -82,6 +89,12 @@ def hidden_forward(params, h: Array, prefix: str, config: VAEConfig, ws: dict):
     return h, layers
 
 
+@overload
+def hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws: dict,
+                    need_dx: Literal[True]) -> Array: ...
+@overload
+def hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws: dict,
+                    need_dx: bool) -> Array | None: ...
 def hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws: dict,
                      need_dx: bool) -> Array | None:
     """Reverse of `hidden_forward`; fills grads, returns d loss / d input.
@@ -96,7 +109,10 @@ def hidden_backward(dh: Array, layers: list, config: VAEConfig, grads: dict, ws:
             da = np.multiply(dh, mask, out=dh)
         else:
             da = activation_backward(config.activation, dh, act_cache)
-        dh = dense_backward_into(da, h_in, W, grads, name, ws, need_dx or i > 0)
+        dx = dense_backward_into(da, h_in, W, grads, name, ws, need_dx or i > 0)
+        if dx is None:  # the first layer's, not needed
+            return None
+        dh = dx
     return dh
 
 
@@ -163,7 +179,7 @@ def log_lik_into(x: Array, out: Array, config: VAEConfig, ws: dict):
         sum_xl = np.multiply(x, out, out=t) @ ones
         log_lik = sum_xl - 0.5 * (sum_l + sum_abs) - sum_log1p
         return log_lik, (x, out)
-    sigma = config.sigma
+    sigma = config.gaussian_sigma
     diff = np.subtract(x, out, out=t)  # (n, d_x)
     const = -0.5 * x.shape[1] * math.log(2.0 * math.pi * sigma * sigma)
     log_lik = np.einsum("ij,ij->i", diff, diff) * (-0.5 / (sigma * sigma)) + const
@@ -191,7 +207,7 @@ def log_lik_backward_into(ll_cache, scale, config: VAEConfig, ws: dict) -> Array
         dout *= scale
         return dout
     (diff,) = ll_cache
-    sigma = config.sigma
+    sigma = config.gaussian_sigma
     dout = np.multiply(diff, -1.0 / (sigma * sigma),
                        out=scratch(ws, "dout", diff.shape, diff.dtype))
     dout *= scale

@@ -5,7 +5,7 @@
 `model.bound_loss_forward` / `model.bound_loss_backward` with the IWAE
 head (`forward_backward` runs a pair, whole or in two halves), and
 `adam_step` equals `optim.Adam.step`: same inputs, same outputs, to rounding
-(tests/test_fused_step.py holds them equal for every configuration and
+(tests/fast/test_fused_step.py holds them equal for every configuration and
 dtype). Read the reference first; this module is the same math
 rearranged for speed, and only `trainer.Trainer` uses it. The small
 (n, d_z) pieces -- the sample, the KL, the log-ratio, the bound head --
@@ -135,9 +135,10 @@ def loss_backward(cache) -> dict[str, Array]:
     dz = hidden_backward(dh, cache["dec_layers"], config, grads, ws, need_dx=True)
     dheads = scratch(ws, "dheads", (n, cache["heads_W"].shape[1]), dtype)
     _sample_and_kl_backward(dz, beta / n, cache["z_kl_cache"], config, dheads)
-    dh = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
-                         need_dx=bool(config.hidden))
-    hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
+    dh_enc = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
+                             need_dx=bool(config.hidden))
+    if dh_enc is not None:  # the encoder has hidden layers
+        hidden_backward(dh_enc, cache["enc_layers"], config, grads, ws, need_dx=False)
     return grads
 
 
@@ -149,7 +150,7 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
     k * n rows. Inputs are not checked (see `loss_forward`), except that
     a delta = 0 posterior has no density.
     """
-    if config.posterior == "fixed" and not config.delta > 0:
+    if config.posterior == "fixed" and not config.fixed_delta > 0:
         raise ValueError("delta: the IWAE objective needs a posterior density; delta=0 is a "
                          "point mass")
     ws = workspace
@@ -158,10 +159,11 @@ def iwae_loss_forward(params, x: Array, eps: Array, config: VAEConfig, workspace
     mu, log_var, heads_W = heads_forward(params, h, config, ws)
     log_var_k = np.broadcast_to(posterior_log_var(mu, log_var, config), eps.shape)
     mu_k = np.broadcast_to(mu, eps.shape)
+    z_cache: tuple | None  # None: the fixed width's sample keeps no cache
     if config.posterior == "diagonal":
         z, z_cache = reparameterize_forward(mu_k, log_var_k, eps)  # (k, n, d_z)
     else:
-        z, z_cache = reparameterize_fixed_forward(mu_k, config.delta, eps)
+        z, z_cache = reparameterize_fixed_forward(mu_k, config.fixed_delta, eps)
     log_ratio, ratio_cache = log_ratio_forward(z, eps, log_var_k)  # (k, n)
     h_dec, dec_layers = hidden_forward(params, z.reshape(k * n, d_z), "dec", config, ws)
     out = dense_into(h_dec, params["out.W"], params["out.b"], ws, "out")  # (k n, d_x)
@@ -207,9 +209,10 @@ def iwae_loss_backward(cache) -> dict[str, Array]:
         (dlog_var_k + dlog_var_ratio).sum(axis=0, out=dheads[:, d_z:])
     else:
         dz.sum(axis=0, out=dheads[:, :d_z])  # dmu: z = mu + delta * eps
-    dh = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
-                         need_dx=bool(config.hidden))
-    hidden_backward(dh, cache["enc_layers"], config, grads, ws, need_dx=False)
+    dh_enc = heads_backward(dheads, cache["h_enc"], cache["heads_W"], config, grads, ws,
+                             need_dx=bool(config.hidden))
+    if dh_enc is not None:  # the encoder has hidden layers
+        hidden_backward(dh_enc, cache["enc_layers"], config, grads, ws, need_dx=False)
     return grads
 
 
@@ -286,16 +289,16 @@ def _sample_and_kl(mu: Array, log_var: Array | None, eps: Array, config: VAEConf
     """z and the KL per example by the reference's kernels
     (`sampling.reparameterize_forward` and `kl.kl_forward`, or their
     fixed-width forms). Returns ``(z, kl, cache)``."""
-    if config.posterior == "diagonal":
+    if log_var is not None:  # the diagonal posterior
         z, z_cache = reparameterize_forward(mu, log_var, eps)
         kl, kl_cache = kl_forward(mu, log_var)
         return z, kl, (z_cache, kl_cache)
-    z, _ = reparameterize_fixed_forward(mu, config.delta, eps)
-    if config.delta > 0:
-        kl, kl_cache = kl_fixed_forward(mu, config.delta)
+    z, _ = reparameterize_fixed_forward(mu, config.fixed_delta, eps)
+    if config.fixed_delta > 0:
+        kl, kl_fixed_cache = kl_fixed_forward(mu, config.fixed_delta)
     else:  # a point mass: the KL is infinite and must carry weight 0
-        kl, kl_cache = np.full(mu.shape[0], np.inf, dtype=mu.dtype), mu
-    return z, kl, (None, kl_cache)
+        kl, kl_fixed_cache = np.full(mu.shape[0], np.inf, dtype=mu.dtype), mu
+    return z, kl, (None, kl_fixed_cache)
 
 
 def _sample_and_kl_backward(dz: Array, dkl: float, cache, config: VAEConfig,

@@ -48,6 +48,20 @@ class VAEConfig:
         """d_z: one sample's noise eps."""
         return self.latent_dim
 
+    @property
+    def gaussian_sigma(self) -> float:
+        """sigma of the Gaussian decoder (the Bernoulli one has none)."""
+        if self.sigma is None:
+            raise ValueError(f"sigma: the {self.likelihood} decoder has no sigma")
+        return self.sigma
+
+    @property
+    def fixed_delta(self) -> float:
+        """delta of the fixed-width posterior (the diagonal one has none)."""
+        if self.delta is None:
+            raise ValueError(f"delta: the {self.posterior} posterior has no delta")
+        return self.delta
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
@@ -75,7 +89,7 @@ class VAEConfig:
 
     def param_shapes(self) -> dict[str, tuple]:
         """Shape of every parameter array, in forward order."""
-        out = {}
+        out: dict[str, tuple] = {}
         for name, (d_in, d_out) in self.layer_shapes().items():
             out[f"{name}.W"] = (d_in, d_out)
             out[f"{name}.b"] = (d_out,)

@@ -119,7 +119,7 @@ class HierarchyConfig:
 
     def param_shapes(self) -> dict[str, tuple]:
         """Shape of every parameter array, in forward order."""
-        out = {}
+        out: dict[str, tuple] = {}
         for name, (d_in, d_out) in self.layer_shapes().items():
             out[f"{name}.W"], out[f"{name}.b"] = (d_in, d_out), (d_out,)
         return out
@@ -263,7 +263,8 @@ def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
         dz1 += q2_backward(dmu2, dlog_var2) - g * dlog N(z1; mu1)/dz1
         dmu1, dlog_var1 likewise, summed over the k samples; q1_backward.
     """
-    config, act, grads = cache["config"], cache["config"].activation, {}
+    config, act = cache["config"], cache["config"].activation
+    grads: dict[str, Array] = {}
     g = dlog_w  # (k, n)
     dlogits = bernoulli_log_lik_backward(g, cache["log_lik"])
     dz1 = decoder_backward(dlogits, cache["dec"], config, grads)                 # (k, n, d1)

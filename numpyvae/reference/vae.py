@@ -51,7 +51,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import bounds
-from .config import VAEConfig  # the architecture, and its weights
+from .config import VAEConfig, init_params  # noqa: F401  (the architecture; init_params: the doctests)
 from .kl import (
     kl_backward,
     kl_fixed_backward,
@@ -167,7 +167,7 @@ def log_lik_forward(x: Array, out: Array, config: VAEConfig):
     """
     if config.likelihood == "bernoulli":
         return bernoulli_log_lik_forward(x, out)
-    return gaussian_log_lik_forward(x, out, config.sigma)
+    return gaussian_log_lik_forward(x, out, config.gaussian_sigma)
 
 
 def log_lik_backward(dlog_lik: Array, cache, config: VAEConfig) -> Array:
@@ -223,13 +223,15 @@ def loss_forward(params, x: Array, eps: Array, config: VAEConfig, beta: float = 
     True
     """
     mu, log_var, enc_cache = encoder_forward(params, x, config)        # (n, d_z) each
+    z_cache: tuple | None  # None: the fixed width's sample keeps no cache
+    kl_cache: tuple | Array  # mu alone for the fixed width
     if config.posterior == "diagonal":
         z, z_cache = reparameterize_forward(mu, log_var, eps)          # mu + std * eps
         kl, kl_cache = kl_forward(mu, log_var)                         # (n,)
     else:
-        z, z_cache = reparameterize_fixed_forward(mu, config.delta, eps)  # mu + delta * eps
-        if config.delta > 0:
-            kl, kl_cache = kl_fixed_forward(mu, config.delta)          # (n,)
+        z, z_cache = reparameterize_fixed_forward(mu, config.fixed_delta, eps)  # mu + delta * eps
+        if config.fixed_delta > 0:
+            kl, kl_cache = kl_fixed_forward(mu, config.fixed_delta)    # (n,)
         else:  # a point mass: the KL is infinite and must carry weight 0
             kl, kl_cache = np.full(x.shape[0], np.inf, dtype=x.dtype), mu
     out, dec_cache = decoder_forward(params, z, config)                # (n, d_x)
@@ -300,7 +302,7 @@ def posterior_log_var(mu: Array, log_var: Array | None, config: VAEConfig) -> Ar
     everywhere for the fixed-width posterior (delta > 0)."""
     if log_var is not None:
         return log_var
-    return np.full_like(mu, 2.0 * math.log(config.delta))
+    return np.full_like(mu, 2.0 * math.log(config.fixed_delta))
 
 
 def log_weights_forward(params, x: Array, eps: Array, config: VAEConfig):
@@ -352,10 +354,11 @@ def log_weights_forward(params, x: Array, eps: Array, config: VAEConfig):
     log_var = posterior_log_var(mu, log_var, config)
     mu_k = np.broadcast_to(mu, eps.shape)                                 # (k, n, d_z)
     log_var_k = np.broadcast_to(log_var, eps.shape)
+    z_cache: tuple | None  # None: the fixed width's sample keeps no cache
     if config.posterior == "diagonal":
         z, z_cache = reparameterize_forward(mu_k, log_var_k, eps)         # mu + std * eps
     else:
-        z, z_cache = reparameterize_fixed_forward(mu_k, config.delta, eps)  # mu + delta * eps
+        z, z_cache = reparameterize_fixed_forward(mu_k, config.fixed_delta, eps)  # mu + delta * eps
     log_ratio, ratio_cache = log_ratio_forward(z, eps, log_var_k)        # (k, n)
     out, dec_cache = decoder_forward(params, z, config)                  # (k, n, d_x)
     log_lik, ll_cache = log_lik_forward(x, out, config)                  # (k, n)
@@ -393,7 +396,8 @@ def log_weights_backward(dlog_w: Array, cache) -> dict[str, Array]:
     >>> np.allclose(grads["mu.W"], numerical_gradient(f, params["mu.W"]))
     True
     """
-    config, grads = cache["config"], {}
+    config = cache["config"]
+    grads: dict[str, Array] = {}
     dout = log_lik_backward(dlog_w, cache["log_lik"], config)            # (k, n, d_x)
     dz = decoder_backward(dout, cache["dec"], config, grads)             # (k, n, d_z)
     dz_ratio, dlog_var_ratio = log_ratio_backward(dlog_w, cache["log_ratio"])

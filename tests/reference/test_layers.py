@@ -111,7 +111,7 @@ def test_a_one_dimensional_x_is_refused_naming_x():
 
 @pytest.mark.parametrize("bad", ["x", "W", "b"])
 def test_mismatched_dtypes_name_the_argument(bad):
-    args = dict(zip("xWb", dense_inputs(np.random.default_rng(0), 3, 4, 2), strict=True))
+    args = dict(zip("xWb", dense_inputs(np.random.default_rng(0), 3, 4, 2)[:3], strict=True))
     args[bad] = args[bad].astype(np.float32)
     # The first array fixes the dtype, so a float32 x is reported against W.
     expected = "W" if bad == "x" else bad
@@ -121,7 +121,7 @@ def test_mismatched_dtypes_name_the_argument(bad):
 
 @pytest.mark.parametrize("bad", ["x", "W", "b"])
 def test_int_arrays_are_refused(bad):
-    args = dict(zip("xWb", dense_inputs(np.random.default_rng(0), 3, 4, 2), strict=True))
+    args = dict(zip("xWb", dense_inputs(np.random.default_rng(0), 3, 4, 2)[:3], strict=True))
     args[bad] = np.ones(args[bad].shape, dtype=np.int64)
     with pytest.raises(TypeError, match=f"^{bad}:"):
         dense_forward(args["x"], args["W"], args["b"])

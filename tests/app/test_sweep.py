@@ -354,7 +354,7 @@ def test_killing_a_sweep_ends_its_workers(tmp_path):
     spec.write_text('[base]\nepochs = 100000\nhidden = [8]\nbatch_size = 256\n'
                     '[grid]\nseed = [0, 1]\n')
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(Path(sweep.__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(sweep.__file__).parents[2]))
     parent = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(spec), str(out)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

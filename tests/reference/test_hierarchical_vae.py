@@ -478,7 +478,7 @@ def test_the_protocol_script_runs_end_to_end_on_a_few_images(mnist_file, monkeyp
     import importlib.util
     import json
     from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_hierarchy.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "mnist_hierarchy.py"
     spec = importlib.util.spec_from_file_location("mnist_hierarchy", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -108,7 +108,7 @@ def test_encode_writes_q_of_z1_for_a_two_layer_run(run, tmp_path, capsys):
 
 
 def test_gradcheck_checks_the_two_layer_model(capsys):
-    # the element-wise mode: tests/test_cli_gradcheck.py
+    # the element-wise mode: tests/app/test_cli_gradcheck.py
     assert main(["gradcheck", "--latent-dims", "4,2", "--directional"]) == 0
     out = capsys.readouterr().out
     assert out.count("two layers, latent_dims=[4, 2]") == 2 * len(TWO_LAYER_CONFIGS)

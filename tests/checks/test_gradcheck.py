@@ -4,7 +4,7 @@ numerical_vjp and directional_derivatives on known derivatives; the gate of
 compare_gradients; and, most important, that gradcheck fails on the
 classic hand-written-gradient bugs planted below, while the correct
 gradient passes at the same point. The checks along random directions
-(numpyvae/checks/directional.py): tests/test_directional.py.
+(numpyvae/checks/directional.py): tests/checks/test_directional.py.
 """
 
 import numpy as np

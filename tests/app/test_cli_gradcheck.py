@@ -73,7 +73,7 @@ def test_check_model_refuses_float32_models():
                                                    ("mnist", "hidden=[400]", 4)])
 def test_directional_mode_checks_elbo_and_iwae_for_every_configuration(capsys, size,
                                                                        hidden, configs):
-    # one direction keeps the MNIST size quick; tests/test_directional.py does 3
+    # one direction keeps the MNIST size quick; tests/checks/test_directional.py does 3
     assert main(["gradcheck", "--directional", "--model-size", size, "--beta", "0.4",
                  "--directions", "1"]) == 0
     out = capsys.readouterr().out

@@ -25,7 +25,7 @@ try:
 except ImportError:
     parametrize_with_checks = None
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "sklearn.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "sklearn.md"
 NEEDS_SKLEARN = "scikit-learn is not installed (pip install scikit-learn)"
 NOT_FITTED = ("This VAEEstimator instance is not fitted yet. Call 'fit' with appropriate "
               "arguments before using this estimator.")
@@ -353,7 +353,7 @@ def test_save_refuses_a_generator_random_state(tmp_path):
 def test_importing_the_estimator_does_not_import_scikit_learn():
     code = "import sys, numpyvae.app.sklearn_estimator; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parent.parent)
+                         check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
 
 
