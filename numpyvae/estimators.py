@@ -47,18 +47,17 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from ._validation import check_int
 from .fast import fused_eval
 from .protocol import Model
+from .reference.linear_gaussian import log_marginal
 from .vae import VAE, as_generator  # noqa: F401  (VAE: the doctests' model)
 
 Array = NDArray[np.floating]
 
 MEMORY_BUDGET = 256 * 2**20  # bytes for one estimator call's working arrays
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def log_mean_exp(a: Array, axis: int = 0) -> Array:
@@ -400,15 +399,10 @@ def exact_log_likelihood(model: Model, x) -> Array:
 
     Notes
     -----
-    With W = params['out.W'] (d_z, d_x) and b = params['out.b'], the
-    model is x = z W + b + sigma * noise (rows), z ~ N(0, I), so
-
-        p(x) = N(x; b, C),   C = W^T W + sigma^2 I   (d_x, d_x)
-        log p(x) = -0.5 (d_x log(2 pi) + log det C
-                         + (x - b)^T C^{-1} (x - b)),
-
-    evaluated with the Cholesky factor C = L L^T: log det C =
-    2 sum log diag(L).
+    p(x) = N(x; b, W^T W + sigma^2 I) with W = params['out.W'] and
+    b = params['out.b']: the equation is
+    `numpyvae.reference.linear_gaussian.log_marginal`; this function
+    checks the model and the data and hands it the decoder's weights.
 
     Examples
     --------
@@ -426,13 +420,8 @@ def exact_log_likelihood(model: Model, x) -> Array:
             "likelihood='gaussian'), whose p(x) is Gaussian; got hidden="
             f"{c.hidden} and likelihood={c.likelihood!r}, for which p(x) has no closed form")
     x = model.as_input(x)
-    W = model.params["out.W"].astype(np.float64)  # (d_z, d_x)
-    diff = x.astype(np.float64) - model.params["out.b"].astype(np.float64)  # (n, d_x)
-    cov = W.T @ W + c.sigma ** 2 * np.eye(c.input_dim)  # (d_x, d_x)
-    factor = cho_factor(cov, lower=True)
-    log_det = 2.0 * np.log(np.diag(factor[0])).sum()
-    maha = (diff * cho_solve(factor, diff.T).T).sum(axis=1)  # (n,)
-    return (-0.5 * (c.input_dim * LOG_2PI + log_det + maha)).astype(model.dtype)
+    log_p = log_marginal(x, model.params["out.W"], model.params["out.b"], c.gaussian_sigma)
+    return log_p.astype(model.dtype)
 
 
 def standard_error(estimates) -> float | None:

@@ -18,7 +18,6 @@ It works for any model of the protocol (protocol.py).
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -27,9 +26,8 @@ from ._progress import duration, make_bar
 from ._validation import check_int
 from .estimators import elbo, iwae_bound, standard_error
 from .protocol import Model
+from .reference.measures import ACTIVE_THRESHOLD, bits_per_dim, count_active_units
 from .vae import VAE, as_generator  # noqa: F401  (VAE: the doctests' model)
-
-ACTIVE_THRESHOLD = 1e-2
 
 
 def active_units(model: Model, x, threshold: float = ACTIVE_THRESHOLD,
@@ -116,15 +114,14 @@ def evaluate(model: Model, x, k: int = 5000, rng=None,
     count, per_layer = sum(counts), {}
     if len(counts) > 1:  # a model with several stochastic layers
         per_layer = {"test_active_units_per_layer": counts}
-    per_bit = 1.0 / (model.config.input_dim * math.log(2.0))
-    iwae_se = standard_error(iwaes)
+    iwae_se, d_x = standard_error(iwaes), model.config.input_dim
     return {**per_layer, "test_elbo": float(elbos.mean()), "test_elbo_se": standard_error(elbos),
             "test_iwae_k": float(iwaes.mean()), "test_iwae_se": iwae_se,
             "test_nll": -float(iwaes.mean()),
             "test_gap": float(np.mean(iwaes - elbos)),
             "test_gap_se": standard_error(iwaes - elbos),
-            "test_bits_per_dim": -float(iwaes.mean()) * per_bit,
-            "test_bits_per_dim_se": None if iwae_se is None else iwae_se * per_bit,
+            "test_bits_per_dim": bits_per_dim(-float(iwaes.mean()), d_x),
+            "test_bits_per_dim_se": None if iwae_se is None else bits_per_dim(iwae_se, d_x),
             "test_active_units": count, "k": k, "n": n,
             "seconds": time.perf_counter() - t0}
 
@@ -159,5 +156,5 @@ def active_units_per_layer(model: Model, x, rng=None, n_samples: int = 20,
         layers = layers or [[] for _ in means]
         for parts, m in zip(layers, means, strict=True):
             parts.append(m.astype(np.float64))
-    variances = [np.concatenate(parts).var(axis=0) for parts in layers]
-    return [int((v > threshold).sum()) for v in variances], variances
+    counted = [count_active_units(np.concatenate(parts), threshold) for parts in layers]
+    return [count for count, _ in counted], [variances for _, variances in counted]

@@ -22,8 +22,10 @@ the drawing code is in ``_experiment_figures.py``.
 This module holds the dispatcher and the estimator experiments (jensen,
 importance, prior-bound); the notes' extremes (autoencoder, kl-only,
 beta-sweep) live in ``extremes.py`` and what every run records in
-``experiment_record.py``. All six ``run_<name>`` functions and
-`kl_loss_and_grads` stay importable from here.
+``experiment_record.py``. All six ``run_<name>`` functions stay
+importable from here. The two collapsing objectives the prior-bound and
+kl-only experiments train, with their gradients, are equations:
+numpyvae/reference/collapse.py.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..estimators import elbo, exact_log_likelihood, iwae_bound, naive_log_likelihood
+from ..reference.collapse import prior_bound_loss_and_grads
+from ..reference.config import VAEConfig
 from ..reference.optim import Adam
-from ..reference.vae import VAEConfig, decoder_backward, decoder_forward, log_lik_backward, log_lik_forward
 from ..train import fit
 from ..vae import VAE
 from ._experiment_figures import draw_importance, draw_jensen, draw_prior_bound, new_figure, save_figure
 from .experiment_record import finish_experiment, floats, mean_se, start_experiment
 
 # The extremes live in extremes.py; run_experiment dispatches to them, and
-# they (and kl_loss_and_grads) stay importable as numpyvae.app.experiments.<name>.
-from .extremes import kl_loss_and_grads, run_autoencoder, run_beta_sweep, run_kl_only  # noqa: F401
+# they stay importable as numpyvae.app.experiments.<name>.
+from .extremes import run_autoencoder, run_beta_sweep, run_kl_only  # noqa: F401
 
 Array = NDArray[np.floating]
 
@@ -209,58 +212,6 @@ def run_importance(out_dir, seed: int = 0, *, ks=(1, 5, 50, 500), n_eval: int = 
 
 
 # ------------------------------------------------------------ prior-bound
-
-def prior_bound_loss_and_grads(params: dict, x: Array, z: Array,
-                               config: VAEConfig) -> tuple[float, dict]:
-    """The notes' first, wrong bound as a loss, and its decoder gradients.
-
-    Parameters
-    ----------
-    params : dict
-        A model's parameters; only the decoder's are used.
-    x : ndarray, shape (n, d_x)
-    z : ndarray, shape (n, d_z)
-        Draws of the prior r(z) = N(0, I), independent of x.
-    config : VAEConfig
-
-    Returns
-    -------
-    loss : float
-        -mean_i log p(x_i|z_i).
-    grads : dict
-        Gradients of the decoder's parameters (``dec*``, ``out.*``).
-
-    Notes
-    -----
-    Forward:   loss = -(1/n) sum_i log p(x_i | z_i),   z_i ~ r(z)
-    Backward:  dlog_lik_i = -1/n, then through the log-likelihood and
-               the decoder (`log_lik_backward`, `decoder_backward`).
-    With a Gaussian decoder this is mean ||x - mu_theta(z)||^2 / (2
-    sigma^2) plus a constant; as x and z are independent, the minimiser
-    is mu_theta(z) = E[x] for every z.
-
-    Examples
-    --------
-    >>> from numpyvae.testing import assert_grad_close
-    >>> model = VAE(2, 1, hidden=(3,), likelihood="gaussian", sigma=1.0,
-    ...             dtype="float64", rng=0)
-    >>> rng = np.random.default_rng(0)
-    >>> x, z = rng.standard_normal((4, 2)), rng.standard_normal((4, 1))
-    >>> loss, grads = prior_bound_loss_and_grads(model.params, x, z, model.config)
-    >>> sorted(grads)
-    ['dec0.W', 'dec0.b', 'out.W', 'out.b']
-    >>> def loss_at(W):
-    ...     params = dict(model.params, **{"out.W": W})
-    ...     return prior_bound_loss_and_grads(params, x, z, model.config)[0]
-    >>> assert_grad_close(loss_at, lambda W: grads["out.W"], model.params["out.W"])
-    """
-    n = x.shape[0]
-    out, dec_cache = decoder_forward(params, z, config)
-    log_lik, ll_cache = log_lik_forward(x, out, config)
-    dout = log_lik_backward(np.full(n, -1.0 / n, dtype=x.dtype), ll_cache, config)
-    grads: dict = {}
-    decoder_backward(dout, dec_cache, config, grads)
-    return -float(np.mean(log_lik, dtype=np.float64)), grads
 
 
 def _decoder_names(config: VAEConfig) -> list[str]:

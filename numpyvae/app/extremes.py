@@ -8,8 +8,8 @@ Three experiments of `numpyvae.app.experiments` on the embedded digits:
 
 ``run_<name>`` writes ``out_dir/result.json`` and ``<name>.png`` as
 described in `numpyvae.app.experiments`, whose `run_experiment` dispatches
-here. `kl_loss_and_grads` is the KL-only objective with its hand-written
-encoder gradient. Imports the model's pieces, training, the digits,
+here. The KL-only objective with its hand-written encoder gradient,
+`kl_loss_and_grads`, is an equation: numpyvae/reference/collapse.py. Imports the model's pieces, training, the digits,
 the figures and `numpyvae.app.experiment_record`; never
 `numpyvae.app.experiments` (which imports this module).
 """
@@ -22,9 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..datasets import load_digits
-from ..reference.kl import kl_backward, kl_fixed_backward, kl_fixed_forward, kl_forward
+from ..reference.collapse import kl_loss_and_grads
+from ..reference.kl import kl_forward
 from ..reference.optim import Adam
-from ..reference.vae import VAEConfig, decoder_forward, encoder_backward, encoder_forward, log_lik_forward
+from ..reference.vae import VAEConfig, decoder_forward, encoder_forward, log_lik_forward
 from ..train import fit
 from ..trainer import mean_elbo_terms
 from ..vae import VAE
@@ -100,60 +101,6 @@ def run_autoencoder(out_dir, seed: int = 0, *, latent_dim: int = 8, hidden=(128,
 
 
 # ------------------------------------------------------------------ kl-only
-
-def kl_loss_and_grads(params: dict, x: Array, config: VAEConfig) -> tuple[float, dict]:
-    """The KL term alone as a loss, and its encoder gradients.
-
-    Parameters
-    ----------
-    params : dict
-        A model's parameters; only the encoder's are used.
-    x : ndarray, shape (n, d_x)
-    config : VAEConfig
-        Diagonal posterior, or fixed with delta > 0.
-
-    Returns
-    -------
-    loss : float
-        mean_i KL(q(.|x_i) || r), nats.
-    grads : dict
-        Gradients of the encoder's parameters (``enc*``, ``mu.*``,
-        ``log_var.*``).
-
-    Notes
-    -----
-    Forward:   loss = (1/n) sum_i KL(q(.|x_i) || r); for the diagonal
-               posterior KL = 0.5 sum_j (mu_j^2 + exp(log_var_j) - 1 -
-               log_var_j), for the fixed one 0.5 ||mu||^2 + const.
-    Backward:  dkl_i = 1/n, then `kl_backward` (or `kl_fixed_backward`)
-               and `encoder_backward`. The only minimiser is mu = 0 (and
-               log_var = 0) for every x: q(.|x) = r, maximal compression.
-
-    Examples
-    --------
-    >>> from numpyvae.testing import assert_grad_close
-    >>> model = VAE(3, 2, hidden=(), dtype="float64", rng=0)
-    >>> x = np.random.default_rng(0).random((4, 3))
-    >>> loss, grads = kl_loss_and_grads(model.params, x, model.config)
-    >>> sorted(grads)
-    ['log_var.W', 'log_var.b', 'mu.W', 'mu.b']
-    >>> def loss_at(W):
-    ...     params = dict(model.params, **{"mu.W": W})
-    ...     return kl_loss_and_grads(params, x, model.config)[0]
-    >>> assert_grad_close(loss_at, lambda W: grads["mu.W"], model.params["mu.W"])
-    """
-    n = x.shape[0]
-    mu, log_var, enc_cache = encoder_forward(params, x, config)
-    dkl = np.full(n, 1.0 / n, dtype=x.dtype)
-    if config.posterior == "diagonal":
-        kl, kl_cache = kl_forward(mu, log_var)
-        dmu, dlog_var = kl_backward(dkl, kl_cache)
-    else:
-        kl, kl_fixed_cache = kl_fixed_forward(mu, config.fixed_delta)
-        dmu, dlog_var = kl_fixed_backward(dkl, kl_fixed_cache), None
-    grads: dict = {}
-    encoder_backward(dmu, dlog_var, enc_cache, config, grads)
-    return float(np.mean(kl, dtype=np.float64)), grads
 
 
 def _encoder_names(config: VAEConfig) -> list[str]:
