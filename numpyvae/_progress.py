@@ -15,6 +15,7 @@ import sys
 import time
 
 POSTFIX_SECONDS = 0.2
+STEP_LINE_SECONDS = 60.0  # without tqdm: a line inside an epoch this often
 
 
 def make_bar(total: int, initial: int = 0, desc: str | None = None):
@@ -68,15 +69,38 @@ def rate(examples: int, seconds: float) -> str:
     return f"{float(f'{value:.3g}'):,.0f} examples/s"
 
 
-def plus_minus(value: float, se: float | None) -> str:
-    """``value ± se`` with two decimals (the SE left out when unknown).
+def plus_minus_sign(stream=None) -> str:
+    """"±", or "+-" where `stream` (default sys.stdout) cannot encode it
+    (``PYTHONIOENCODING=ascii``, an old console): a report must not stop
+    a training over a character.
 
     Examples
     --------
-    >>> plus_minus(-24.5012, 0.4119), plus_minus(-3.0, None)
-    ('-24.50 ± 0.41', '-3.00')
+    >>> import io
+    >>> ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    >>> plus_minus_sign(ascii_out), plus_minus_sign(io.StringIO())
+    ('+-', '±')
     """
-    return f"{value:.2f}" if se is None else f"{value:.2f} ± {se:.2f}"
+    encoding = getattr(sys.stdout if stream is None else stream, "encoding", None) or "utf-8"
+    try:
+        "±".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "+-"
+    return "±"
+
+
+def plus_minus(value: float, se: float | None) -> str:
+    """``value ± se`` with two decimals (the SE left out when unknown), the
+    sign as stdout can print it (`plus_minus_sign`).
+
+    Examples
+    --------
+    >>> plus_minus(-24.5012, 0.4119) in ('-24.50 ± 0.41', '-24.50 +- 0.41')
+    True
+    >>> plus_minus(-3.0, None)
+    '-3.00'
+    """
+    return f"{value:.2f}" if se is None else f"{value:.2f} {plus_minus_sign()} {se:.2f}"
 
 
 def report_epoch(row: dict, epochs: int, first: int) -> bool:
@@ -112,6 +136,24 @@ def epoch_line(row: dict, epochs: int, n_train: int) -> str:
         text += f", val ELBO {plus_minus(row['val_elbo'], row.get('val_elbo_se'))}"
     return (f"{text}; {duration(row['seconds'])}/epoch, "
             f"{rate(n_train, row['seconds'])}")
+
+
+def step_line(trainer, epochs: int, n_train: int, seconds: float) -> str:
+    """A line inside a long epoch (without tqdm, every `STEP_LINE_SECONDS`):
+    examples done, the running train ELBO, the time spent and left.
+
+    Examples
+    --------
+    >>> class Trainer:
+    ...     epochs_done, sums = 2, [0.0, -2000.0, 500.0, 12000, 0.0]
+    >>> step_line(Trainer(), 10, 60000, 45.0)
+    'epoch 3/10: 12,000 of 60,000 examples, train ELBO -0.21 so far; 45 s, about 180 s left in the epoch'
+    """
+    _, ll_sum, kl_sum, n_seen, _ = trainer.sums
+    left = seconds * (n_train - n_seen) / max(n_seen, 1)
+    return (f"epoch {trainer.epochs_done + 1}/{epochs}: {int(n_seen):,} of {n_train:,} "
+            f"examples, train ELBO {(ll_sum - kl_sum) / max(n_seen, 1):.2f} so far; "
+            f"{duration(seconds)}, about {duration(left)} left in the epoch")
 
 
 def training_bar(epochs: int, n_train: int, done_epochs: int, done_examples: int):

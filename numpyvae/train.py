@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import numpy as np
 
@@ -56,7 +57,9 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     and the running train ELBO; without tqdm, `log` is called with a
     line for the first epoch of this call, every ceil(epochs / 20)-th
     and the last (`_progress.epoch_line`: ELBOs, time per epoch,
-    examples per second).
+    examples per second), and inside an epoch a line whenever it has run
+    another `_progress.STEP_LINE_SECONDS` (`_progress.step_line`: examples
+    done, time left in the epoch).
 
     Examples
     --------
@@ -76,6 +79,10 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
     if x_val is not None:
         x_val = model.as_input(x_val, "x_val")
     epochs = check_int(epochs, "epochs", 1)
+    if trainer.steps_done > 0 and epochs <= trainer.epochs_done:
+        raise ValueError(f"epochs: the trainer is inside epoch {trainer.epochs_done + 1} "
+                         f"(step {trainer.steps_done}), got {epochs}; expected at least "
+                         f"{trainer.epochs_done + 1}, so that the epoch begun is finished")
     if trainer.batch_size > x_train.shape[0]:
         raise ValueError(f"batch_size: expected at most the {x_train.shape[0]} training "
                          f"examples, got {trainer.batch_size}")
@@ -92,7 +99,8 @@ def train(trainer: Trainer, x_train, epochs: int, x_val=None, progress: bool = F
             while trainer.epochs_done < epochs:
                 trainer.set_learning_rate()
                 where = "step"
-                trainer.run_epoch(x_train, on_step=lambda t: _on_step(t, bar, pending))
+                lines = _step_lines(progress, bar, epochs, x_train.shape[0], log)
+                trainer.run_epoch(x_train, on_step=lambda t, lines=lines: _on_step(t, bar, pending, lines))
                 where = "validation"
                 row = trainer.end_epoch(x_val)
                 if checkpoint_path is not None:
@@ -165,9 +173,26 @@ def _progress_bar(progress: bool, trainer: Trainer, epochs: int, n_train: int):
     return _progress.training_bar(epochs, n_train, trainer.epochs_done, int(trainer.sums[3]))
 
 
-def _on_step(trainer: Trainer, bar, pending: list) -> None:
+def _step_lines(progress: bool, bar, epochs: int, n_train: int, log) -> dict | None:
+    """The clock of the lines inside an epoch (progress without tqdm), or None."""
+    if not progress or bar is not None:
+        return None
+    start = time.monotonic()
+    return {"start": start, "next": start + _progress.STEP_LINE_SECONDS, "epochs": epochs,
+            "n_train": n_train, "log": log}
+
+
+def _on_step(trainer: Trainer, bar, pending: list, lines: dict | None) -> None:
+    """After a step: move the bar, or (without tqdm) a line when the epoch
+    has run another `_progress.STEP_LINE_SECONDS`; then a held Ctrl-C."""
     if bar is not None:
         _progress.step_bar(bar, trainer)
+    elif lines is not None:
+        now = time.monotonic()
+        if now >= lines["next"]:
+            lines["next"] = now + _progress.STEP_LINE_SECONDS
+            lines["log"](_progress.step_line(trainer, lines["epochs"], lines["n_train"],
+                                             now - lines["start"]))
     _raise_pending(pending)
 
 
@@ -210,7 +235,8 @@ def fit(model: Model, x_train, *, epochs: int, batch_size: int = 128, optimizer=
     progress : bool
         A tqdm bar over the examples of every epoch when tqdm is
         installed, else a line for the first epoch, every
-        ceil(epochs / 20)-th and the last (through `log` in `train`).
+        ceil(epochs / 20)-th and the last (through `log` in `train`), and
+        inside an epoch a line every minute of it (a long MNIST epoch).
     checkpoint_path : str or Path, optional
         Write a resumable checkpoint after every epoch.
     objective, k, binarize, lr_schedule

@@ -288,6 +288,9 @@ class Trainer:
         n = x.shape[0]
         if self.perm is None:
             self.perm = self.rng.permutation(n)
+        if len(self.perm) != n:  # an epoch begun on other data: its order would not fit
+            raise ValueError(f"x: the epoch in progress orders {len(self.perm)} examples, the "
+                             f"data it began with, got {n}; continue it with the same data")
         n_steps = math.ceil(n / self.batch_size)
         while self.steps_done < n_steps:
             t0 = time.perf_counter()

@@ -37,5 +37,26 @@ def mnist_file():
     """Path to mnist.npz, or skip with the reason."""
     path = mnist_path()
     if path is None:
-        pytest.skip("MNIST not found: set NUMPYVAE_DATA to a folder holding mnist.npz")
+        pytest.skip(MNIST_SKIP)
     return path
+
+
+MNIST_SKIP = "MNIST not found: set NUMPYVAE_DATA to a folder holding mnist.npz"
+
+
+def pytest_report_header(config):
+    """Say at the top whether the MNIST tests will run."""
+    path = mnist_path()
+    if path is not None:
+        return f"MNIST: {path} (the MNIST tests run)"
+    return ("MNIST: not found, the MNIST tests skip; run them with "
+            "NUMPYVAE_DATA=<folder holding mnist.npz> python -m pytest")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say at the end how many tests skipped for want of MNIST."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if MNIST_SKIP in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} MNIST tests skipped: {MNIST_SKIP}",
+                                    yellow=True)

@@ -87,7 +87,10 @@ def test_evaluate_command_adds_its_numbers_to_metrics(tmp_path, capsys):
     metrics.update(eval_test_elbo=-1.0, eval_test_log_likelihood=-1.0, eval_k=3)  # older keys
     (run / "metrics.json").write_text(json.dumps(metrics))
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--k", "20", "--limit", "50", "--quiet"]) == 0
+    args = ["evaluate", str(run), "--k", "20", "--limit", "50", "--quiet"]
+    assert main(args) == 2  # an evaluation is there (older names): kept unless --overwrite
+    assert "already holds an evaluation" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # --quiet: no bar
     summary, rest = captured.out.split("\n", 1)
@@ -97,7 +100,8 @@ def test_evaluate_command_adds_its_numbers_to_metrics(tmp_path, capsys):
     assert metrics["eval_k"] == 20 and metrics["eval_n"] == 50 and metrics["eval_seed"] == 0
     assert not [key for key in metrics if key.startswith("eval_test")]
     assert metrics["test_iwae_k"] >= metrics["test_elbo"] - 1.0
-    assert printed["k"] == 20 and metrics["test_nll"] == printed["test_nll"]
+    assert printed == {key: metrics[key] for key in printed}  # the names stored are printed
+    assert printed["eval_k"] == 20 and "k" not in printed
     for key in ("test_elbo", "test_iwae", "test_gap", "test_bits_per_dim"):
         assert metrics[f"{key}_se"] > 0, key
     # the run's own val_elbo: another single-sample draw, with its SE
@@ -110,7 +114,7 @@ def test_evaluate_command_prints_progress_lines_without_tqdm(tmp_path, capsys, m
     assert main(["train", "--epochs", "1", "--hidden", "8", "--out", str(run), "--no-plots",
                  "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--k", "5", "--limit", "40", "--batch-size", "20"]) == 0
+    assert main(["evaluate", str(run), "--k", "5", "--limit", "40", "--block-size", "20"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(",")[0] for line in lines[:2]] == ["iwae k=5: 20/40 examples",
                                                           "iwae k=5: 40/40 examples"]

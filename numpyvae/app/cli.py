@@ -22,6 +22,9 @@ runs in cli_gradcheck.py, their public names importable from here too.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import errno
 import json
 import math
 import shlex
@@ -30,15 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .._progress import plus_minus
+from .._progress import plus_minus, plus_minus_sign
 from ..checkpoint import load_checkpoint
 from . import run_folder, run_trainer, runs
 
 # The parser and the gradcheck verb stay importable as numpyvae.app.cli.<name>.
 from .cli_gradcheck import GRADCHECK_CONFIGS, TWO_LAYER_CONFIGS, run_gradcheck  # noqa: F401
 from .cli_parser import build_parser
-from .settings import DEFAULTS, SETTINGS
+from .settings import DEFAULTS, SETTINGS, check_together
 
+INPUT_DIMS = {"digits": 64, "mnist": 784}  # row widths of the named data sets
 PICTURES_SKIPPED = 'pictures skipped: matplotlib is not installed (pip install "numpyvae[viz]")'
 
 
@@ -52,12 +56,15 @@ def _train(args) -> int:
     or with --resume the run in DIR continued; each holding its folder."""
     if args.resume is not None:
         return _resume(args)
-    settings = dict(DEFAULTS, **_flags(args))
+    flags = _flags(args)
+    settings = dict(DEFAULTS, **flags)
+    check_together(settings, flags)
     out = run_folder.check_out(args.out, settings["data"])
     if not args.overwrite:
         run_folder.claim_folder(out)  # early, before loading data; again below, holding the folder
+    if settings["data"] in INPUT_DIMS:  # refused before loading; other data after (new_trainer)
+        run_trainer.check_memory(settings, INPUT_DIMS[settings["data"]])
     data = runs.load_run_data(settings)
-    run_trainer.check_memory(settings, data[0][0].shape[1])
     with run_folder.lock_folder(out):
         run_folder.claim_folder(out, overwrite=args.overwrite)
         trainer = run_trainer.new_trainer(settings, data[0][0])
@@ -79,6 +86,9 @@ def _resume(args) -> int:
         trainer = run_trainer.resume_trainer(ckpt)
         settings = run_trainer.resume_settings(folder, ckpt, trainer, _flags(args))
         data = runs.load_run_data(settings)
+        note = runs.check_same_data(ckpt, data, settings["data"])
+        if note is not None:
+            print(note, file=sys.stderr)
         return _run(args, settings, folder, data, trainer)
 
 
@@ -103,36 +113,98 @@ def _run(args, settings: dict, out: Path, data, trainer) -> int:
 
 def _experiment(args) -> int:
     from . import experiments
-    result = experiments.run_experiment(args.name, Path(args.out), seed=args.seed)
+    out = Path(args.out)
+    what = run_folder.describe_run(out)
+    if what is not None and what != "an experiment's result":
+        raise ValueError(f"--out: {out} holds {what}; an experiment writes into a folder of "
+                         "its own, choose another --out")
+    with run_folder.lock_folder(out, "--out", verb="experiment"):
+        if what is not None and not args.overwrite:
+            raise ValueError(f"--out: {out} already holds an experiment's result "
+                             f"({run_folder.RESULT_FILE}); replace it with --overwrite, or "
+                             "choose another --out")
+        result = experiments.run_experiment(args.name, out, seed=args.seed)
     print(json.dumps(result, indent=2, allow_nan=False))
     return 0
 
 
+EVAL_NAMES = {"k": "eval_k", "n": "eval_n", "seconds": "eval_seconds"}
+
+
 def _evaluate(args) -> int:
-    from ..evaluation import evaluate
+    """Score the run in RUN_DIR, holding it (a run being trained is
+    refused); the numbers are printed first, then added to metrics.json
+    when the run is finished and the folder writable."""
     run = Path(args.run_dir)
-    settings = run_trainer.read_settings(run / run_folder.CONFIG_FILE)
-    metrics_path = run / run_folder.METRICS_FILE  # read (and refused) before the long computation
-    metrics = (run_folder.new_names(run_folder.read_json(metrics_path))
-               if metrics_path.is_file() else {})
-    model = load_checkpoint(run / run_folder.CHECKPOINT_FILE).model
+    run_trainer.read_settings(run / run_folder.CONFIG_FILE)  # a run folder, or a clear error
+    with contextlib.ExitStack() as stack:
+        unwritable = _hold_folder(stack, run, "RUN_DIR", "evaluate")
+        metrics_path = run / run_folder.METRICS_FILE  # read (and refused) before the long computation
+        metrics = (run_folder.new_names(run_folder.read_json(metrics_path))
+                   if metrics_path.is_file() else None)
+        if metrics is not None and "test_iwae_k" in metrics and not args.overwrite:
+            raise ValueError(f"RUN_DIR: {metrics_path} already holds an evaluation "
+                             f"(IWAE-{metrics.get('eval_k')}, seed {metrics.get('eval_seed')}); "
+                             "replace it with --overwrite")
+        ckpt = load_checkpoint(run / run_folder.CHECKPOINT_FILE)
+        record = _evaluation(args, run, ckpt)
+        if metrics is None:
+            print(f"not saved: {run} holds an unfinished run (its checkpoint is of epoch "
+                  f"{_epochs_of(ckpt)}); its metrics.json is written when its training ends",
+                  file=sys.stderr)
+            return 0
+        if unwritable is None:
+            try:
+                run_folder.write_json(metrics_path, {**metrics, **record})
+                return 0
+            except OSError as e:
+                unwritable = str(e)
+        print(f"numpyvae: error: the numbers above are not saved: {metrics_path} cannot be "
+              f"written ({unwritable})", file=sys.stderr)
+        return 1
+
+
+def _hold_folder(stack: contextlib.ExitStack, folder: Path, name: str, verb: str) -> str | None:
+    """Hold `folder` for `verb` in `stack`; a folder held by another process
+    is refused. Returns None, or why the folder cannot be written (then it
+    is only read: nobody can be writing it either)."""
+    try:
+        stack.enter_context(run_folder.lock_folder(folder, name, verb=verb))
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        run_folder.refuse_if_held(folder, name)
+        return e.strerror or str(e)
+    return None
+
+
+def _epochs_of(ckpt) -> str:
+    trainer = ckpt.meta.get("trainer")
+    return str(trainer.get("epoch")) if isinstance(trainer, dict) else "unknown"
+
+
+def _evaluation(args, run: Path, ckpt) -> dict:
+    """The evaluation of checkpoint `ckpt` on the run's test split, printed;
+    returns the numbers as metrics.json stores them."""
+    from ..evaluation import evaluate
+    model = ckpt.model
+    settings = run_trainer.stored_settings(ckpt) or run_trainer.read_settings(
+        run / run_folder.CONFIG_FILE)
     _, (x_test, _) = runs.load_run_data({**settings, "dtype": model.config.dtype})
     if args.limit is not None:
         x_test = x_test[:args.limit]
-    result = evaluate(model, x_test, k=args.k, rng=args.seed,
-                            batch_size=args.batch_size, progress=not args.quiet,
-                            log=lambda line: print(line, flush=True))
-    renamed = {"k": "eval_k", "n": "eval_n", "seconds": "eval_seconds"}
-    metrics.update({renamed.get(key, key): value for key, value in result.items()})
-    metrics["eval_seed"] = args.seed
-    run_folder.write_json(metrics_path, metrics)
+    result = evaluate(model, x_test, k=args.k, rng=args.seed, batch_size=args.block_size,
+                      progress=not args.quiet, log=lambda line: print(line, flush=True))
+    record = {EVAL_NAMES.get(key, key): value for key, value in result.items()}
+    record["eval_seed"] = args.seed
+    sign = plus_minus_sign()
     print(f"test ELBO {plus_minus(result['test_elbo'], result['test_elbo_se'])} (a fresh z "
           f"per example), IWAE-{args.k} log p(x) "
           f"{plus_minus(result['test_iwae_k'], result['test_iwae_se'])}: NLL "
           f"{plus_minus(result['test_nll'], result['test_iwae_se'])} nats per example "
-          f"over {result['n']} test examples (value ± Monte-Carlo standard error)")
-    print(json.dumps(result, indent=2, allow_nan=False))
-    return 0
+          f"over {result['n']} test examples (value {sign} Monte-Carlo standard error)")
+    print(json.dumps(record, indent=2, allow_nan=False), flush=True)
+    return record
 
 
 def _sample(args) -> int:
@@ -163,7 +235,8 @@ def _encode(args) -> int:
     out = export.check_target(args.out, export.LATENT_SUFFIXES, args.overwrite)
     run = Path(args.run_dir)
     settings = run_trainer.read_settings(run / run_folder.CONFIG_FILE)
-    model = load_checkpoint(run / run_folder.CHECKPOINT_FILE).model
+    ckpt = load_checkpoint(run / run_folder.CHECKPOINT_FILE)  # one file, replaced whole
+    model, settings = ckpt.model, run_trainer.stored_settings(ckpt) or settings
     train_split, test_split = runs.load_run_data({**settings, "dtype": model.config.dtype})
     x, labels = test_split if args.split == "test" else train_split
     mu, log_var = export.encode_all(model, x)
@@ -180,7 +253,8 @@ def _sweep(args) -> int:
                          f"the runs), got --jobs {args.jobs}; leave it out")
     try:
         result = sweep.run_sweep(args.spec, args.out, jobs=args.jobs,
-                                 dask_scheduler=args.dask_scheduler, pictures=not args.no_plots)
+                                 dask_scheduler=args.dask_scheduler, pictures=not args.no_plots,
+                                 log=(lambda line: None) if args.quiet else print)
     except ImportError as e:  # joblib or dask.distributed missing: one line
         print(f"numpyvae: error: {e}", file=sys.stderr)
         return 2
@@ -196,11 +270,46 @@ def _sweep(args) -> int:
     return 1 if failed else 0
 
 
+VERBS = {"train": _train, "experiment": _experiment, "gradcheck": run_gradcheck,
+         "sweep": _sweep, "evaluate": _evaluate, "sample": _sample, "encode": _encode}
+
+
+def run(argv: list[str]) -> int:
+    """Run a ``numpyvae`` command from Python, raising its errors.
+
+    The same verbs and flags as the command line, but a bad flag or a
+    refused folder raises (argparse's usage errors as ValueError), so a
+    script stops where the command would have exited with status 2.
+    Returns 0, or 1 for a verb that reports failures (gradcheck, sweep,
+    an evaluation not saved).
+
+    Examples
+    --------
+    >>> run(["train", "--epochs", "0"])
+    Traceback (most recent call last):
+        ...
+    ValueError: train: argument --epochs: expected an integer >= 1, got 0
+    """
+    parser = build_parser(exit_on_error=False)
+    try:
+        args = parser.parse_args(argv)
+    except argparse.ArgumentError as e:
+        raise ValueError(f"{argv[0] if argv else 'numpyvae'}: {e}") from None
+    except SystemExit as e:  # --help (0), or a usage error argparse reports itself
+        if e.code in (0, None):
+            return 0
+        raise ValueError(f"not a valid command: {argv!r} (argparse's message above)") from None
+    if args.command is None:
+        raise ValueError(f"expected a command, one of {', '.join(VERBS)}")
+    return VERBS[args.command](args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``numpyvae`` command with `argv` (default sys.argv[1:]).
 
     Returns the exit status: 0 on success, 2 for a usage or numpyvae
-    error (message on stderr), 130 when interrupted.
+    error (message on stderr), 130 when interrupted. From a script,
+    `run` raises the errors instead.
 
     Examples
     --------
@@ -215,23 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or argparse's own usage error
         return e.code if isinstance(e.code, int) else 0
-    try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "experiment":
-            return _experiment(args)
-        if args.command == "gradcheck":
-            return run_gradcheck(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "sample":
-            return _sample(args)
-        if args.command == "encode":
-            return _encode(args)
+    if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    try:
+        return VERBS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -90,6 +90,13 @@ def _add_setting(p, setting: Setting) -> None:
         p.add_argument(setting.flag, choices=setting.choices, help=text)
 
 
+def _add_quiet(p, progress: str | None) -> None:
+    """--quiet, on every verb: no progress lines; the result is still printed."""
+    what = f"no progress ({progress})" if progress else "no progress (this verb shows none)"
+    p.add_argument("--quiet", action="store_true",
+                   help=f"{what}; the result and errors are still printed")
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a VAE and write numbers, checkpoint and pictures",
                        description="Train a VAE and write metrics.json, history.csv, "
@@ -104,9 +111,8 @@ def _add_train(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from DIR/checkpoint.npz to --epochs in total")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress (a tqdm bar, or at most 22 lines of epochs); the "
-                   "final summary is still printed")
+    _add_quiet(p, "a tqdm bar, or at most 22 lines of epochs and a line a minute inside "
+               "a long epoch")
 
 
 def _add_experiment(sub) -> None:
@@ -114,8 +120,12 @@ def _add_experiment(sub) -> None:
     p = sub.add_parser("experiment", help="run one of the notes' experiments",
                        description="Run one experiment; prints its numbers as JSON.")
     p.add_argument("name", choices=EXPERIMENTS, help="the experiment")
-    p.add_argument("--out", required=True, help="folder for its numbers and figure")
+    p.add_argument("--out", required=True, help="folder for its numbers and figure (a "
+                   "folder holding a run or a sweep is refused)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the result of an experiment already in --out")
+    _add_quiet(p, None)
 
 
 def _add_gradcheck(sub) -> None:
@@ -150,6 +160,7 @@ def _add_gradcheck(sub) -> None:
     p.add_argument("--bugs", action="store_true",
                    help="plant classic backprop bugs in copies of the kernels and print "
                    "whether the element-wise and the directional checks catch each")
+    _add_quiet(p, None)
 
 
 def _add_evaluate(sub) -> None:
@@ -158,16 +169,21 @@ def _add_evaluate(sub) -> None:
                        "ELBO (a fresh z per example), IWAE-k estimate of log p(x) (quote "
                        "its NLL), their gap and bits/dim, each with its Monte-Carlo "
                        "standard error, and the active units; adds them to "
-                       "RUN_DIR/metrics.json (test_elbo, test_iwae_k, test_nll, ...).")
+                       "RUN_DIR/metrics.json (test_elbo, test_iwae_k, test_nll, ..., eval_k, eval_n, "
+                       "eval_seconds, eval_seed: the names printed). A run being trained "
+                       "is refused; an unfinished run's numbers are printed, not saved.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by numpyvae train")
     p.add_argument("--k", type=_int_at_least(1), default=5000,
                    help="importance samples per example (default 5000)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=500,
-                   help="examples per progress step (default 500)")
+    p.add_argument("--block-size", type=_int_at_least(1), default=500,
+                   help="test examples per IWAE block, a progress line after each "
+                   "(default 500; memory stays bounded whatever it is)")
     p.add_argument("--limit", type=_int_at_least(1),
                    help="evaluate only the first N test examples (quick checks)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an evaluation already in RUN_DIR/metrics.json")
+    _add_quiet(p, "a tqdm bar, or a line per block")
 
 
 def _add_sample(sub) -> None:
@@ -186,6 +202,7 @@ def _add_sample(sub) -> None:
                    help="write x ~ p(x|z) (0/1 pixels for a Bernoulli decoder) instead of "
                    "the decoder means")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _add_quiet(p, None)
 
 
 def _add_encode(sub) -> None:
@@ -201,6 +218,7 @@ def _add_encode(sub) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="default test")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _add_quiet(p, None)
 
 
 def _add_sweep(sub) -> None:
@@ -218,10 +236,13 @@ def _add_sweep(sub) -> None:
                    help="run on the Dask cluster at ADDRESS (e.g. tcp://127.0.0.1:8786) "
                    "through joblib's dask backend, instead of --jobs")
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
+    _add_quiet(p, "a line per finished run")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``numpyvae`` command-line parser, with one subparser per command.
+def build_parser(exit_on_error: bool = True) -> argparse.ArgumentParser:
+    """The ``numpyvae`` command-line parser, with one subparser per command;
+    with `exit_on_error` False, a bad flag raises argparse.ArgumentError
+    instead of exiting (`numpyvae.app.cli.run`).
 
     Examples
     --------
@@ -230,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     ('gradcheck', 3, 'float64')
     """
     from ..version import __version__
-    parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.")
+    parser = argparse.ArgumentParser(prog="numpyvae", description="A VAE in pure NumPy.",
+                                     exit_on_error=exit_on_error)
     parser.add_argument("--version", action="version", version=f"numpyvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
@@ -240,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_sample(sub)
     _add_encode(sub)
+    for verb in sub.choices.values():
+        verb.exit_on_error = exit_on_error
     # Later subcommands (evaluate, gradcheck, sweep): one _add_<name>(sub) here,
     # one _<name>(args) -> int in cli.py, one branch in its main.
     return parser

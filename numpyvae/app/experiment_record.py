@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from .._atomic import write_text_atomic
 from .._validation import check_int
 from ..version import __version__
 
@@ -77,9 +78,7 @@ def finish_experiment(result: dict, out: Path, results: dict, checks: dict) -> d
     result["checks"] = {k: bool(v) for k, v in checks.items()}
     result["passed"] = all(result["checks"].values())
     result.setdefault("figure", None)
-    with open(out / "result.json", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, allow_nan=False)
-        f.write("\n")
+    write_text_atomic(out / "result.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import shlex
 from pathlib import Path
 
+from .._atomic import write_text_atomic
 from ..trainer import HISTORY_KEYS
 
 try:
@@ -45,6 +47,8 @@ METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"  # a sweep's record of the run
 ERROR_FILE = "error.txt"  # a sweep's record of a failed run
 LOCK_FILE = ".lock"
+SWEEP_FILES = ("spec.toml", "summary.csv")  # a sweep folder's own files
+RESULT_FILE = "result.json"  # an experiment's record
 PICTURES = {"reconstructions": "reconstructions.png", "samples": "samples.png",
             "loss_curves": "loss_curves.png", "latent": "latent.png",
             "manifold": "manifold.png", "interpolations": "interpolations.png"}
@@ -89,11 +93,17 @@ def check_out(text: str | None, data: str, name: str = "--out") -> Path:
     return Path(text)
 
 
-def _pid_in(path: Path) -> int | None:
+def _owner_in(path: Path) -> tuple[int | None, str]:
+    """The pid and the verb written in lock file `path` ("123 evaluate")."""
     try:
-        return int(path.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
+        words = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return None, ""
+    try:
+        pid = int(words[0])
+    except (IndexError, ValueError):
+        return None, ""
+    return pid, " ".join(words[1:2])
 
 
 def _alive(pid: int | None) -> bool:
@@ -108,10 +118,50 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _in_use(folder: Path, pid: int | None, name: str) -> ValueError:
-    owner = f"process {pid}" if pid is not None else "another process"
-    return ValueError(f"{name}: {folder} is in use by {owner}, which is writing a run there; "
-                      f"wait for it to finish, or use another folder")
+def _held(path: Path) -> bool:
+    """Whether some process holds the lock file `path` now.
+
+    With fcntl, whether its ``flock`` is taken (the system releases it
+    when its holder dies, so a file left by ``kill -9`` is not held,
+    whatever pid it names); without, whether the pid inside is alive.
+    """
+    if fcntl is None:
+        return _alive(_owner_in(path)[0])
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock just taken
+    return False
+
+
+def owner(folder) -> str | None:
+    """Who holds `folder` ("process 123 (numpyvae train)"), or None.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / LOCK_FILE).write_text("1 train")  # left behind: not held
+    >>> owner(folder) is None
+    True
+    """
+    path = Path(folder) / LOCK_FILE
+    if not _held(path):
+        return None
+    pid, verb = _owner_in(path)
+    who = f"process {pid}" if pid is not None else "another process"
+    return who + (f" (numpyvae {verb})" if verb else "")
+
+
+def _in_use(folder: Path, who: str | None, name: str) -> ValueError:
+    return ValueError(f"{name}: {folder} is in use by {who or 'another process'}; wait for "
+                      "it to finish, or use another folder")
 
 
 def _lock_fd(path: Path, name: str) -> int:
@@ -122,7 +172,7 @@ def _lock_fd(path: Path, name: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _in_use(path.parent, _pid_in(path), name) from None
+            raise _in_use(path.parent, owner(path.parent), name) from None
         try:  # the owner before us may have removed the file between open and flock
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return fd
@@ -137,28 +187,28 @@ def _lock_fd_portable(path: Path, name: str) -> int:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            pid = _pid_in(path)
-            if _alive(pid):
-                raise _in_use(path.parent, pid, name) from None
+            if _held(path):
+                raise _in_use(path.parent, owner(path.parent), name) from None
             path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def lock_folder(folder, name: str = "--out"):
+def lock_folder(folder, name: str = "--out", verb: str = "train"):
     """Hold `folder` (created if missing) for this process while in the block.
 
-    The lock is ``folder/.lock`` with this process's pid inside, held with
-    ``flock`` (released by the system when the process dies, however it
-    dies). A lock left by a process that died (its pid inside) is stale
-    and taken over; a live one is a ValueError naming its pid. The file is
-    removed when the block ends.
+    The lock is ``folder/.lock``, held with ``flock`` (released by the
+    system when the process dies, however it dies), with this process's
+    pid and `verb` inside for the message of whoever finds it held. A
+    lock file nobody holds (left by a killed process) is taken over; a
+    held one is a ValueError naming its holder. The file is removed when
+    the block ends.
 
     Examples
     --------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> with lock_folder(folder):
-    ...     int((folder / LOCK_FILE).read_text()) == os.getpid()
+    >>> with lock_folder(folder, verb="evaluate"):
+    ...     (folder / LOCK_FILE).read_text() == f"{os.getpid()} evaluate\\n"
     True
     >>> (folder / LOCK_FILE).exists()
     False
@@ -169,15 +219,32 @@ def lock_folder(folder, name: str = "--out"):
     fd = _lock_fd(path, name) if fcntl is not None else _lock_fd_portable(path, name)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {verb}\n".encode())
         yield folder
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
 
 
+def refuse_if_held(folder, name: str) -> None:
+    """A ValueError when another process holds `folder` (`owner`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> refuse_if_held(tempfile.mkdtemp(), "RUN_DIR")
+    """
+    folder = Path(folder)
+    if _owner_in(folder / LOCK_FILE)[0] == os.getpid():
+        return  # this process's own lock
+    who = owner(folder)
+    if who is not None:
+        raise _in_use(folder, who, name)
+
+
 def describe_run(folder) -> str | None:
-    """What run `folder` holds ("a finished run of 3 epochs", ...), or None.
+    """What `folder` holds ("a finished run of 3 epochs", "a sweep", ...),
+    or None when it holds no run, sweep or experiment.
 
     Examples
     --------
@@ -199,6 +266,10 @@ def describe_run(folder) -> str | None:
         return "an unfinished run"
     if any((folder / name).is_file() for name in RUN_FILES):
         return "the files of a run"
+    if any((folder / name).is_file() for name in SWEEP_FILES):
+        return "a sweep"
+    if (folder / RESULT_FILE).is_file():
+        return "an experiment's result"
     return None
 
 
@@ -231,12 +302,13 @@ def claim_folder(folder, overwrite: bool = False, name: str = "--out") -> None:
     True
     """
     folder = Path(folder)
-    pid = _pid_in(folder / LOCK_FILE)
-    if pid != os.getpid() and _alive(pid):  # a run being written says so first
-        raise _in_use(folder, pid, name)
+    refuse_if_held(folder, name)  # a folder in use says so first
     what = describe_run(folder)
     if what is None:
         return
+    if what in ("a sweep", "an experiment's result"):
+        raise ValueError(f"{name}: {folder} holds {what}, not a run; --overwrite replaces "
+                         f"only a run, so choose another folder with {name}")
     if not overwrite:
         quoted = shlex.quote(str(folder))
         raise ValueError(f"{name}: {folder} already holds {what}; continue it with "
@@ -281,8 +353,7 @@ def write_json(path, obj: dict) -> Path:
         text = json.dumps(obj, indent=2, allow_nan=False)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, text + "\n")
 
 
 def read_json(path) -> dict:
@@ -332,10 +403,25 @@ def write_history(path, history: list[dict]) -> Path:
     >>> row["epoch"], row["val_elbo"], row["val_kl"]
     ('1', '-41.5', '')
     """
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_KEYS, restval="")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: row[k] for k in HISTORY_KEYS if k in row})
-    return path
+    rows = [{k: row[k] for k in HISTORY_KEYS if k in row} for row in history]
+    return write_csv(path, HISTORY_KEYS, rows)
+
+
+def write_csv(path, columns, rows: list[dict]) -> Path:
+    """A CSV file of `rows` under `columns` (empty where a row has none;
+    other keys ignored), written atomically (`write_text_atomic`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_csv(Path(tempfile.mkdtemp()) / "summary.csv", ["run", "lr"],
+    ...                  [{"run": "a", "lr": 0.1, "seed": 0}])
+    >>> path.read_text().splitlines()
+    ['run,lr', 'a,0.1']
+    """
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="",
+                            extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())

@@ -154,7 +154,7 @@ def stored_settings(ckpt) -> dict | None:
     for a checkpoint written before they were stored."""
     extra = ckpt.meta.get("extra")
     settings = extra.get("settings") if isinstance(extra, dict) else None
-    return None if settings is None else check_settings(settings, "checkpoint settings")
+    return None if settings is None else check_settings(settings, "checkpoint settings", record=True)
 
 
 def _trainer_view(trainer: Trainer) -> dict:
@@ -199,6 +199,11 @@ def resume_settings(folder, ckpt, trainer: Trainer, flags: dict) -> dict:
             raise ValueError(f"{flag}: the run in {folder} has {truth[key]!r}, got "
                              f"{value!r}; a resumed run keeps its settings, leave {flag} out")
     epochs = flags.get("epochs", config["epochs"])
+    if trainer.steps_done > 0 and epochs <= trainer.epochs_done:
+        raise ValueError(f"--epochs: the checkpoint in {folder} is inside epoch "
+                         f"{trainer.epochs_done + 1} (step {trainer.steps_done}), got {epochs}; "
+                         f"expected at least {trainer.epochs_done + 1}, so that the epoch "
+                         "begun is finished and the records describe the checkpoint")
     if epochs < trainer.epochs_done:
         raise ValueError(f"--epochs: the run in {folder} has done {trainer.epochs_done} epochs, "
                          f"got {epochs}; --epochs counts all epochs, so expected at least "
@@ -212,7 +217,7 @@ def read_settings(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected the config.json of a run "
                                 "folder written by numpyvae train")
-    return check_settings(read_json(path), str(path))
+    return check_settings(read_json(path), str(path), record=True)
 
 
 def estimate_memory(settings: dict, input_dim: int, n_val: int = 1000) -> dict:
@@ -266,7 +271,9 @@ def check_memory(settings: dict, input_dim: int, available: int | None = None) -
         available = available_memory()
     if available is not None and need > available:
         detail = ", ".join(f"{name} {size_text(n)}" for name, n in parts.items())
-        raise ValueError(f"--hidden, --latent-dim, --batch-size, --k: this run needs about "
+        sizes = ("--hidden, --latent-dim" if two_layer_sizes(settings) is None
+                 else "--hidden, --latent-dims, --hidden2")
+        raise ValueError(f"{sizes}, --batch-size, --k: this run needs about "
                          f"{size_text(need)} ({detail}) but {size_text(available)} is "
                          "available; choose smaller sizes")
     return need

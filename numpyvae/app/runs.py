@@ -17,6 +17,7 @@ and those three modules.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -131,6 +132,64 @@ def binarized(data, settings: dict):
     return (x_train, y_train), (static_binarize(x_test, settings["seed"] + 2), y_test)
 
 
+def data_fingerprint(data) -> dict:
+    """Shape, dtype and SHA-256 of the run's training and test arrays (as
+    `load_run_data` gives them): what a resumed run checks it trains on.
+
+    Examples
+    --------
+    >>> x = np.zeros((3, 4), dtype=np.float32)
+    >>> fp = data_fingerprint(((x, None), (x[:2], None)))
+    >>> fp["train"]["shape"], fp["test"]["shape"], fp["train"]["dtype"]
+    ([3, 4], [2, 4], 'float32')
+    >>> fp["train"] == data_fingerprint(((x + 1, None), (x, None)))["train"]
+    False
+    """
+    (x_train, _), (x_test, _) = data
+    return {"train": _array_fingerprint(x_train), "test": _array_fingerprint(x_test)}
+
+
+def _array_fingerprint(a: np.ndarray) -> dict:
+    digest = hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+    return {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": digest}
+
+
+def _fingerprint_text(split: dict) -> str:
+    shape = " x ".join(map(str, split["shape"]))
+    return f"{shape} {split['dtype']}, SHA-256 {split['sha256'][:12]}"
+
+
+def check_same_data(ckpt, data, spec: str, name: str = "--resume") -> str | None:
+    """Refuse (ValueError naming both) data other than the run's, as its
+    checkpoint records it; returns a note when the checkpoint (of an older
+    numpyvae) records none, so the data cannot be checked.
+
+    Examples
+    --------
+    >>> class Ckpt:
+    ...     meta = {"extra": {"data": data_fingerprint(((np.zeros((3, 2)), 0), (np.ones((1, 2)), 0)))}}
+    >>> check_same_data(Ckpt(), ((np.zeros((4, 2)), 0), (np.ones((1, 2)), 0)),
+    ...                 "d.npz")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: --resume: the run was trained on data 'd.npz' whose train split was 3 x 2 float64, SHA-256 ...; 'd.npz' now gives 4 x 2 float64, ...
+    """
+    extra = ckpt.meta.get("extra")
+    recorded = extra.get("data") if isinstance(extra, dict) else None
+    if recorded is None:
+        return (f"note: this run's checkpoint does not record its data (written before "
+                f"numpyvae recorded it), so {spec!r} cannot be checked against it")
+    now = data_fingerprint(data)
+    for split in ("train", "test"):
+        if recorded.get(split) != now[split]:
+            was = (_fingerprint_text(recorded[split]) if isinstance(recorded.get(split), dict)
+                   else "not recorded")
+            raise ValueError(f"{name}: the run was trained on data {spec!r} whose {split} split "
+                             f"was {was}; {spec!r} now gives {_fingerprint_text(now[split])}; "
+                             "restore the run's data, or start a new run")
+    return None
+
+
 def run_metrics(settings: dict, trainer: Trainer, baseline: float, n_train: int,
                 n_test: int) -> dict:
     """What metrics.json holds, from the trainer's last history row.
@@ -218,15 +277,18 @@ def train_run(settings: dict, out, data=None, trainer: Trainer | None = None,
     out.mkdir(parents=True, exist_ok=True)
     remove_files(out, RECORDS)  # they describe the checkpoint as it was, not as it will be
     write_json(out / CONFIG_FILE, settings)
+    fingerprint = data_fingerprint(data)
     try:
         train(trainer, x_train, settings["epochs"], x_val=x_test, progress=progress,
-              checkpoint_path=out / CHECKPOINT_FILE, checkpoint_extra={"settings": settings})
+              checkpoint_path=out / CHECKPOINT_FILE,
+              checkpoint_extra={"settings": settings, "data": fingerprint})
     except TrainingDiverged:
         if not (out / CHECKPOINT_FILE).exists():  # nothing to continue: the folder is free
             remove_files(out, (CONFIG_FILE,))
         raise
     baseline = mean_pixel_baseline(x_train, x_test, settings["likelihood"], settings["sigma"])
-    metrics = run_metrics(settings, trainer, baseline, len(x_train), len(x_test))
+    metrics = dict(run_metrics(settings, trainer, baseline, len(x_train), len(x_test)),
+                   data=fingerprint)
     write_history(out / HISTORY_FILE, trainer.history)
     write_json(out / METRICS_FILE, metrics)
     written = [METRICS_FILE, HISTORY_FILE, CHECKPOINT_FILE, CONFIG_FILE]

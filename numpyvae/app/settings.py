@@ -45,6 +45,12 @@ class Setting:
     help: str
     choices: tuple | None = None
     minimum: int | None = None
+    before: object = "default"  # what numpyvae did before it had this setting
+
+    @property
+    def missing(self) -> object:
+        """The value of this setting in a record written before it existed."""
+        return self.default if self.before == "default" else self.before
 
     @property
     def flag(self) -> str:
@@ -72,7 +78,8 @@ SETTINGS = (
     Setting("seed", "int", 0, "the one seed of weights, training and pictures", minimum=0),
     Setting("dtype", "text", "float32", "float type of the model", DTYPES),
     Setting("binarize", "text", "none", "grey levels (none), a fresh Bernoulli draw of "
-            "every batch (dynamic) or one fixed draw (static)", BINARIZE_MODES),
+            "every batch (dynamic) or one fixed draw (static)", BINARIZE_MODES,
+            before="none"),
     Setting("objective", "text", "elbo", "the negative ELBO or the IWAE bound with k "
             "samples", OBJECTIVES),
     Setting("k", "int", 1, "IWAE samples per example", minimum=1),
@@ -80,12 +87,12 @@ SETTINGS = (
             "3^i-epoch stages compressed into the epochs", LR_SCHEDULES),
     Setting("adam_epsilon", "float", 1e-8, "Adam's epsilon"),
     Setting("init_output_bias", "bool", True, "start the decoder's output bias at the "
-            "training mean pixel (measured in docs/results.md)"),
+            "training mean pixel (measured in docs/results.md)", before=False),
     Setting("init", "text", "auto", "weight initialisation: auto (PyTorch's nn.Linear "
             "scale U(+-1/sqrt(fan_in)) for relu networks, Glorot for the others; chosen by "
             "measurement, docs/results.md), he (He before relu, Glorot elsewhere) or lecun "
             "(U(+-1/sqrt(fan_in)) everywhere)",
-            INIT_SCHEMES),
+            INIT_SCHEMES, before="he"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
@@ -139,16 +146,22 @@ def check_setting(name: str, value, where: str):
     return float(value) if kind == "float" else list(value) if kind == "widths" else value
 
 
-def check_settings(settings: dict, where: str) -> dict:
+def check_settings(settings: dict, where: str, record: bool = False) -> dict:
     """Every setting, each checked (`check_setting`); no other key.
 
-    A setting missing from `settings` (a record of an older numpyvae,
-    which did not have it yet) takes its default.
+    A setting missing from `settings` takes its default; with `record`
+    (a config.json or checkpoint of an older numpyvae, written before the
+    setting existed) it takes what that numpyvae did instead
+    (`Setting.missing`: ``init`` "he", ``init_output_bias`` false, as
+    before those settings were added), never today's default.
 
     Examples
     --------
     >>> check_settings({"seed": 3}, "config.json") == dict(DEFAULTS, seed=3)
     True
+    >>> old = check_settings({"seed": 3}, "config.json", record=True)
+    >>> old["init"], old["init_output_bias"], old["binarize"]
+    ('he', False, 'none')
     >>> check_settings({"sede": 3}, "config.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
@@ -160,5 +173,36 @@ def check_settings(settings: dict, where: str) -> dict:
     if unknown:
         raise ValueError(f"{where}: unknown setting {unknown[0]!r}; allowed: "
                          f"{', '.join(DEFAULTS)}")
-    return {name: check_setting(name, settings.get(name, DEFAULTS[name]), where)
+    fill = {s.name: s.missing for s in SETTINGS} if record else DEFAULTS
+    return {name: check_setting(name, settings.get(name, fill[name]), where)
             for name in DEFAULTS}
+
+
+def check_together(settings: dict, given, where: str = "") -> None:
+    """Refuse settings that mean nothing together: `given` holds the names
+    set explicitly (flags, a spec's keys), `settings` all of them.
+
+    Examples
+    --------
+    >>> check_together(dict(DEFAULTS, latent_dims=[4, 2]), {"latent_dims"})
+    >>> check_together(dict(DEFAULTS, latent_dims=[4, 2], latent_dim=7),
+    ...                {"latent_dims", "latent_dim"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: --latent-dim: not used with --latent-dims [4, 2] (which sets ...
+    """
+    def refuse(name: str, why: str):
+        raise ValueError(f"{where}{BY_NAME[name].flag}: {why}; leave it out")
+
+    two_layers = settings.get("latent_dims") is not None
+    if two_layers and "latent_dim" in given:
+        refuse("latent_dim", f"not used with --latent-dims {settings['latent_dims']} (which "
+               "sets the sizes of z1 and z2)")
+    if not two_layers and settings.get("hidden2") is not None:
+        refuse("hidden2", "only used with --latent-dims (two stochastic layers)")
+    if two_layers and settings.get("sigma") is not None:
+        refuse("sigma", "the two-layer model (--latent-dims) has a Bernoulli decoder, "
+               "which has no sigma")
+    if settings.get("sigma") is not None and settings.get("likelihood") != "gaussian":
+        refuse("sigma", "the fixed std of a gaussian decoder, but --likelihood is "
+               f"{settings.get('likelihood')!r}")

@@ -44,7 +44,6 @@ in sweep_pictures.py; their public names stay importable from here
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import shutil
@@ -55,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import write_text_atomic
 from .._validation import check_int
 from . import run_folder, run_trainer, runs
 from .settings import DEFAULTS  # noqa: F401  (run_one's doctest)
@@ -173,7 +173,7 @@ def run_one(settings: dict, folder, iwae_k: int | None = None, run_pictures: boo
             (folder / ERROR_FILE).unlink(missing_ok=True)
         except Exception as e:  # recorded; the other runs go on
             status.update(status="failed", error=f"{type(e).__name__}: {e}")
-            (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+            write_text_atomic(folder / ERROR_FILE, traceback.format_exc())
         status["seconds"] = time.perf_counter() - start
         run_folder.write_json(folder / STATUS_FILE, status)
     return status
@@ -285,6 +285,10 @@ def run_sweep(spec_path, out, jobs: int = 1, dask_scheduler: str | None = None,
     if jobs > 1 or dask_scheduler is not None:
         _require("joblib", INSTALL_HINT)
     points = grid_points(spec)
+    what = run_folder.describe_run(out)
+    if what not in (None, "a sweep"):
+        raise ValueError(f"--out: {out} holds {what}, not a sweep; a sweep writes into a "
+                         "folder of its own, choose another --out")
     _check_folders(out, points)
     with run_folder.lock_folder(out, "--out"):  # one sweep at a time in a sweep folder
         return _run_points(spec, spec_path, out, points, jobs, dask_scheduler, pictures,
@@ -344,10 +348,6 @@ def write_summary(path, rows: list[dict], grid_keys: list[str], iwae: bool) -> P
     """
     numbers = list(NUMBERS) if iwae else list(NUMBERS[:3])
     columns = ["run", *grid_keys, "status", *numbers, "seconds", "error"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: json.dumps(value) if isinstance(value, list) else value
-                             for key, value in row.items()})
-    return Path(path)
+    return run_folder.write_csv(path, columns, [
+        {key: json.dumps(value) if isinstance(value, list) else value
+         for key, value in row.items()} for row in rows])

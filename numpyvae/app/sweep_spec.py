@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from .settings import DEFAULTS, check_setting
+from .settings import DEFAULTS, check_setting, check_together
 
 OPTIONS = {"iwae_k": None, "run_pictures": False, "threads_per_run": 1}
 
@@ -152,7 +152,9 @@ def grid_points(spec: dict) -> list[tuple[str, dict, dict]]:
     points = []
     for combination in itertools.product(*spec["grid"].values()):
         values = dict(zip(keys, combination, strict=True))
-        points.append((run_name(values), values, dict(spec["base"], **values)))
+        settings = dict(spec["base"], **values)
+        check_together(dict(DEFAULTS, **settings), settings, f"spec: run {run_name(values)}: ")
+        points.append((run_name(values), values, settings))
     names = [name for name, _, _ in points]
     if len(set(names)) < len(names) or max(map(len, names)) > 200:
         raise ValueError("spec: [grid]: its values do not give distinct folder names of at "

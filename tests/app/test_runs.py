@@ -118,7 +118,7 @@ def test_a_second_training_into_a_running_folder_is_refused(tmp_path, capsys):
             if (out / "checkpoint.npz").is_file():
                 break
             time.sleep(0.05)
-        assert int((out / run_folder.LOCK_FILE).read_text()) == first.pid
+        assert int((out / run_folder.LOCK_FILE).read_text().split()[0]) == first.pid
         for extra in ([], ["--overwrite"]):
             code, err = train(capsys, "--epochs", "1", *FAST, "--out", str(out), *extra)
             assert code == 2
@@ -197,11 +197,15 @@ def test_training_further_removes_the_records_of_the_older_model(tmp_path, capsy
 # ------------------------------------------------ 7. memory estimated before allocating
 
 ABSURD = [["--hidden", "3000000000"], ["--latent-dim", "100000000000"],
-          ["--objective", "iwae", "--k", "100000000"]]
+          ["--objective", "iwae", "--k", "100000000"],
+          ["--latent-dims", "4,2", "--hidden2", "20000000"],  # reached 22 GiB once
+          ["--latent-dims", "4,2", "--hidden2", "100000000"],
+          ["--latent-dims", "100000000,2"]]
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM in /proc")
-@pytest.mark.parametrize("flags", ABSURD, ids=["hidden", "latent-dim", "iwae-k"])
+@pytest.mark.parametrize("flags", ABSURD, ids=["hidden", "latent-dim", "iwae-k", "hidden2",
+                                               "hidden2-1e8", "latent-dims"])
 def test_absurd_sizes_are_refused_with_the_number_in_bounded_memory(tmp_path, flags):
     script = ("import re, resource, sys\n"
               "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n"
@@ -217,6 +221,8 @@ def test_absurd_sizes_are_refused_with_the_number_in_bounded_memory(tmp_path, fl
     assert done.returncode == 2, done.stderr
     line = one_error_line(done.stderr)
     assert "this run needs about" in line and "GiB" in line and "is available" in line
+    sizes = [flag for flag in flags if flag.startswith("--") and flag != "--objective"]
+    assert all(flag in line.split(": this run")[0] for flag in sizes), line  # the flags named
     assert int(done.stdout.split()[-1]) < 400 * 1024  # peak resident KiB
     assert not (tmp_path / "R").exists()
 
