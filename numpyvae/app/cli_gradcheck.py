@@ -3,17 +3,28 @@ models it builds (`GRADCHECK_CONFIGS` of one stochastic layer, with
 --latent-dims `TWO_LAYER_CONFIGS` of two; --model-size mnist the full
 sizes), their batches, and the element-wise or directional checks of
 each model's ELBO and IWAE gradients, printed as tables; --bugs runs
-the bug zoo instead. cli.py parses the flags and calls it. Imports
-numpy, vae.py and hierarchical_vae.py and, inside the functions,
-gradcheck.py, testing.py and bugzoo.py.
+the bug zoo instead. cli.py parses the flags and calls it;
+`checked_flags` refuses the flags a mode would ignore (exit status 2).
+Imports numpy, vae.py, hierarchical_vae.py and cli_parser.py (the
+defaults) and, inside the functions, gradcheck.py, testing.py and
+bugzoo.py.
 """
 
 from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..hierarchical_vae import HierarchicalVAE
 from ..vae import VAE
+from .cli_parser import build_parser
+
+if TYPE_CHECKING:
+    from ..checks.gradcheck import GradcheckReport
 
 GRADCHECK_CONFIGS = [(lik, post, hidden) for lik in ("bernoulli", "gaussian")
                      for post in ("diagonal", "fixed") for hidden in ((), (6, 5))]
@@ -97,9 +108,9 @@ def _elementwise_checks(args, label: str, model, rng, one_layer: bool) -> tuple[
     failures = 0
     for objective, shape in cases:
         x, eps = rng.random((5, model.config.input_dim)), rng.standard_normal(shape)
-        report = check_model(model, x, eps, beta=args.beta, objective=objective,
-                             analytic_dtype=args.dtype, fd_step=args.h,
-                             normwise_tol=args.threshold)
+        report = judge(check_model(model, x, eps, beta=args.beta, objective=objective,
+                                   analytic_dtype=args.dtype, fd_step=args.h),
+                       args.threshold)
         failures += sum(not c.passed for c in report.inputs)
         print(f"\n{label}, " + ("" if one_layer else f"{objective}, ")
               + f"loss={report.f_value:.6g}")
@@ -107,21 +118,138 @@ def _elementwise_checks(args, label: str, model, rng, one_layer: bool) -> tuple[
     return failures, len(cases)
 
 
+def judge(report: GradcheckReport, threshold: float | None) -> GradcheckReport:
+    """`report` under --threshold: with a threshold, an array passes
+    exactly when its normwise relative error is below it (tighter or
+    looser than the built-in gate); None keeps the built-in gate of
+    `numpyvae.gradcheck.compare_gradients`.
+
+    Examples
+    --------
+    >>> from numpyvae.gradcheck import GradcheckReport, compare_gradients
+    >>> a, n = np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9])
+    >>> report = GradcheckReport(1.0, [compare_gradients("b", a, n, 1.0)])
+    >>> report.passed, judge(report, 1e-12).passed, judge(report, None).passed
+    (True, False, True)
+    """
+    if threshold is None:
+        return report
+    inputs = [dataclasses.replace(c, passed=bool(c.normwise_error < threshold))
+              for c in report.inputs]  # NaN errors fail
+    return dataclasses.replace(report, inputs=inputs)
+
+
+# The flags each mode reads (--seed: all of them); any other flag given is refused.
+CHECKED_FLAGS = ("dtype", "h", "threshold", "beta", "directional", "model_size",
+                 "directions", "latent_dims")
+USED_FLAGS = {
+    "bugs": {"bugs"},
+    "directional": {"directional", "beta", "model_size", "directions", "latent_dims"},
+    "element-wise": {"dtype", "h", "threshold", "beta", "latent_dims"},
+}
+WHY_UNUSED = {
+    "bugs": "the bug zoo plants its bugs in small kernels of its own, with its own "
+            "steps and gates, and reads only --seed",
+    "directional": "they check float64 gradients with their own Richardson step and "
+                   "gate; --dtype, --h and --threshold set the element-wise checks",
+    "element-wise": "--model-size and --directions set the directional checks; add "
+                    "--directional to use them",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(args: argparse.Namespace, name: str) -> str:
+    """A flag as given on the command line: '--h 0.001', '--directional'."""
+    value = getattr(args, name)
+    if isinstance(value, bool):
+        return _flag(name)
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"{_flag(name)} {value}"
+
+
+def given_flags(args: argparse.Namespace) -> list[str]:
+    """The names of `CHECKED_FLAGS` that `args` sets: not None and not the
+    parser's default (with a parser default of None, any value is given).
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["gradcheck", "--bugs", "--h", "0.1"])
+    >>> given_flags(args)
+    ['h']
+    """
+    defaults = vars(build_parser().parse_args(["gradcheck"]))
+    return [name for name in CHECKED_FLAGS
+            if getattr(args, name) is not None and getattr(args, name) != defaults[name]]
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{_flag(name)}: expected a finite number > 0, got {value}")
+
+
+def checked_flags(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with every flag checked and those not given filled in.
+
+    --h and --threshold must be finite and > 0. A flag that the mode
+    (--bugs, --directional or the element-wise checks) would ignore is
+    refused, naming it. A flag left unset (None, or the parser's
+    default) takes the checks' own value; --threshold unset is None,
+    the built-in gate (`judge`).
+
+    Raises
+    ------
+    ValueError
+        Naming the flags, what was expected and what was given.
+
+    Examples
+    --------
+    >>> parse = build_parser().parse_args
+    >>> checked_flags(parse(["gradcheck"])).threshold is None
+    True
+    >>> try:
+    ...     checked_flags(parse(["gradcheck", "--directions", "5"]))
+    ... except ValueError as e:
+    ...     print(str(e).split(" (")[0])
+    --directions 5: not used by the element-wise checks
+    """
+    from ..checks.directional import N_DIRECTIONS
+    from ..checks.gradcheck import FD_STEP
+    _check_positive("h", args.h)
+    _check_positive("threshold", args.threshold)
+    mode = "bugs" if args.bugs else "directional" if args.directional else "element-wise"
+    given = given_flags(args)
+    unused = [_shown(args, name) for name in given if name not in USED_FLAGS[mode]]
+    if unused:
+        by = "--bugs" if mode == "bugs" else f"the {mode} checks"
+        raise ValueError(f"{', '.join(unused)}: not used by {by} ({WHY_UNUSED[mode]})")
+    builtin = {"dtype": "float64", "h": FD_STEP, "beta": 1.0, "model_size": "small",
+               "directions": N_DIRECTIONS}
+    filled = {name: builtin[name] for name in builtin if getattr(args, name) is None}
+    threshold = args.threshold if "threshold" in given else None
+    return argparse.Namespace(**{**vars(args), **filled, "threshold": threshold})
+
+
 def run_gradcheck(args) -> int:
     """Run ``numpyvae gradcheck`` with its parsed flags `args`.
 
     Returns the exit status: 0 when every gradient passes (with --bugs:
-    when every planted bug is caught), 1 otherwise. Raises ValueError
-    for a --h or --threshold that is not > 0.
+    when every planted bug is caught), 1 otherwise. Raises ValueError,
+    before anything runs, for a --h or --threshold that is not a finite
+    number > 0 and for a flag the mode would ignore (`checked_flags`).
     """
+    args = checked_flags(args)
     if args.bugs:
         from ..checks.bugzoo import format_table, run_zoo
         rows = run_zoo(seed=args.seed)
         print(format_table(rows))
         return 0 if all(row.caught for row in rows) else 1
-    if not args.h > 0 or not args.threshold > 0:
-        raise ValueError(f"--h and --threshold: expected numbers > 0, got {args.h} and "
-                         f"{args.threshold}")
+    if args.threshold is not None:
+        print(f"gate (--threshold): an array passes when its normwise relative error "
+              f"is below {args.threshold:g}")
     checks = _directional_checks if args.directional else _elementwise_checks
     failures = total = 0
     for label, model, rng in _gradcheck_cases(args):

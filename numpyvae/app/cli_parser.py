@@ -140,17 +140,19 @@ def _add_gradcheck(sub) -> None:
                    help="dtype of the analytic gradient (the finite differences are "
                    "always float64; float32 shows its round-off and fails the default gate)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
-    p.add_argument("--h", type=float, default=1e-5, help="central-difference step (1e-5)")
-    p.add_argument("--threshold", type=float, default=1e-7,
-                   help="gate on the normwise relative error (default 1e-7)")
-    p.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+    p.add_argument("--h", type=float, default=None,
+                   help="central-difference step of the element-wise checks (default 1e-5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="an array passes exactly when its normwise relative error is below "
+                   "this (default: the built-in gate)")
+    p.add_argument("--beta", type=_finite_float, default=None, help="KL weight (default 1)")
     p.add_argument("--directional", action="store_true",
                    help="check the ELBO and IWAE gradients along random unit directions "
                    "(Richardson-extrapolated differences): a few evaluations at any size")
-    p.add_argument("--model-size", choices=("small", "mnist"), default="small",
+    p.add_argument("--model-size", choices=("small", "mnist"), default=None,
                    help="with --directional: 'small' (7-6-5-3) or 'mnist' (the "
                    "784-400-20 relu model of pytorch/examples, 652,824 parameters)")
-    p.add_argument("--directions", type=_int_at_least(1), default=3,
+    p.add_argument("--directions", type=_int_at_least(1), default=None,
                    help="with --directional: random directions per check (default 3)")
     p.add_argument("--latent-dims", type=_two_sizes, metavar="D1,D2",
                    help="check the model with two stochastic layers of these sizes of "

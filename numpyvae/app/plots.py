@@ -225,12 +225,45 @@ def pca_2d(z: Array) -> tuple[Array, Array]:
     return centred @ vt[:2].T, var[:2] / var.sum()
 
 
+MAX_LEGEND_CLASSES = 10  # tab10's distinct colours; more labels get a colour bar
+
+
+def _scatter_by_label(plt, fig, ax, xy: Array, labels: np.ndarray, size: float,
+                      alpha: float) -> str:
+    """Points coloured by label: a legend of at most MAX_LEGEND_CLASSES
+    entries, else one colour bar (a legend of 1000 labels made the
+    picture 21,000 pixels tall). Returns the note the title then needs
+    ('' with a legend)."""
+    classes, index = np.unique(labels, return_inverse=True)  # index: (n,)
+    if len(classes) <= MAX_LEGEND_CLASSES:
+        for k, label in enumerate(classes):
+            keep = index == k
+            ax.scatter(xy[keep, 0], xy[keep, 1], s=size, alpha=alpha,
+                       color=plt.cm.tab10(k), label=str(label))
+        ax.legend(title="digit", markerscale=10 / np.sqrt(size), loc="center left",
+                  bbox_to_anchor=(1.0, 0.5))
+        return ""
+    numeric = labels.dtype.kind in "iuf"
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels if numeric else index, cmap="viridis",
+                        s=size, alpha=alpha)
+    fig.colorbar(points, ax=ax, label="label" if numeric else "label, in sorted order")
+    return f"\n({len(classes)} labels: colour bar instead of a legend)"
+
+
 def plot_latent(mu: Array, labels, path) -> Path:
     """Latent means of q(z|x) coloured by label (`labels` may be None).
 
     With latent_dim 2 the means themselves are drawn; with latent_dim 1,
     each mean against its row of the test split; otherwise their 2-d PCA
-    projection (`pca_2d`).
+    projection (`pca_2d`). Up to `MAX_LEGEND_CLASSES` distinct labels get
+    a legend; more get a colour bar (the label's value, or for labels
+    that are not numbers its rank in sorted order), which the title
+    says, so the picture keeps its size whatever the number of labels.
+
+    Raises
+    ------
+    ValueError
+        If `labels` is not one label per row of `mu`.
 
     Examples
     --------
@@ -242,7 +275,14 @@ def plot_latent(mu: Array, labels, path) -> Path:
     'latent.png'
     >>> plot_latent(mu[:, :1], labels, Path(tempfile.mkdtemp()) / "latent.png").name
     'latent.png'
+    >>> plot_latent(mu, np.arange(20), Path(tempfile.mkdtemp()) / "latent.png").name
+    'latent.png'
     """
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(mu),):
+            raise ValueError(f"labels: expected shape ({len(mu)},), one per row of mu, "
+                             f"got {labels.shape}")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
     names: tuple[str, ...]  # the axes' labels
@@ -260,11 +300,7 @@ def plot_latent(mu: Array, labels, path) -> Path:
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=alpha)
     else:
-        for label in np.unique(labels):
-            keep = labels == label
-            ax.scatter(xy[keep, 0], xy[keep, 1], s=size, alpha=alpha,
-                       color=plt.cm.tab10(label % 10), label=str(label))
-        ax.legend(title="digit", markerscale=10 / np.sqrt(size), loc="center left", bbox_to_anchor=(1.0, 0.5))
+        title += _scatter_by_label(plt, fig, ax, xy, labels, size, alpha)
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title(title)

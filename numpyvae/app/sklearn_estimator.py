@@ -11,8 +11,9 @@ decoder means mu_theta(z). The model is reached through the model
 protocol (protocol.py) only, so ``latent_dims=(d1, d2)`` (a
 `HierarchicalVAE`) works everywhere the one-layer `VAE` does. `clone`,
 `Pipeline`, `GridSearchCV` and `check_estimator` of scikit-learn accept
-it (docs/sklearn.md). Reading the data the scikit-learn way and the
-random streams behind ``random_state`` live in estimator_input.py.
+it (docs/sklearn.md). Reading the data the scikit-learn way, the
+Gaussian likelihood's feature scaling and the random streams behind
+``random_state`` live in sklearn_input.py.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ from .sklearn_input import (
     TRAIN_STREAM,
     as_real_array,
     check_features,
+    check_fits_dtype,
+    feature_scaling,
     seed_entropy,
+    standardize,
     stream,
 )
 
@@ -113,7 +117,9 @@ class VAEEstimator:
     DataFrames and int/bool arrays are converted to float (VAE refuses
     integer arrays, so that uint8 images are not fed unscaled), then to
     `dtype`, so outputs are `dtype` whatever the input's float type.
-    For likelihood="bernoulli", X must lie in [0, 1].
+    Values too large for `dtype` (above 3.4e38 for float32) are refused,
+    by `fit` and by `score` alike. For likelihood="bernoulli", X must lie
+    in [0, 1].
 
     With likelihood="gaussian" the features are standardized before they
     reach the VAE, as a user of scikit-learn's regressors expects raw
@@ -121,7 +127,10 @@ class VAEEstimator:
     standard deviation, `inverse_transform` and `sample` return data in
     the original units, and `score_samples` is log p(x) of the original
     units: the bound for the standardized row minus sum_j log scale_j
-    (the change of variables x = mean_ + scale_ * u).
+    (the change of variables x = mean_ + scale_ * u). `fit` standardizes
+    X, converted to `dtype`, exactly as `score` does, so whatever `fit`
+    accepts, `score` accepts; rows that standardize beyond `dtype` (far
+    from the data at `fit`) are refused.
 
     `score_samples` draws each example's noise from a generator seeded
     by `random_state` and the example's own values, so an example's
@@ -205,9 +214,12 @@ class VAEEstimator:
                                  "with appropriate arguments before using this estimator.")
 
     def _validate_X(self, X, dtype, n_features: int | None) -> Array:
+        """X as `dtype`, refused (ValueError naming X) if its values do not
+        fit in `dtype`: what fit accepts, the fitted model can score."""
         a = as_real_array(X, "X")
         bernoulli = self.likelihood == "bernoulli"
         check_features(a, "X", n_features, bernoulli)
+        check_fits_dtype(a, "X", dtype)
         return as_data(a, "X", dtype, n_features, unit_interval=bernoulli)
 
     def _X(self, X) -> Array:
@@ -216,10 +228,11 @@ class VAEEstimator:
         return self._to_model(self._validate_X(X, self.model_.dtype, self.n_features_in_))
 
     def _to_model(self, x: Array) -> Array:
-        """(x - mean_) / scale_ for the Gaussian likelihood, else x."""
-        if self.mean_ is None:
+        """(x - mean_) / scale_ for the Gaussian likelihood, else x;
+        `fit` trains on exactly what this gives for its X."""
+        if self.mean_ is None or self.scale_ is None:  # set together
             return x
-        return ((x - self.mean_) / self.scale_).astype(x.dtype, copy=False)
+        return standardize(x, self.mean_, self.scale_, "X")
 
     def _from_model(self, u: Array) -> Array:
         """mean_ + scale_ * u for the Gaussian likelihood, else u."""
@@ -229,19 +242,24 @@ class VAEEstimator:
 
     def _start(self, X) -> Array:
         """Validate X, build a new model and trainer; returns X in the
-        model's units and dtype."""
+        model's units and dtype, computed as `_X` computes it for scoring
+        (X in the model's dtype, then standardized), so that whatever fit
+        accepts, score accepts."""
         x = self._validate_X(X, np.float64, None)  # the dtype is checked by the model below
         model = self._new_model(x.shape[1])
+        check_fits_dtype(x, "X", model.dtype)
+        x = x.astype(model.dtype, copy=False)
+        mean = scale = None
+        if self.likelihood == "gaussian":
+            mean, scale = feature_scaling(x)
+            x = standardize(x, mean, scale, "X")
         batch_size = check_int(self.batch_size, "batch_size", 1)
         trainer = Trainer(model, Adam(lr=self.learning_rate), beta=self.beta,
                           batch_size=batch_size, rng=stream(self.random_state, TRAIN_STREAM))
         self.model_, self.trainer_, self.n_features_in_ = model, trainer, x.shape[1]
-        self.mean_ = self.scale_ = None
-        if self.likelihood == "gaussian":
-            std = x.std(axis=0)
-            self.mean_, self.scale_ = x.mean(axis=0), np.where(std > 0, std, 1.0)
+        self.mean_, self.scale_ = mean, scale
         self.history_: list[dict] = []
-        return self._to_model(x).astype(model.dtype, copy=False)
+        return x
 
     def _new_model(self, input_dim: int):
         """A `VAE`, or with `latent_dims` a `HierarchicalVAE`, its weights

@@ -1,9 +1,11 @@
-"""Input and noise helpers of `VAEEstimator` (estimator.py): the
+"""Input and noise helpers of `VAEEstimator` (sklearn_estimator.py): the
 scikit-learn way of reading data (`as_real_array`, `check_features`:
 lists, DataFrames and int arrays become float; scikit-learn's messages
-for bad input) and the independent random streams derived from
-``random_state`` (`seed_entropy`, `stream` and the ``*_STREAM``
-purposes). Imports only numpy, scipy and _validation.py.
+for bad input), the range of the model's dtype (`check_fits_dtype`), the
+Gaussian likelihood's feature scaling (`feature_scaling`, `standardize`)
+and the independent random streams derived from ``random_state``
+(`seed_entropy`, `stream` and the ``*_STREAM`` purposes). Imports only
+numpy, scipy and reference/arrays.py.
 """
 
 from __future__ import annotations
@@ -118,3 +120,87 @@ def check_features(a: np.ndarray, name: str, n_features: int | None, bernoulli: 
     if bernoulli and a.size and a.min() < 0:
         raise ValueError(f"{name}: Negative values in data, but likelihood='bernoulli' "
                          f"needs values in [0, 1]; got a minimum of {a.min()}")
+
+
+def check_fits_dtype(a: np.ndarray, name: str, dtype) -> None:
+    """Refuse finite values too large for `dtype`, the model's dtype
+    (casting them would give inf), saying what to do.
+
+    Examples
+    --------
+    >>> check_fits_dtype(np.array([[1e38]]), "X", np.float32)
+    >>> import textwrap
+    >>> try:
+    ...     check_fits_dtype(np.array([[-1e39]]), "X", np.float32)
+    ... except ValueError as e:
+    ...     print(textwrap.fill(str(e), 72))
+    X: values up to 1e+39 in absolute value do not fit in float32, the
+    estimator's dtype (largest 3.4e+38); scale X down (e.g. X / X.std()) or
+    use dtype='float64'
+    """
+    dtype = np.dtype(dtype)
+    largest = float(np.finfo(dtype).max)
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    if peak > largest:
+        other = " or use dtype='float64'" if dtype.itemsize < 8 else ""
+        raise ValueError(f"{name}: values up to {peak:.2g} in absolute value do not fit in "
+                         f"{dtype}, the estimator's dtype (largest {largest:.2g}); scale "
+                         f"{name} down (e.g. {name} / {name}.std()){other}")
+
+
+def feature_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and standard deviation, in float64, finite for
+    any finite x (a constant feature gets scale 1).
+
+    Notes
+    -----
+    With peak_j = max_i |x_ij|, v = x / peak lies in [-1, 1], and
+    mean_j = peak_j mean_i(v_ij), scale_j = peak_j std_i(v_ij): the
+    squares of std are those of v, which cannot overflow (the squares
+    of x do from |x| ~ 1.3e154 on).
+
+    Examples
+    --------
+    >>> mean, scale = feature_scaling(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    >>> mean.tolist(), scale.tolist()
+    ([2.0, 5.0], [1.0, 1.0])
+    >>> feature_scaling(np.array([[-1e300], [1e300]]))[1].tolist()
+    [1e+300]
+    """
+    x = x.astype(np.float64)  # (n, d)
+    peak = np.abs(x).max(axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    v = x / peak
+    mean, std = peak * v.mean(axis=0), peak * v.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, name: str) -> np.ndarray:
+    """u = (x - mean) / scale, computed in float64, in x's dtype; a u too
+    large for that dtype (x far from the data that `mean` and `scale`
+    come from, or too near float64's limit) is refused.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0], [3.0]], dtype=np.float32)
+    >>> standardize(x, np.array([2.0]), np.array([1.0]), "X").ravel().tolist()
+    [-1.0, 1.0]
+    >>> import textwrap
+    >>> try:
+    ...     standardize(x, np.array([2.0]), np.array([1e-39]), "X")
+    ... except ValueError as e:
+    ...     print(textwrap.fill(str(e), 72))
+    X: standardized with mean_ and scale_ of fit, values reach 1e+39, beyond
+    float32 (largest 3.4e+38): X lies too far from the data at fit, or too
+    near float64's limit to standardize; scale X down
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = (x.astype(np.float64) - mean) / scale  # (n, d)
+    largest = float(np.finfo(x.dtype).max)
+    peak = float(np.abs(u).max()) if u.size else 0.0
+    if not peak <= largest:  # inf or NaN too
+        raise ValueError(f"{name}: standardized with mean_ and scale_ of fit, values reach "
+                         f"{peak:.2g}, beyond {x.dtype} (largest {largest:.2g}): {name} lies "
+                         f"too far from the data at fit, or too near float64's limit to "
+                         f"standardize; scale {name} down")
+    return u.astype(x.dtype)

@@ -2,6 +2,8 @@
 `numpyvae.gradcheck.check_model`, for the one-layer VAE and
 (``--latent-dims``) the two-layer model."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,64 @@ def test_check_model_float32_analytic_copy_of_the_two_layer_model():
     report = check_model(model, x, eps, analytic_dtype="float32")
     worst = max(c.normwise_error for c in report.inputs)
     assert 1e-9 < worst < 1e-3  # float32 round-off: visible, and nothing more
+
+
+# ------------------------------------------------ flags that would be ignored
+
+def normwise_errors(out):
+    """The normwise column of every element-wise table row printed."""
+    row = re.compile(r"^\S+ +\([\d, ]*\) +(\S+) +\S+ +(?:yes|NO) ", re.M)
+    return [float(error) for error in row.findall(out)]
+
+
+def test_threshold_tightens_the_gate_as_well_as_loosening_it(capsys):
+    """--threshold t passes an array exactly when its normwise error is
+    below t, whichever side of the built-in 1e-7 gate t lies."""
+    assert main(["gradcheck", "--seed", "3"]) == 0
+    errors = normwise_errors(capsys.readouterr().out)
+    assert len(errors) >= 4 * len(GRADCHECK_CONFIGS)  # every array's row was read
+    worst = max(errors)
+    assert 0.0 < worst < 1e-7
+    assert main(["gradcheck", "--seed", "3", "--threshold", f"{1.01 * worst:.6e}"]) == 0
+    capsys.readouterr()
+    assert main(["gradcheck", "--seed", "3", "--threshold", f"{0.99 * worst:.6e}"]) == 1
+    out = capsys.readouterr().out
+    assert " NO " in out and "NOT all gradients pass (1 failing arrays" in out
+    assert main(["gradcheck", "--threshold", "1e-15"]) == 1
+    capsys.readouterr()
+    assert main(["gradcheck", "--dtype", "float32", "--threshold", "1e-3"]) == 0
+
+
+def test_a_threshold_left_unset_is_the_built_in_gate(capsys):
+    """The parser may give None for a flag not given (its default is then
+    the checks' own): None means the built-in gate and step."""
+    args = cli_parser.build_parser().parse_args(["gradcheck", "--seed", "3"])
+    args.threshold = args.h = args.dtype = args.beta = None
+    assert cli_gradcheck.run_gradcheck(args) == 0
+    assert "all gradients pass (0 failing arrays over 8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--model-size", "mnist"], "--model-size"),
+    (["--directions", "5"], "--directions"),
+    (["--bugs", "--h", "0"], "--h"),
+    (["--bugs", "--h", "1e-3"], "--h"),
+    (["--bugs", "--threshold", "1e-3"], "--threshold"),
+    (["--bugs", "--dtype", "float32"], "--dtype"),
+    (["--bugs", "--beta", "0.5"], "--beta"),
+    (["--bugs", "--latent-dims", "3,2"], "--latent-dims"),
+    (["--bugs", "--directional"], "--directional"),
+    (["--directional", "--h", "1e-3"], "--h"),
+    (["--directional", "--threshold", "1e-3"], "--threshold"),
+    (["--directional", "--dtype", "float32"], "--dtype"),
+    (["--h=-1e-5"], "--h"),
+    (["--h", "inf"], "--h"),
+    (["--h", "nan"], "--h"),
+    (["--threshold", "0"], "--threshold"),
+    (["--threshold", "inf"], "--threshold"),
+])
+def test_meaningless_or_conflicting_flags_exit_2_naming_them(capsys, flags, named):
+    assert main(["gradcheck", *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("numpyvae: error: ") and named in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""  # nothing ran

@@ -96,3 +96,46 @@ def test_pca_2d_recovers_a_plane():
     d_before = np.linalg.norm(z[:, None] - z[None], axis=-1)
     d_after = np.linalg.norm(proj[:, None] - proj[None], axis=-1)
     np.testing.assert_allclose(d_after, d_before, atol=1e-9)
+
+
+def png_size(path):
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("n_labels", [10, 11, 1000])
+def test_latent_picture_stays_small_for_many_labels(mpl, tmp_path, n_labels):
+    """Beyond MAX_LEGEND_CLASSES labels a colour bar replaces the legend (one
+    entry per label made a 1000-label picture 21,326 pixels tall)."""
+    rng = np.random.default_rng(3)
+    mu = rng.standard_normal((2000, 2))
+    labels = np.arange(2000) % n_labels  # every label present
+    path = plots.plot_latent(mu, labels, tmp_path / "latent.png")
+    width, height = png_size(path)
+    assert width <= 1000 and height <= 700  # a 6.4 x 5.6 in figure at 100 dpi, plus its key
+    _, few = png_size(plots.plot_latent(mu, labels % 3, tmp_path / "few.png"))
+    assert height <= few + 50
+
+
+def test_latent_picture_says_when_the_legend_is_replaced(mpl, tmp_path, monkeypatch):
+    titles = []
+    plt = plots.pyplot()
+    monkeypatch.setattr(plt.Axes, "set_title", lambda ax, text, **kw: titles.append(text))
+    mu = np.random.default_rng(4).standard_normal((100, 3))
+    plots.plot_latent(mu, np.arange(100) % 50, tmp_path / "many.png")
+    plots.plot_latent(mu, np.arange(100) % plots.MAX_LEGEND_CLASSES, tmp_path / "few.png")
+    plots.plot_latent(mu, np.array([f"class {k % 30}" for k in range(100)]),
+                      tmp_path / "names.png")
+    assert "50 labels: colour bar instead of a legend" in titles[0]
+    assert "colour bar" not in titles[1]
+    assert "30 labels: colour bar instead of a legend" in titles[2]
+
+
+def test_latent_labels_must_be_one_per_row(mpl, tmp_path):
+    mu = np.zeros((5, 2))
+    with pytest.raises(ValueError, match=r"labels: expected shape \(5,\), one per row of mu, "
+                                         r"got \(4,\)"):
+        plots.plot_latent(mu, np.arange(4), tmp_path / "latent.png")
+    assert not (tmp_path / "latent.png").exists()
