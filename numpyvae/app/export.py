@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from .._atomic import create_temporary
 from .._validation import check_int
 from ..protocol import Model
 from ..vae import as_generator
@@ -188,10 +189,10 @@ def write_latents(path, mu: Array, log_var: Array, labels=None,
 
 
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = create_temporary(path)
     try:
-        with open(tmp, "xb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
