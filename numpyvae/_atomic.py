@@ -34,6 +34,52 @@ def create_temporary(path: Path) -> tuple[int, Path]:
             continue
 
 
+def write_temporary(path, write) -> Path:
+    """A finished temporary file beside `path`: `write` (called with the
+    open binary file) fills it, then it is flushed to disk and closed. On
+    any error it is removed and the error raised. The caller gives it its
+    name (`write_atomic`) and removes it if that fails.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = write_temporary(Path(tempfile.mkdtemp()) / "a.txt", lambda f: f.write(b"x"))
+    >>> tmp.read_bytes(), tmp.name.startswith(".a.txt.")
+    (b'x', True)
+    """
+    fd, tmp = create_temporary(Path(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def replace_atomic(path, write) -> Path:
+    """Replace file `path` with what `write` (called with the open binary
+    file) writes, atomically (`write_temporary`, then ``os.replace``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
+    >>> replace_atomic(path, lambda f: f.write(b"ab")).read_bytes()
+    b'ab'
+    """
+    path = Path(path)
+    tmp = write_temporary(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_atomic(path, data: bytes) -> Path:
     """Replace file `path` with `data`, atomically; returns the path.
 
@@ -46,18 +92,7 @@ def write_atomic(path, data: bytes) -> Path:
     >>> _ = write_atomic(path, b"two"); path.read_bytes(), len(list(path.parent.iterdir()))
     (b'two', 1)
     """
-    path = Path(path)
-    fd, tmp = create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return replace_atomic(path, lambda f: f.write(data))
 
 
 def write_text_atomic(path, text: str) -> Path:

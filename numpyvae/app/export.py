@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from .._atomic import create_temporary
+from .._atomic import write_temporary
 from .._validation import check_int
 from ..protocol import Model
 from ..vae import as_generator
@@ -190,12 +190,8 @@ def write_latents(path, mu: Array, log_var: Array, labels=None,
 
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temporary(path)
+    tmp = write_temporary(path, lambda f: f.write(data))
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         return _publish(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
