@@ -17,26 +17,29 @@ changed array fails its SHA-256 in the JSON, a changed JSON fails
 
 Keeping the JSON inside the ``.npz`` makes a checkpoint one file, so one
 ``os.replace`` switches from the old checkpoint to the new one: a crash
-while saving leaves the previous file intact. `load` checks every array
-against the JSON (names, shapes, dtypes, checksums, finiteness) and
-raises `CheckpointError` (a ValueError) naming the file and the problem.
+while saving leaves the previous file intact. `_verify` holds every rule
+(checksums first, then names, shapes, dtypes, finiteness, the
+optimizer's and the trainer's state); `load` runs it on what it read
+(from regular files only), `save` on what it is about to write: save
+never writes what load refuses. Errors: `CheckpointError` (a ValueError).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
-import secrets
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from . import npz_files
+from .npz_files import array_sha256  # importable from here too, as before
 from .protocol import Model
 
 FORMAT = "numpyvae-checkpoint"
@@ -58,22 +61,6 @@ class CheckpointError(ValueError):
     ...     print(isinstance(e, ValueError))
     True
     """
-
-
-def array_sha256(a: np.ndarray) -> str:
-    """SHA-256 of an array's dtype, shape and C-order bytes.
-
-    Examples
-    --------
-    >>> a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    >>> len(array_sha256(a))
-    64
-    >>> array_sha256(a) == array_sha256(a.copy()), array_sha256(a) == array_sha256(a.T)
-    (True, False)
-    """
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 @dataclass
@@ -134,7 +121,8 @@ def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = 
         Its ``config.to_dict()`` is stored; its "model" key says which
         class `load` rebuilds.
     path : str or Path
-        Destination; ``.npz`` is appended if missing.
+        Destination; ``.npz`` is appended if missing (``"model"`` writes
+        ``model.npz``, which ``load("model")`` then finds).
     optimizer : Adam or SGD, optional
         Its hyperparameters and state are stored for resuming.
     trainer : Trainer, optional
@@ -146,6 +134,14 @@ def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = 
     -------
     Path of the written file.
 
+    Raises
+    ------
+    CheckpointError
+        (a ValueError) for anything `load` would refuse (NaN or inf, a
+        parameter or moment of the wrong name, dtype or shape, a bad
+        optimizer or trainer state) or `extra` that is not JSON-ready,
+        before any byte is written: an existing file stays as it was.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -153,14 +149,14 @@ def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = 
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> save(VAE(4, 2, hidden=(3,)), folder / "model").name
     'model.npz'
-    >>> load(folder / "model.npz").config.latent_dim
+    >>> load(folder / "model").config.latent_dim
     2
     """
     from .version import __version__
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    arrays = {f"params/{k}": v for k, v in model.params.items()}
+    arrays = {f"params/{k}": np.asarray(v) for k, v in model.params.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "numpyvae_version": __version__, "config": model.config.to_dict(),
             "optimizer": None, "trainer": None, "extra": extra or {}}
@@ -168,7 +164,8 @@ def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = 
         optimizer = trainer.optimizer
     if optimizer is not None:
         meta["optimizer"] = optimizer.config()
-        arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
+        arrays.update({f"optimizer/{k}": np.asarray(v)
+                       for k, v in optimizer.state_dict().items()})
     if trainer is not None:
         state = trainer.state_dict()
         perm = state.pop("perm")
@@ -177,35 +174,26 @@ def save(model: Model, path, optimizer=None, trainer=None, extra: dict | None = 
         meta["trainer"] = state
         if perm is not None:
             arrays["trainer/perm"] = perm
-    meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
-    blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
-    arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)
-    arrays["meta.sha256"] = np.frombuffer(hashlib.sha256(blob).digest(), dtype=np.uint8)
+    _add_meta(path, arrays, meta)
+    try:  # load's rules, on exactly the arrays and JSON about to be written
+        _verify(path, dict(arrays))
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; refused to save, nothing was written") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    npz_files.write_npz_atomically(path, arrays)
     return path
 
 
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new file beside `path`, opened for writing, with the mode every
-    other file gets (0666 less the umask; mkstemp's would be 0600)."""
-    while True:
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
+def _add_meta(path: Path, arrays: dict, meta: dict) -> None:
+    """Add meta.json (with a SHA-256 of every array) and meta.sha256."""
+    meta["sha256"] = {k: array_sha256(v) for k, v in arrays.items()}
+    try:
+        blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the metadata is not JSON-ready ({e}); extra must "
+                              "hold finite numbers, strings, lists and dicts only") from None
+    arrays["meta.json"] = np.frombuffer(blob, dtype=np.uint8)
+    arrays["meta.sha256"] = np.frombuffer(hashlib.sha256(blob).digest(), dtype=np.uint8)
 
 
 def _encode_nonfinite(value):
@@ -231,56 +219,16 @@ def _decode_nonfinite(value):
     return value
 
 
-def _write_npz(f, arrays: dict) -> None:
-    """Write `arrays` as an uncompressed ``.npz`` with fixed timestamps.
-
-    Same as ``np.savez`` but deterministic: the same state always gives
-    the same bytes, so save -> load -> save is bit-identical.
-    """
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, a in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
-
-
 META_MAX_BYTES = 64 * 2**20  # meta.json: config, trainer state, history
 PERM_MAX_EXAMPLES = 2**24  # trainer/perm: the order of at most 16.8 million examples
 
 
-def _member_names(path: Path, zf: zipfile.ZipFile) -> dict:
-    """Array name -> ZipInfo of every member; anything but unique .npy is refused."""
-    members = {}
-    for info in zf.infolist():
-        name = info.filename
-        if not name.endswith(".npy") or name[:-4] in members:
-            raise CheckpointError(f"{path}: unexpected archive member {name!r}")
-        members[name[:-4]] = info
-    return members
-
-
-def _header(path: Path, zf: zipfile.ZipFile, info, name: str) -> tuple:
-    """(shape, dtype, header bytes) of a member's .npy header, read alone."""
-    with zf.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-        else:
-            raise CheckpointError(f"{path}: {name} has .npy format version {version}; "
-                                  "expected 1.0 or 2.0")
-        offset = member.tell()
-    return shape, dtype, offset
-
-
 def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
     """Most bytes each array may hold, from the model config in meta.json:
-    a parameter or an optimizer moment its parameter's number of entries
-    at 8 bytes (a wrong dtype is then refused by name, once read), Adam's
-    t one int64, trainer/perm `PERM_MAX_EXAMPLES` int64s; any other name
-    the largest parameter (refused by name once read). A model larger
-    than the memory available is refused here."""
+    a parameter or moment its parameter's entries at 8 bytes (a wrong
+    dtype is refused by name once read), Adam's t one int64, trainer/perm
+    `PERM_MAX_EXAMPLES` int64s, any other name the largest parameter. A
+    model larger than the memory available is refused here."""
     from ._memory import available_memory, size_text
     from .reference.hierarchical_vae import HierarchyConfig
     from .reference.vae import VAEConfig
@@ -311,41 +259,27 @@ def _budget(path: Path, meta_arrays: dict, members: dict) -> dict:
     return {name: budget.get(name, largest) for name in members}
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, info, name: str, budget: int):
-    """One array, read whole (so its CRC-32 is checked) with
-    ``allow_pickle=False``, after its declared size (the zip directory's
-    and its .npy header's) is checked against `budget` bytes of data."""
-    header_max = 65536 + 12
-    if info.file_size > budget + header_max:
-        raise CheckpointError(f"{path}: {name} declares {info.file_size} bytes, more than "
-                              f"the {budget} its model allows; refused before reading it")
-    shape, dtype, offset = _header(path, zf, info, name)
-    n_bytes = math.prod(shape) * dtype.itemsize
-    if n_bytes > budget or offset + n_bytes != info.file_size:
-        raise CheckpointError(f"{path}: {name} declares shape {shape} of {dtype} "
-                              f"({n_bytes} bytes) in a member of {info.file_size} bytes; "
-                              f"its model allows {budget}")
-    return np.lib.format.read_array(io.BytesIO(zf.read(info)), allow_pickle=False)
-
-
 def _read_arrays(path: Path) -> dict:
-    """Every member of the archive: meta.json and meta.sha256 first (at
-    most `META_MAX_BYTES`), then each array within the budget its model
-    config allows (`_budget`), so that no member is inflated beyond the
-    size the checkpoint's model needs (a zip bomb is refused unread)."""
-    arrays = {}
+    """Every member of the archive (a regular file: `open_regular`):
+    meta.json and meta.sha256 first (at most `META_MAX_BYTES`), then each
+    array within the budget its model config allows (`_budget`), so that
+    no member is inflated beyond the size the checkpoint's model needs (a
+    zip bomb is refused unread)."""
+    arrays, label = {}, str(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            members = _member_names(path, zf)
+        with npz_files.open_regular(path, label) as f, zipfile.ZipFile(f) as zf:
+            members = npz_files.member_names(zf, label)
             for name in ("meta.json", "meta.sha256"):
                 if name in members:
-                    arrays[name] = _read_member(path, zf, members[name], name, META_MAX_BYTES)
+                    arrays[name] = npz_files.read_member(zf, members[name], label, name, META_MAX_BYTES)
             budget = _budget(path, arrays, members)
             for name, info in members.items():
                 if name not in arrays:
-                    arrays[name] = _read_member(path, zf, info, name, budget[name])
+                    arrays[name] = npz_files.read_member(zf, info, label, name, budget[name])
     except CheckpointError:
         raise
+    except npz_files.NpzFileError as e:  # not a regular file; a bad member name, header or size
+        raise CheckpointError(f"{e}; expected a numpyvae checkpoint") from None
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except zipfile.BadZipFile as e:
@@ -357,6 +291,17 @@ def _read_arrays(path: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt or truncated file ({type(e).__name__}: {e})") \
             from None
     return arrays
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """The file `load` reads for `path`: `path` itself if it exists, else
+    the file `save` writes for it (``.npz`` appended) if that exists."""
+    if path.suffix == ".npz" or os.path.lexists(path):
+        return path
+    npz = path.with_name(path.name + ".npz")
+    if not os.path.lexists(npz):
+        raise CheckpointError(f"{path}: no such checkpoint file (nor {npz})")
+    return npz
 
 
 def _read_meta(path: Path, arrays: dict) -> dict:
@@ -385,29 +330,45 @@ def _raise_nonfinite(path, constant):
     raise CheckpointError(f"{path}: meta.json contains {constant}; expected finite numbers")
 
 
-def _check_arrays(path: Path, arrays: dict, meta: dict, expected: dict) -> None:
-    """`expected` maps each array name to (shape or None, dtype)."""
+def _check_checksums(path: Path, arrays: dict, meta: dict) -> None:
+    """Every array, whatever its dtype, against its SHA-256 in meta.json,
+    first: nothing is read from an array (Adam's t) before it is intact."""
     sums = meta.get("sha256")
-    if not isinstance(sums, dict):
-        raise CheckpointError(f"{path}: meta.json has no sha256 table")
-    missing = sorted(set(expected) - set(arrays))
-    extra = sorted(set(arrays) - set(expected))
-    if missing:
-        raise CheckpointError(f"{path}: missing arrays {missing}")
-    if extra:
-        raise CheckpointError(f"{path}: unexpected arrays {extra}")
-    if set(sums) != set(arrays):
+    if not isinstance(sums, dict) or set(sums) != set(arrays):
         raise CheckpointError(f"{path}: the sha256 table does not list exactly the arrays")
+    for name, a in arrays.items():
+        if array_sha256(a) != sums[name]:
+            raise CheckpointError(f"{path}: {name} does not match its checksum (corrupt data)")
+
+
+def _check_arrays(path: Path, arrays: dict, expected: dict) -> None:
+    """`expected` maps each array name to (shape or None, dtype)."""
     for name, (shape, dtype) in expected.items():
-        a = arrays[name]
+        a = arrays.get(name)
+        if a is None:
+            continue
         if a.dtype != np.dtype(dtype):
             raise CheckpointError(f"{path}: {name} has dtype {a.dtype}, expected {dtype}")
         if shape is not None and a.shape != tuple(shape):
             raise CheckpointError(f"{path}: {name} has shape {a.shape}, expected {tuple(shape)}")
-        if array_sha256(a) != sums[name]:
-            raise CheckpointError(f"{path}: {name} does not match its checksum (corrupt data)")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {name} holds NaN or inf")
+    for problem, names in (("missing", set(expected) - set(arrays)),
+                           ("unexpected", set(arrays) - set(expected))):
+        if names:
+            raise CheckpointError(f"{path}: {problem} arrays {sorted(names)}")
+
+
+def _step_count(path: Path, t) -> int:
+    """The optimizer's step count ``optimizer/t``, an int64 in [0, 2**53]
+    (a wrong dtype or shape counts 0 here and is refused by name later)."""
+    from ._validation import check_count
+    if t is None or t.shape != () or t.dtype != np.int64:
+        return 0
+    try:
+        return check_count(int(t), "optimizer/t")
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def _expected_arrays(path: Path, meta: dict, config, arrays: dict) -> dict:
@@ -416,8 +377,7 @@ def _expected_arrays(path: Path, meta: dict, config, arrays: dict) -> dict:
     opt = meta.get("optimizer")
     if opt is not None:
         expected["optimizer/t"] = ((), "int64")
-        t = arrays.get("optimizer/t")
-        stepped = t is not None and t.shape == () and t.dtype.kind == "i" and int(t) > 0
+        stepped = _step_count(path, arrays.get("optimizer/t")) > 0
         if opt.get("name") == "adam":
             moments: tuple[str, ...] = ("m", "v") if stepped else ()
         else:
@@ -431,15 +391,70 @@ def _expected_arrays(path: Path, meta: dict, config, arrays: dict) -> dict:
     return expected
 
 
+def _check_trainer(path: Path, meta: dict, arrays: dict, model: Model, optimizer) -> None:
+    """The trainer's state: counts, position, sums, history
+    (`_validation.check_trainer_state`), the generator state, and its
+    settings, by `trainer_from_checkpoint` (the Trainer's own rules)."""
+    from ._validation import check_trainer_state
+    from .trainer import generator_from_state, trainer_from_checkpoint
+    state = meta["trainer"]
+    if optimizer is None:
+        raise CheckpointError(f"{path}: trainer state without an optimizer state; resuming needs both")
+    try:
+        check_trainer_state(state, arrays.get("trainer/perm"), PERM_MAX_EXAMPLES)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        generator_from_state(state["rng"])
+    except (KeyError, OverflowError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: trainer.rng: not a generator state ({e!r})") from None
+    try:
+        trainer_from_checkpoint(Checkpoint(model, optimizer, state, arrays, meta))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: trainer state cannot be resumed ({e})") from None
+
+
+def _verify(path: Path, arrays: dict) -> tuple[dict, Model, Any]:
+    """Every rule of a checkpoint, on its arrays (meta.json and meta.sha256
+    popped from them): the metadata, the config, the checksums, the arrays
+    the config and optimizer state call for, the trainer's state. Returns
+    (meta, a model and an optimizer of the config), state not loaded."""
+    from .hierarchical_vae import HierarchicalVAE
+    from .vae import VAE
+    meta = _read_meta(path, arrays)
+    try:
+        model_class = HierarchicalVAE if model_kind(meta["config"]) == "hierarchical" else VAE
+        model: Model = model_class.from_config(meta["config"])
+        optimizer = None if meta.get("optimizer") is None \
+            else _optimizer_from_config(meta["optimizer"])
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config in meta.json ({e})") from None
+    _check_checksums(path, arrays, meta)
+    _check_arrays(path, arrays, _expected_arrays(path, meta, model.config, arrays))
+    trainer = meta.get("trainer")
+    if trainer is not None:
+        for key in ("sums", "history"):
+            if isinstance(trainer, dict) and key in trainer:
+                trainer[key] = _decode_nonfinite(trainer[key])
+        _check_trainer(path, meta, arrays, model, optimizer)
+    return meta, model, optimizer
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read and verify a checkpoint written by `save`.
+
+    `path` is read if it exists; otherwise, without the ``.npz`` suffix,
+    the file `save` writes for it: ``load_checkpoint("model")`` reads
+    ``model.npz`` when no file "model" exists.
 
     Raises
     ------
     CheckpointError
-        (a ValueError) for a missing, truncated or corrupt file, an
+        (a ValueError) for a missing, truncated or corrupt file, anything
+        but a regular file (a FIFO, a directory: refused unopened), an
         unknown format version, JSON that does not parse, a missing,
-        extra, misshapen or mistyped array, a checksum mismatch, or NaN/inf.
+        extra, misshapen or mistyped array, a checksum mismatch (of any
+        array), NaN/inf, or a bad optimizer or trainer state (by key).
 
     Examples
     --------
@@ -454,35 +469,21 @@ def load_checkpoint(path) -> Checkpoint:
     >>> ckpt.meta["format"], "params/mu.W" in ckpt.arrays
     ('numpyvae-checkpoint', True)
     """
-    from .hierarchical_vae import HierarchicalVAE
-    from .vae import VAE
-    path = Path(path)
+    path = _checkpoint_file(Path(path))
     arrays = _read_arrays(path)
-    meta = _read_meta(path, arrays)
-    try:
-        model_class = HierarchicalVAE if model_kind(meta["config"]) == "hierarchical" else VAE
-        model: Model = model_class.from_config(meta["config"])
-        optimizer = None if meta.get("optimizer") is None \
-            else _optimizer_from_config(meta["optimizer"])
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: invalid config in meta.json ({e})") from None
-    _check_arrays(path, arrays, meta, _expected_arrays(path, meta, model.config, arrays))
+    meta, model, optimizer = _verify(path, arrays)
     model.params = {k: arrays[f"params/{k}"] for k in model.config.param_shapes()}
     if optimizer is not None:
         state = {k[len("optimizer/"):]: v for k, v in arrays.items()
                  if k.startswith("optimizer/")}
         optimizer.load_state_dict(state)
-    trainer = meta.get("trainer")
-    if isinstance(trainer, dict):
-        for key in ("sums", "history"):
-            if key in trainer:
-                trainer[key] = _decode_nonfinite(trainer[key])
-    return Checkpoint(model, optimizer, trainer, arrays, meta)
+    return Checkpoint(model, optimizer, meta.get("trainer"), arrays, meta)
 
 
 def load(path) -> Model:
     """Load the model (VAE or HierarchicalVAE) stored in a checkpoint (see
-    `load_checkpoint`).
+    `load_checkpoint`; like it, ``load("model")`` reads ``model.npz``, the
+    file ``save(model, "model")`` wrote, when no file "model" exists).
 
     Raises `CheckpointError` (a ValueError) for anything but an intact
     numpyvae checkpoint; the example of `save` shows a round trip.

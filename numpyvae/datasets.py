@@ -42,6 +42,7 @@ Array = NDArray[np.floating]
 DIGITS_SHA256 = "b2dab7b501728c22e9119ad76740b2e17c77a231e42d1e592380d90886f1a05e"
 DIGITS_N_TRAIN = 1437  # the first 1437 of 1797 images train, the last 360 test
 BINARIZE_MODES = ("none", "dynamic", "static")
+NPZ_DATASET_KEYS = "x_train and optionally x_test, y_train, y_test (see docs/data.md)"
 
 
 def load_digits(dtype="float32") -> tuple[Split, Split]:
@@ -144,9 +145,11 @@ def load_npz_dataset(path, dtype="float32") -> tuple[Split, Split]:
     FileNotFoundError
         If `path` does not exist.
     ValueError
-        If ``x_train`` is missing, an array has the wrong shape or dtype,
-        ``y_test`` comes without ``x_test``, or x_train has fewer than 5
-        rows to split. The message names the file.
+        If the file is not an .npz archive (a CSV or other text, a single
+        .npy, an empty file), ``x_train`` is missing, an array has the
+        wrong shape or dtype, ``y_test`` comes without ``x_test``, or
+        x_train has fewer than 5 rows to split. The message names the
+        file.
     TypeError
         If `dtype` is not float32 or float64.
 
@@ -164,7 +167,7 @@ def load_npz_dataset(path, dtype="float32") -> tuple[Split, Split]:
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
     label = str(path)
-    arrays = read_npz(path, label)
+    arrays = read_npz(path, label, NPZ_DATASET_KEYS)
     if "x_train" not in arrays:
         raise ValueError(f"{label}: missing key 'x_train'; found {sorted(arrays)}")
     x_train = _images(arrays["x_train"], "x_train", label, dt)  # (n, d)

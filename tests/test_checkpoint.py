@@ -591,3 +591,282 @@ def test_an_array_reshaped_with_the_same_bytes_has_another_checksum():
     assert array_sha256(a) != array_sha256(a.reshape(3, 4))
     assert array_sha256(a) != array_sha256(a.view(np.float64))
     assert array_sha256(a) == array_sha256(a.copy())
+
+
+# ------------------------------------ save refuses what load would refuse
+#
+# Each variant spoils one part of a good state (a model with Adam moments
+# and a trainer stopped mid-epoch) before `save`; save must refuse it with
+# the message load would give, and leave the existing file as it was.
+
+def _nan_weight(model, trainer):
+    model.params["enc0.W"][0, 0] = np.nan
+
+
+def _inf_weight(model, trainer):
+    model.params["out.b"][1] = np.inf
+
+
+def _float64_weight(model, trainer):
+    model.params["out.W"] = model.params["out.W"].astype(np.float64)
+
+
+def _transposed_weight(model, trainer):
+    model.params["out.W"] = np.ascontiguousarray(model.params["out.W"].T)
+
+
+def _extra_param(model, trainer):
+    model.params["extra.W"] = np.zeros((2, 2), np.float32)
+
+
+def _missing_param(model, trainer):
+    del model.params["out.b"]
+
+
+def _misshapen_moment(model, trainer):
+    trainer.optimizer.m["mu.W"] = np.zeros((1, 1), np.float32)
+
+
+def _nan_moment(model, trainer):
+    trainer.optimizer.v["out.b"][:] = np.nan
+
+
+def _negative_adam_step(model, trainer):
+    trainer.optimizer.t = -1
+
+
+def _huge_trainer_step(model, trainer):
+    trainer.steps_done = 10**30
+
+
+SAVE_REFUSALS = [
+    pytest.param(_nan_weight, r"params/enc0\.W.*NaN", id="nan-weight"),
+    pytest.param(_inf_weight, r"params/out\.b.*inf", id="inf-weight"),
+    pytest.param(_float64_weight, r"params/out\.W.*dtype", id="mistyped-weight"),
+    pytest.param(_transposed_weight, r"params/out\.W.*shape", id="misshapen-weight"),
+    pytest.param(_extra_param, r"unexpected.*params/extra\.W", id="extra-param"),
+    pytest.param(_missing_param, r"missing.*params/out\.b", id="missing-param"),
+    pytest.param(_misshapen_moment, r"optimizer/m\.mu\.W.*shape", id="misshapen-moment"),
+    pytest.param(_nan_moment, r"optimizer/v\.out\.b.*NaN", id="nan-moment"),
+    pytest.param(_negative_adam_step, r"optimizer/t.*-1", id="negative-adam-step"),
+    pytest.param(_huge_trainer_step, r"trainer\.step", id="huge-trainer-step"),
+]
+
+
+@pytest.mark.parametrize("spoil,pattern", SAVE_REFUSALS)
+def test_save_refuses_what_load_refuses_and_keeps_the_old_file(tmp_path, spoil, pattern):
+    model = make_model()
+    trainer = trained(model, Adam(lr=0.01))
+    path = save(model, tmp_path / "ckpt.npz", trainer=trainer)
+    before = path.read_bytes()
+    spoil(model, trainer)
+    with pytest.raises(CheckpointError, match=re.escape(str(path))) as info:
+        save(model, path, trainer=trainer)
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert os.listdir(tmp_path) == ["ckpt.npz"]  # no temporary file left
+    assert path.read_bytes() == before
+
+
+def test_save_refuses_extra_metadata_that_is_not_json(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*extra"):
+        save(make_model(), path, extra={"score": float("nan")})
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------ trainer and optimizer state on load
+#
+# Each variant edits the trainer's state (meta.json) or the optimizer's
+# arrays of a good checkpoint, checksums recomputed, so that only the
+# state check can refuse it; the message names the key.
+
+def _set_trainer(key, value):
+    return lambda arrays, meta: meta["trainer"].update({key: value})
+
+
+def _drop_perm(arrays, meta):
+    arrays.pop("trainer/perm")
+
+
+def _adam_step(t, drop_moments=False):
+    def change(arrays, meta):
+        arrays["optimizer/t"] = np.array(t, dtype=np.int64)
+        if drop_moments:
+            for name in [k for k in arrays if k.startswith(("optimizer/m.", "optimizer/v."))]:
+                del arrays[name]
+    return change
+
+
+def _perm(make):
+    return lambda arrays, meta: arrays.update({"trainer/perm": make(arrays["trainer/perm"])})
+
+
+def _sums(index, value):
+    def change(arrays, meta):
+        meta["trainer"]["sums"][index] = value
+    return change
+
+
+def _no_optimizer(arrays, meta):
+    meta["optimizer"] = None
+    for name in [k for k in arrays if k.startswith("optimizer/")]:
+        del arrays[name]
+
+
+def _delete_trainer_key(key):
+    return lambda arrays, meta: meta["trainer"].pop(key)
+
+
+def _bad_generator_state(arrays, meta):
+    meta["trainer"]["rng"]["state"]["state"] = "not a number"
+
+
+STATE_REFUSALS = [
+    pytest.param(_set_trainer("step", 10**30), r"trainer\.step", id="step-1e30"),
+    pytest.param(_set_trainer("step", 2**64), r"trainer\.step", id="step-beyond-int64"),
+    pytest.param(_set_trainer("step", -1), r"trainer\.step", id="step-negative"),
+    pytest.param(_set_trainer("step", 2.0), r"trainer\.step.*integer", id="step-float"),
+    pytest.param(_set_trainer("step", True), r"trainer\.step.*integer", id="step-bool"),
+    pytest.param(_set_trainer("step", 5), r"trainer\.step", id="step-past-the-epoch"),
+    pytest.param(_drop_perm, r"trainer\.step", id="step-without-perm"),
+    pytest.param(_set_trainer("epoch", 10**30), r"trainer\.epoch", id="epoch-1e30"),
+    pytest.param(_set_trainer("epoch", -1), r"trainer\.epoch", id="epoch-negative"),
+    pytest.param(_set_trainer("epoch", "0"), r"trainer\.epoch.*integer", id="epoch-string"),
+    pytest.param(_set_trainer("batch_size", 0), r"trainer\.batch_size", id="batch-size-0"),
+    pytest.param(_set_trainer("history", {}), r"trainer\.history", id="history-not-a-list"),
+    pytest.param(_set_trainer("sums", [0.0]), r"trainer\.sums", id="sums-too-short"),
+    pytest.param(_sums(3, 0), r"trainer\.sums", id="sums-count-disagrees"),
+    pytest.param(_sums(0, "lots"), r"trainer\.sums", id="sums-not-numbers"),
+    pytest.param(_set_trainer("rng", {"bit_generator": "Nope"}), r"trainer\.rng",
+                 id="rng-unknown"),
+    pytest.param(_bad_generator_state, r"trainer\.rng", id="rng-state-broken"),
+    pytest.param(_set_trainer("base_lr", -1.0), r"trainer\.base_lr", id="base-lr-negative"),
+    pytest.param(_set_trainer("objective", "bogus"), r"objective", id="objective-unknown"),
+    pytest.param(_delete_trainer_key("step"), r"trainer\.step.*missing", id="step-missing"),
+    pytest.param(_no_optimizer, r"optimizer", id="trainer-without-optimizer"),
+    pytest.param(_perm(lambda p: np.zeros_like(p)), r"trainer/perm.*permutation",
+                 id="perm-repeats"),
+    pytest.param(_perm(lambda p: p + 1), r"trainer/perm.*permutation", id="perm-off-by-one"),
+    pytest.param(_perm(lambda p: p.reshape(2, -1)), r"trainer/perm.*1-d", id="perm-2d"),
+    pytest.param(_perm(lambda p: p[:0]), r"trainer/perm", id="perm-empty"),
+    pytest.param(_adam_step(-1), r"optimizer/t.*-1", id="adam-step-negative"),
+    pytest.param(_adam_step(-1, drop_moments=True), r"optimizer/t.*-1",
+                 id="adam-step-negative-no-moments"),
+]
+
+
+@pytest.mark.parametrize("change,pattern", STATE_REFUSALS)
+def test_an_invalid_trainer_or_optimizer_state_is_refused_naming_the_key(
+        tmp_path, good_checkpoint, change, pattern):
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(good_checkpoint)
+    rewrite(path, change)
+    with pytest.raises(CheckpointError, match=re.escape(str(path))) as info:
+        load_checkpoint(path)
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_a_checkpoint_at_an_epoch_boundary_and_a_fresh_adam_load(tmp_path):
+    """The state checks accept every state a run writes: between epochs (no
+    perm, step 0), after the last step of an epoch, and Adam before a step."""
+    model = make_model()
+    trainer = trained(model, Adam(lr=0.01), steps=4)  # all 4 steps, epoch not closed
+    resumed = trainer_from_checkpoint(load_checkpoint(save(model, tmp_path / "a", trainer=trainer)))
+    assert resumed.steps_done == 4 and resumed.sums == trainer.sums
+    trainer.end_epoch()
+    assert load_checkpoint(save(model, tmp_path / "b", trainer=trainer)).trainer_state["epoch"] == 1
+    fresh = Trainer(make_model(), Adam(), batch_size=4)
+    assert load_checkpoint(save(fresh.model, tmp_path / "c", trainer=fresh)).optimizer.t == 0
+
+
+# ---------------------------------------------- every array under its checksum
+
+@pytest.mark.parametrize("name,value", [
+    ("optimizer/t", lambda a: np.array(0, dtype=np.int64)),
+    ("optimizer/t", lambda a: np.array(4, dtype=np.int64)),
+    ("trainer/perm", lambda a: a[::-1].copy()),
+    ("trainer/perm", lambda a: np.roll(a, 1)),
+], ids=["adam-step-to-0", "adam-step-to-4", "perm-reversed", "perm-rolled"])
+def test_a_changed_integer_array_fails_its_checksum(tmp_path, good_checkpoint, name, value):
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(good_checkpoint)
+    rewrite(path, lambda arrays, meta: arrays.update({name: value(arrays[name])}),
+            rehash=False)
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: {name}") + ".*checksum"):
+        load_checkpoint(path)
+
+
+def test_every_array_of_a_checkpoint_is_in_its_checksum_table(good_checkpoint, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(good_checkpoint)
+    arrays = read_raw(path)
+    meta = json.loads(arrays.pop("meta.json").tobytes())
+    arrays.pop("meta.sha256")
+    assert {"optimizer/t", "trainer/perm"} <= set(arrays)
+    assert meta["sha256"] == {k: array_sha256(v) for k, v in arrays.items()}
+
+
+# ---------------------------------------------- a path without .npz
+
+def test_load_finds_the_file_that_save_wrote_without_a_suffix(tmp_path):
+    model = make_model()
+    path = save(model, tmp_path / "model")
+    assert path == tmp_path / "model.npz" and os.listdir(tmp_path) == ["model.npz"]
+    assert_same_model(model, load(tmp_path / "model"))
+    assert_same_model(model, load(str(tmp_path / "model")))
+    assert_same_model(model, load_checkpoint(tmp_path / "model").model)
+
+
+def test_load_reads_an_existing_file_by_its_exact_name(tmp_path):
+    model = make_model()
+    (tmp_path / "weights").write_bytes(save(model, tmp_path / "model.npz").read_bytes())
+    assert_same_model(model, load(tmp_path / "weights"))
+
+
+def test_load_of_a_missing_name_without_suffix_names_both_paths(tmp_path):
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "nope")) + ".*nope.npz"):
+        load(tmp_path / "nope")
+
+
+# ---------------------------------------------- only regular files
+
+def test_a_device_is_not_a_checkpoint():
+    if not os.path.exists(os.devnull) or os.name != "posix":
+        pytest.skip("needs /dev/null")
+    with pytest.raises(CheckpointError, match=re.escape(os.devnull) + ".*not a regular file"):
+        load(os.devnull)
+
+
+def test_a_folder_is_refused_as_not_a_regular_file(tmp_path):
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path)) + ".*not a regular file"):
+        load(tmp_path)
+
+
+FIFO_SCRIPT = """
+import sys
+from numpyvae import CheckpointError, load
+try:
+    load(sys.argv[1])
+except CheckpointError as e:
+    print(e)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_a_fifo_is_refused_without_hanging(tmp_path):
+    """Run in a child with a timeout, so that a regression fails, not hangs;
+    `numpyvae sample` on a run folder whose checkpoint.npz is a FIFO too."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fifo = run / "checkpoint.npz"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(Path(numpyvae.__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(fifo)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert str(fifo) in done.stdout and "not a regular file" in done.stdout
+    cli = subprocess.run([sys.executable, "-m", "numpyvae", "sample", str(run),
+                          "--out", str(tmp_path / "s.npy")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode != 0
+    assert str(fifo) in cli.stderr + cli.stdout and "not a regular file" in cli.stderr + cli.stdout

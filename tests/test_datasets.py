@@ -309,6 +309,37 @@ def test_load_npz_dataset_errors(tmp_path, arrays, problem):
         load_npz_dataset(tmp_path / "d.npz")
 
 
+def _csv(path):
+    path.write_text("x0,x1\n0.5,0.25\n1.0,0.0\n")
+
+
+def _random_bytes(path):
+    path.write_bytes(np.random.default_rng(0).bytes(64))
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _npy(path):
+    with open(path, "wb") as f:
+        np.save(f, np.zeros((5, 4)))
+
+
+@pytest.mark.parametrize("name,write", [
+    ("d.csv", _csv), ("d.npz", _csv), ("d.npz", _random_bytes), ("d.npz", _empty),
+    ("d.npy", _npy), ("d.npz", _npy),
+], ids=["csv", "csv-named-npz", "random-bytes", "empty", "npy", "npy-named-npz"])
+def test_load_npz_dataset_names_a_file_that_is_not_an_npz(tmp_path, name, write):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ValueError) as info:
+        load_npz_dataset(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not an .npz archive"), message
+    assert "x_train" in message and "pickle" not in message
+
+
 # ---- binarization ------------------------------------------------------
 
 def test_binarize_none_is_identity():

@@ -304,6 +304,20 @@ def test_integer_data_is_refused_with_a_hint(dtype):
         model.encode(np.zeros((2, D_X), dtype=dtype))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_integer_latents_and_noise_get_a_hint_of_their_own(dtype):
+    """The uint8-image hint is for data x; z and eps are told the float dtype."""
+    model = VAE(D_X, D_Z, hidden=(4,), dtype=dtype, rng=0)
+    calls = {"z": lambda a: model.decode(a), "eps": lambda a: model.elbo_terms(data(), eps=a)}
+    for name, call in calls.items():
+        with pytest.raises(TypeError) as info:
+            call(np.zeros((5, D_Z), dtype=int))
+        message = str(info.value)
+        assert message.startswith(f"{name}: expected floating-point data"), message
+        assert f"{name}.astype('{dtype}')" in message, message
+        assert "255" not in message and "uint8" not in message and "image" not in message
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_nonfinite_data_is_refused(value, likelihood):
