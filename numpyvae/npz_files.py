@@ -233,8 +233,8 @@ def write_npz(f, arrays: dict) -> None:
 
 
 def write_npz_atomically(path: Path, arrays: dict) -> None:
-    """`write_npz` to a temporary file beside `path`, synced, then
-    ``os.replace``d over it (`_atomic.replace_atomic`): a crash or an
+    """`write_npz` to a temporary file beside `path`, synced, then renamed
+    over it with ``os.replace`` (`_atomic.replace_atomic`): a crash or an
     interrupt leaves the previous file intact (and, unless the process is
     killed, no temporary file)."""
     replace_atomic(path, lambda f: write_npz(f, arrays))
